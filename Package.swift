@@ -1,0 +1,63 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "model-agent",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "model-agent", targets: ["model-agent"]),
+        .library(name: "ModelAgent", targets: ["ModelAgent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .target(
+            name: "ModelAgent",
+            dependencies: [
+                "CCurl",
+                "COpenSSL",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .executableTarget(
+            name: "model-agent",
+            dependencies: [
+                "ModelAgent",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "TestSupport",
+            dependencies: ["ModelAgent"],
+            path: "Tests/TestSupport"
+        ),
+        .testTarget(
+            name: "ModelAgentTests",
+            dependencies: ["ModelAgent", "TestSupport"]
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["ModelAgent", "TestSupport", "model-agent"],
+            resources: []
+        ),
+    ]
+)

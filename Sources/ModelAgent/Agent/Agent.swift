@@ -1,0 +1,139 @@
+import Logging
+
+/// The running sidecar: config watch, reconciler, status server and their wiring.
+public final class Agent: Sendable {
+    public let options: AgentOptions
+    public let statusPort: Int
+    private let logger: Logger
+    private let watcher: ConfigWatcher
+    private let reconciler: Reconciler
+    private let statusServer: StatusServer
+    private let dataPool: TransferPool
+    private let controlPool: TransferPool
+    private let resync: Task<Void, Never>?
+
+    private init(
+        options: AgentOptions, logger: Logger, watcher: ConfigWatcher, reconciler: Reconciler,
+        statusServer: StatusServer, dataPool: TransferPool, controlPool: TransferPool, resync: Task<Void, Never>?
+    ) {
+        self.options = options
+        self.logger = logger
+        self.watcher = watcher
+        self.reconciler = reconciler
+        self.statusServer = statusServer
+        self.statusPort = statusServer.port
+        self.dataPool = dataPool
+        self.controlPool = controlPool
+        self.resync = resync
+    }
+
+    public var isReady: Bool { reconciler.isReady }
+
+    /// Prepares the directories, recovers what is on disk, starts watching models.json
+    /// and serving status. Returns once everything runs; models converge in the background.
+    public static func start(options: AgentOptions, logger: Logger) async throws -> Agent {
+        logger.info("Initializing model agent with config-dir \(options.configDir), model-dir \(options.modelDir)")
+        let configDir = FileSystem.absolute(options.configDir)
+        switch FileSystem.resolvedKind(configDir) {
+        case .directory?: break
+        case nil:
+            do {
+                try FileSystem.makeDirectories(configDir)
+                logger.warning("Config dir \(configDir) did not exist; created it")
+            } catch {
+                throw StartupError("cannot create config dir \(configDir): \(error)")
+            }
+        default:
+            throw StartupError("config dir \(configDir) is not a directory")
+        }
+        let store = ModelStore(modelDir: options.modelDir, stagingRoot: options.stagingDir)
+        do {
+            try store.prepare(logger: logger)
+        } catch {
+            throw StartupError("\(error)")
+        }
+        let disk = try store.recover(logger: logger)
+
+        let dataPool = TransferPool(lanes: options.transfer.connections, settings: options.transfer.transport)
+        var controlSettings = TransportSettings()
+        controlSettings.connectTimeout = options.transfer.transport.connectTimeout
+        let controlPool = TransferPool(lanes: options.maxConcurrentLoads + 4, settings: controlSettings)
+        let server = ModelServerClient(
+            baseURL: options.serverURL, pool: controlPool, loadTimeout: options.loadTimeout,
+            requestTimeout: options.requestTimeout, retry: options.serverRetry)
+        let board = StatusBoard()
+        let metrics = AgentMetrics()
+        let context = WorkerContext(
+            store: store,
+            storage: StorageFactory.router(pool: dataPool, options: options.transfer, environment: options.environment),
+            server: server, gate: ServerReadinessGate(client: server, logger: logger),
+            downloads: AsyncLimiter(limit: options.maxConcurrentDownloads),
+            loads: AsyncLimiter(limit: options.maxConcurrentLoads), board: board, metrics: metrics, logger: logger,
+            failureBackoff: options.failureBackoff)
+        let reconciler = Reconciler(context: context, disk: disk)
+        let loader = ConfigLoader(
+            configDir: configDir, debounce: options.configDebounce, logger: logger, metrics: metrics,
+            apply: { reconciler.apply($0) }, unavailable: { reconciler.configUnavailable() })
+
+        // The watch exists before the first read, so a change made while we read (or
+        // while the first downloads run) produces an event and is applied.
+        let watcher: ConfigWatcher
+        do {
+            watcher = try ConfigWatcher(directory: configDir, logger: logger) { event in
+                Task { await loader.changed(event) }
+            }
+        } catch {
+            throw StartupError("cannot watch config dir \(configDir): \(error)")
+        }
+        logger.info("Starting puller")
+        await loader.reload(reason: "startup")
+        watcher.start()
+
+        let statusServer: StatusServer
+        do {
+            statusServer = try await StatusServer.start(
+                host: options.statusHost, port: options.statusPort,
+                sources: StatusSources(board: board, metrics: metrics, isReady: { reconciler.isReady }))
+        } catch {
+            watcher.stop()
+            throw StartupError("cannot listen on \(options.statusHost):\(options.statusPort): \(error)")
+        }
+        logger.info(
+            "Starting agent http server...",
+            metadata: ["port": .stringConvertible(statusServer.port), "host": "\(options.statusHost)"])
+
+        var resync: Task<Void, Never>?
+        if let interval = options.resyncInterval {
+            resync = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: interval)
+                    if Task.isCancelled { return }
+                    await loader.reload(reason: "resync")
+                    reconciler.recheckServed()
+                }
+            }
+        }
+        return Agent(
+            options: options, logger: logger, watcher: watcher, reconciler: reconciler, statusServer: statusServer,
+            dataPool: dataPool, controlPool: controlPool, resync: resync)
+    }
+
+    /// Stops watching, cancels downloads in flight (their staging is removed) and closes
+    /// the status server. Models stay loaded in the server: the pod is going away, and
+    /// a restarted agent recovers them from their markers.
+    public func shutdown() async {
+        logger.info("Received TERM signal, attempting to gracefully shutdown servers.")
+        watcher.stop()
+        resync?.cancel()
+        await reconciler.shutdown(timeout: .seconds(10))
+        await statusServer.stop()
+        dataPool.shutdown()
+        controlPool.shutdown()
+        logger.info("Shutdown complete, exiting...")
+    }
+}
+
+public struct StartupError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

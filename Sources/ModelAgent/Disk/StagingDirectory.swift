@@ -1,0 +1,64 @@
+/// Where one download is assembled before it becomes visible. `root` is what gets
+/// renamed into place; `scratch` holds temporary files (archives before extraction) and
+/// is deleted with it. Both live on the model directory's filesystem.
+public struct StagingDirectory: Sendable {
+    public let root: String
+    public let scratch: String
+
+    public init(root: String, scratch: String) {
+        self.root = root
+        self.scratch = scratch
+    }
+
+    /// The absolute path for `relative`, checked to stay inside `root`.
+    public func path(for relative: String) throws -> String {
+        let clean = try RelativePath.normalize(relative)
+        if !clean.contains("/") && MarkerFile.isMarkerName(clean) {
+            throw UnsafePath(path: relative, reason: "the name is reserved for the agent's completion marker")
+        }
+        return root + "/" + clean
+    }
+
+    /// Creates (or truncates) the file for `relative`, with its parent directories.
+    public func createFile(_ relative: String) throws -> OpenFile {
+        let path = try path(for: relative)
+        try FileSystem.makeDirectories(FileSystem.parentPath(path))
+        if FileSystem.kind(path) == .directory {
+            throw UnsafePath(path: relative, reason: "a directory of that name already exists")
+        }
+        return try OpenFile(creating: path)
+    }
+
+    public func makeDirectory(_ relative: String) throws {
+        try FileSystem.makeDirectories(try path(for: relative))
+    }
+
+    public func scratchFile(_ name: String) throws -> String {
+        try FileSystem.makeDirectories(scratch)
+        return scratch + "/" + name
+    }
+
+    /// Regular files under `root` and their total size.
+    public func inventory() throws -> FetchReport {
+        var report = FetchReport(files: 0, bytes: 0)
+        func walk(_ dir: String) throws {
+            for name in try FileSystem.listDirectory(dir) {
+                let path = dir + "/" + name
+                switch FileSystem.kind(path) {
+                case .directory: try walk(path)
+                case .file:
+                    report.files += 1
+                    report.bytes += try FileSystem.fileSize(path)
+                default: break
+                }
+            }
+        }
+        try walk(root)
+        return report
+    }
+
+    public func discard() {
+        try? FileSystem.removeTree(root)
+        try? FileSystem.removeTree(scratch)
+    }
+}

@@ -1,0 +1,129 @@
+import Logging
+import Synchronization
+
+/// Turns desired states (from models.json) into per-model wishes. Holds one
+/// `ModelController` per model that is desired, or that still has to be removed.
+public final class Reconciler: Sendable {
+    private struct State {
+        var controllers: [ModelName: ModelController] = [:]
+        /// What startup found on disk, handed to a model's controller when it is created.
+        var disk: [ModelName: ModelStore.DiskState]
+        var configured = false
+        var configAttempted = false
+        var ready = false
+    }
+
+    private let state: Mutex<State>
+    private let context: WorkerContext
+    private let logger: Logger
+
+    public init(context: WorkerContext, disk: [ModelName: ModelStore.DiskState]) {
+        self.context = context
+        self.logger = context.logger
+        state = Mutex(State(disk: disk))
+    }
+
+    /// Makes `desired` the target: new models are added, changed ones replaced, missing
+    /// ones removed. On the first call, models found on disk but not desired are removed.
+    public func apply(_ desired: [ModelName: ModelSpec]) {
+        state.withLock { s in
+            for name in desired.keys.sorted() {
+                let spec = desired[name]!
+                if let controller = s.controllers[name] {
+                    if controller.desire(spec) {
+                        logger.info(
+                            "updating model \(name)",
+                            metadata: ["model": "\(name)", "uri": "\(Redaction.uri(spec.storageUri))"])
+                    }
+                } else {
+                    logger.info(
+                        "adding model \(name)",
+                        metadata: ["model": "\(name)", "uri": "\(Redaction.uri(spec.storageUri))"])
+                    let controller = makeController(name, disk: s.disk.removeValue(forKey: name))
+                    s.controllers[name] = controller
+                    context.board.update(name, uri: spec.storageUri) { _ in }
+                    controller.desire(spec)
+                }
+            }
+            for (name, controller) in s.controllers where desired[name] == nil {
+                if controller.desire(nil) { logger.info("removing model \(name)", metadata: ["model": "\(name)"]) }
+            }
+            if !s.configured {
+                s.configured = true
+                for (name, found) in s.disk.sorted(by: { $0.key < $1.key }) {
+                    switch found {
+                    case .complete, .invalidMarker:
+                        logger.info("removing model \(name)", metadata: ["model": "\(name)"])
+                        let controller = makeController(name, disk: found)
+                        s.controllers[name] = controller
+                        controller.desire(nil)
+                    case .unmarked:
+                        logger.warning(
+                            "Leaving directory \(context.store.path(of: name)) alone: it has no marker and is not in models.json"
+                        )
+                    }
+                }
+                s.disk = [:]
+            }
+            s.configAttempted = true
+        }
+    }
+
+    /// Called when models.json could not be read at all; readiness then only waits for
+    /// the work that is already known.
+    public func configUnavailable() {
+        state.withLock { $0.configAttempted = true }
+    }
+
+    /// Asks every model's worker to check that the server still has it loaded (the
+    /// model server may have restarted and lost it).
+    public func recheckServed() {
+        let controllers = state.withLock { Array($0.controllers.values) }
+        for controller in controllers { controller.requestRecheck() }
+    }
+
+    /// True once models.json was read and every model then known has finished its first
+    /// attempt (loaded, removed or failed). Stays true afterwards: later config changes
+    /// do not take the pod out of service.
+    public var isReady: Bool {
+        state.withLock { s in
+            if s.ready { return true }
+            guard s.configAttempted else { return false }
+            if s.controllers.values.allSatisfy(\.hasCompletedPass) { s.ready = true }
+            return s.ready
+        }
+    }
+
+    public var modelCount: Int { state.withLock { $0.controllers.count } }
+
+    /// Stops every worker (in-flight downloads are cancelled and their staging removed)
+    /// and waits up to `timeout` for them to wind down.
+    public func shutdown(timeout: Duration) async {
+        let controllers = state.withLock { Array($0.controllers.values) }
+        for controller in controllers { controller.stop() }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline && !controllers.allSatisfy(\.isIdle) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    private func makeController(_ name: ModelName, disk: ModelStore.DiskState?) -> ModelController {
+        ModelController(name: name, disk: disk, context: context) { [weak self] controller, generation in
+            self?.retire(controller, generation: generation) ?? true
+        }
+    }
+
+    /// Forgets a controller whose model is gone, unless a new wish arrived meanwhile.
+    private func retire(_ controller: ModelController, generation: UInt64) -> Bool {
+        state.withLock { s in
+            let current = s.controllers[controller.name] === controller
+            let done = controller.intent.withLock { i -> Bool in
+                guard i.generation == generation && i.desired == nil else { return false }
+                i.running = false
+                return true
+            }
+            if done && current { s.controllers[controller.name] = nil }
+            return done
+        }
+    }
+}

@@ -1,0 +1,46 @@
+import Logging
+
+/// Everything a model's actor needs from the rest of the agent; shared by all of them.
+public struct WorkerContext: Sendable {
+    public var store: ModelStore
+    public var storage: StorageRouter
+    public var server: ModelServerClient
+    public var gate: ServerReadinessGate
+    public var downloads: AsyncLimiter
+    public var loads: AsyncLimiter
+    public var board: StatusBoard
+    public var metrics: AgentMetrics
+    public var logger: Logger
+    /// Backoff between failed attempts of one model (maxAttempts unused: it retries forever).
+    public var failureBackoff: RetryPolicy
+
+    public init(
+        store: ModelStore, storage: StorageRouter, server: ModelServerClient, gate: ServerReadinessGate,
+        downloads: AsyncLimiter, loads: AsyncLimiter, board: StatusBoard, metrics: AgentMetrics, logger: Logger,
+        failureBackoff: RetryPolicy
+    ) {
+        self.store = store
+        self.storage = storage
+        self.server = server
+        self.gate = gate
+        self.downloads = downloads
+        self.loads = loads
+        self.board = board
+        self.metrics = metrics
+        self.logger = logger
+        self.failureBackoff = failureBackoff
+    }
+
+    /// Fetches `spec` into a new staging directory, or throws having removed it.
+    func stage(_ name: ModelName, _ spec: ModelSpec, logger: Logger) async throws -> (StagingDirectory, FetchReport) {
+        let location = try StorageLocation.parse(spec.storageUri)
+        let staging = try store.makeStaging(for: name)
+        do {
+            let report = try await storage.fetch(location, into: staging, logger: logger)
+            return (staging, report)
+        } catch {
+            staging.discard()
+            throw error
+        }
+    }
+}

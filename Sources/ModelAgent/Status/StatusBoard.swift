@@ -1,0 +1,32 @@
+import Synchronization
+
+/// The shared, locked view of every model's status: written by the model actors, read
+/// by the HTTP endpoints and the metrics.
+public final class StatusBoard: Sendable {
+    private let models = Mutex<[ModelName: ModelStatus]>([:])
+
+    public init() {}
+
+    public func update(_ name: ModelName, uri: String, _ change: (inout ModelStatus) -> Void) {
+        models.withLock { all in
+            var status = all[name] ?? ModelStatus(name: name, state: .pending, storageUri: uri)
+            let before = status.state
+            status.storageUri = uri
+            change(&status)
+            if status.state != before { status.since = wallClockSeconds() }
+            all[name] = status
+        }
+    }
+
+    public func remove(_ name: ModelName) {
+        _ = models.withLock { $0.removeValue(forKey: name) }
+    }
+
+    public func snapshot() -> [ModelStatus] {
+        models.withLock { Array($0.values) }.sorted { $0.name < $1.name }
+    }
+
+    public func status(of name: ModelName) -> ModelStatus? {
+        models.withLock { $0[name] }
+    }
+}

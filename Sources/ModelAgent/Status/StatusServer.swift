@@ -1,0 +1,135 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// What the status endpoints read. Closures keep the server ignorant of the agent.
+public struct StatusSources: Sendable {
+    public var board: StatusBoard
+    public var metrics: AgentMetrics
+    public var isReady: @Sendable () -> Bool
+
+    public init(board: StatusBoard, metrics: AgentMetrics, isReady: @escaping @Sendable () -> Bool) {
+        self.board = board
+        self.metrics = metrics
+        self.isReady = isReady
+    }
+}
+
+/// HTTP endpoints: /v1/models[/<name>], /readyz, /livez, /metrics. A kubelet or
+/// queue-proxy probe (User-Agent kube-probe/…, or a K-Network-Probe header) gets the
+/// readiness answer on any path, as KServe's agent answers its injected probe.
+public final class StatusServer: Sendable {
+    private let group: MultiThreadedEventLoopGroup
+    private let channel: any Channel
+
+    public var port: Int { channel.localAddress?.port ?? 0 }
+
+    private init(group: MultiThreadedEventLoopGroup, channel: any Channel) {
+        self.group = group
+        self.channel = channel
+    }
+
+    public static func start(host: String, port: Int, sources: StatusSources) async throws -> StatusServer {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            let channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 64)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                        try channel.pipeline.syncOperations.addHandler(StatusHandler(sources: sources))
+                    }
+                }
+                .bind(host: host, port: port).get()
+            return StatusServer(group: group, channel: channel)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    public func stop() async {
+        try? await channel.close()
+        try? await group.shutdownGracefully()
+    }
+}
+
+private final class StatusHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let sources: StatusSources
+    private var head: HTTPRequestHead?
+
+    init(sources: StatusSources) {
+        self.sources = sources
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): self.head = head
+        case .body: break
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            let (status, contentType, body) = respond(to: head)
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: contentType)
+            headers.add(name: "Content-Length", value: String(body.count))
+            let keepAlive = head.isKeepAlive
+            if !keepAlive { headers.add(name: "Connection", value: "close") }
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
+                promise: nil)
+            if head.method != .HEAD {
+                context.write(
+                    wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+            }
+            let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+            if !keepAlive {
+                let channel = context.channel
+                done.whenComplete { _ in channel.close(promise: nil) }
+            }
+        }
+    }
+
+    private func respond(to head: HTTPRequestHead) -> (HTTPResponseStatus, String, [UInt8]) {
+        let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
+        let isProbe =
+            head.headers["K-Network-Probe"].first != nil
+            || (head.headers["User-Agent"].first?.hasPrefix("kube-probe/") ?? false)
+        guard head.method == .GET || head.method == .HEAD else {
+            return (.methodNotAllowed, "text/plain", Array("method not allowed\n".utf8))
+        }
+        switch path {
+        case "/livez":
+            return (.ok, "text/plain", Array("ok\n".utf8))
+        case "/readyz":
+            return readiness()
+        case "/metrics":
+            return (
+                .ok, "text/plain; version=0.0.4",
+                sources.metrics.render(board: sources.board, isReady: sources.isReady())
+            )
+        case "/v1/models":
+            let items = sources.board.snapshot().map(\.json).joined(separator: ",")
+            return (.ok, "application/json", Array("[\(items)]".utf8))
+        case _ where path.hasPrefix("/v1/models/"):
+            let raw = String(path.dropFirst("/v1/models/".count))
+            guard let name = try? ModelName(validating: raw), let status = sources.board.status(of: name) else {
+                return (.notFound, "application/json", Array("{\"error\":\"model not found\"}".utf8))
+            }
+            return (.ok, "application/json", Array(status.json.utf8))
+        default:
+            if isProbe { return readiness() }
+            return (.notFound, "text/plain", Array("not found\n".utf8))
+        }
+    }
+
+    private func readiness() -> (HTTPResponseStatus, String, [UInt8]) {
+        sources.isReady()
+            ? (.ok, "text/plain", Array("ready\n".utf8))
+            : (.serviceUnavailable, "text/plain", Array("initial model sync in progress\n".utf8))
+    }
+}

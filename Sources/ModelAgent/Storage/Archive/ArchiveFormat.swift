@@ -1,0 +1,39 @@
+/// The archive formats the HTTP provider unpacks.
+public enum ArchiveFormat: Sendable, Equatable {
+    case zip, tar, tarGzip
+
+    /// By file name first (what the user wrote), then by the response's Content-Type
+    /// (what KServe's agent goes by). Nil means "a plain file".
+    public static func detect(fileName: String, contentType: String?) -> ArchiveFormat? {
+        let name = fileName.lowercased()
+        if name.hasSuffix(".zip") { return .zip }
+        if name.hasSuffix(".tar") { return .tar }
+        if name.hasSuffix(".tar.gz") || name.hasSuffix(".tgz") { return .tarGzip }
+        guard let type = contentType?.lowercased() else { return nil }
+        if type.contains("application/zip") || type.contains("application/x-zip") { return .zip }
+        if type.contains("application/x-tar") { return .tar }
+        if type.contains("application/gzip") || type.contains("application/x-gzip")
+            || type.contains("application/x-gtar")
+            || type.contains("application/x-tgz")
+        {
+            return .tarGzip
+        }
+        return nil
+    }
+
+    /// Unpacks the archive at `path` into `destination`, refusing entries that would land
+    /// outside it, links and devices. Entry sizes are not capped.
+    public static func extract(_ format: ArchiveFormat, archive path: String, into destination: StagingDirectory) throws
+        -> FetchReport
+    {
+        let file = try OpenFile(reading: path)
+        switch format {
+        case .zip:
+            return try ZipExtractor(file: file).extract(into: destination)
+        case .tar:
+            return try TarExtractor(source: FileSpanSource(file: file)).extract(into: destination)
+        case .tarGzip:
+            return try TarExtractor(source: GzipSource(FileSpanSource(file: file))).extract(into: destination)
+        }
+    }
+}

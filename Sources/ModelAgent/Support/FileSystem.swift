@@ -1,0 +1,240 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Thin, explicit wrappers over POSIX file calls. The agent needs exact control over
+/// symlinks (never followed when deleting), renames (same filesystem only) and errno
+/// (ENOSPC must surface as such), which is why this does not go through FileManager.
+public enum FileSystem {
+    public enum Kind: Sendable, Equatable {
+        case file, directory, symlink, other
+    }
+
+    /// The kind of `path` without following a final symlink, or nil when nothing is there.
+    public static func kind(_ path: String) -> Kind? {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        return kind(of: st.st_mode)
+    }
+
+    /// The kind of what `path` resolves to (symlinks followed), or nil.
+    public static func resolvedKind(_ path: String) -> Kind? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return kind(of: st.st_mode)
+    }
+
+    static func kind(of mode: mode_t) -> Kind {
+        switch mode & S_IFMT {
+        case S_IFREG: return .file
+        case S_IFDIR: return .directory
+        case S_IFLNK: return .symlink
+        default: return .other
+        }
+    }
+
+    public static func exists(_ path: String) -> Bool { kind(path) != nil }
+
+    public static func fileSize(_ path: String) throws -> Int64 {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw SystemError("stat", path: path) }
+        return Int64(st.st_size)
+    }
+
+    public static func deviceID(_ path: String) throws -> UInt64 {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw SystemError("stat", path: path) }
+        return UInt64(st.st_dev)
+    }
+
+    /// Bytes available to an unprivileged writer on the filesystem holding `path`.
+    public static func availableBytes(_ path: String) throws -> Int64 {
+        var vfs = statvfs()
+        guard statvfs(path, &vfs) == 0 else { throw SystemError("statvfs", path: path) }
+        return Int64(vfs.f_bavail) * Int64(vfs.f_frsize)
+    }
+
+    public static func makeDirectory(_ path: String, mode: mode_t = 0o755) throws {
+        if mkdir(path, mode) != 0 && errno != EEXIST {
+            throw SystemError("mkdir", path: path)
+        }
+        guard resolvedKind(path) == .directory else {
+            throw SystemError("mkdir", path: path, code: ENOTDIR)
+        }
+    }
+
+    /// `mkdir -p`.
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
+        if resolvedKind(path) == .directory { return }
+        let parent = parentPath(path)
+        if parent != path && !parent.isEmpty { try makeDirectories(parent, mode: mode) }
+        try makeDirectory(path, mode: mode)
+    }
+
+    /// Names in a directory, without "." and "..", in no particular order.
+    public static func listDirectory(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else { throw SystemError("opendir", path: path) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Deletes `path` and everything below it. Symlinks are removed, never followed.
+    /// A missing path is not an error.
+    public static func removeTree(_ path: String) throws {
+        guard let k = kind(path) else { return }
+        if k == .directory {
+            for name in try listDirectory(path) {
+                try removeTree(path + "/" + name)
+            }
+            if rmdir(path) != 0 && errno != ENOENT { throw SystemError("rmdir", path: path) }
+        } else if unlink(path) != 0 && errno != ENOENT {
+            throw SystemError("unlink", path: path)
+        }
+    }
+
+    public static func rename(_ from: String, to: String) throws {
+        if Glibc.rename(from, to) != 0 {
+            throw SystemError("rename", path: "\(from) -> \(to)")
+        }
+    }
+
+    public static func removeFile(_ path: String) throws {
+        if unlink(path) != 0 && errno != ENOENT { throw SystemError("unlink", path: path) }
+    }
+
+    public static func readFile(_ path: String, limit: Int = 64 << 20) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError("open", path: path) }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("read", path: path)
+            }
+            if n == 0 { break }
+            out.append(contentsOf: chunk[0..<n])
+            if out.count > limit { throw SystemError("read", path: path, code: EFBIG) }
+        }
+        return out
+    }
+
+    /// Writes `bytes` to a fresh file at `path` (which must not be in use by readers).
+    public static func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw SystemError("open", path: path) }
+        defer { close(fd) }
+        try writeAll(fd: fd, bytes, path: path)
+    }
+
+    /// Writes to `temporary` then renames onto `path`, so readers see the old or the
+    /// new content, never a mix. Both paths must be on one filesystem.
+    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], temporary: String) throws {
+        do {
+            try writeFile(temporary, bytes)
+            try rename(temporary, to: path)
+        } catch {
+            try? removeFile(temporary)
+            throw error
+        }
+    }
+
+    public static func writeAll(fd: Int32, _ bytes: [UInt8], path: String) throws {
+        try bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw SystemError("write", path: path)
+                }
+                offset += n
+            }
+        }
+    }
+
+    /// Hard-links what `from` resolves to (a symlink is followed, not linked).
+    public static func hardLink(_ from: String, to: String) throws {
+        if linkat(AT_FDCWD, from, AT_FDCWD, to, AT_SYMLINK_FOLLOW) != 0 {
+            throw SystemError("link", path: "\(from) -> \(to)")
+        }
+    }
+
+    /// Copies a regular file's bytes; the destination is created (mode 0644) or truncated.
+    /// Returns the number of bytes copied.
+    @discardableResult
+    public static func copyFile(_ from: String, to: String, mode: mode_t = 0o644) throws -> Int64 {
+        let src = open(from, O_RDONLY | O_CLOEXEC)
+        guard src >= 0 else { throw SystemError("open", path: from) }
+        defer { close(src) }
+        let dst = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard dst >= 0 else { throw SystemError("open", path: to) }
+        defer { close(dst) }
+        let size = 1 << 20
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+        defer { buffer.deallocate() }
+        var total: Int64 = 0
+        while true {
+            let n = read(src, buffer, size)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("read", path: from)
+            }
+            if n == 0 { return total }
+            var done = 0
+            while done < n {
+                let w = write(dst, buffer + done, n - done)
+                if w < 0 {
+                    if errno == EINTR { continue }
+                    throw SystemError("write", path: to)
+                }
+                done += w
+            }
+            total += Int64(n)
+        }
+    }
+
+    public static func parentPath(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        if slash == path.startIndex { return "/" }
+        return String(path[..<slash])
+    }
+
+    public static func lastComponent(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: slash)...])
+    }
+
+    /// `path` made absolute against the working directory, with trailing slashes removed.
+    public static func absolute(_ path: String) -> String {
+        var p = path
+        if !p.hasPrefix("/") {
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            if getcwd(&buffer, buffer.count) != nil {
+                let cwd = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                p = (cwd == "/" ? "" : cwd) + "/" + p
+            }
+        }
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        return p
+    }
+}
+
+extension FileSystem {
+    /// Adds execute permission where read permission is set (like `chmod +X` for files).
+    public static func setExecutable(_ path: String) throws {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw SystemError("stat", path: path) }
+        let mode = st.st_mode | ((st.st_mode & 0o444) >> 2)
+        if chmod(path, mode) != 0 { throw SystemError("chmod", path: path) }
+    }
+}

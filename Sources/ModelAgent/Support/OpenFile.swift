@@ -1,0 +1,75 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// An owned file descriptor for positional writes; closed on deinit. Positional writes
+/// let parallel ranged parts land in one file without sharing a file offset.
+public final class OpenFile: @unchecked Sendable {
+    // Immutable after init; pwrite on one descriptor from several threads is safe.
+    public let fd: Int32
+    public let path: String
+
+    public init(creating path: String, mode: mode_t = 0o644) throws {
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw SystemError("open", path: path) }
+        self.fd = fd
+        self.path = path
+    }
+
+    public init(reading path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError("open", path: path) }
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit { close(fd) }
+
+    /// Writes all of `buffer` at `offset`.
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: Int64) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("write", path: path)
+            }
+            done += n
+        }
+    }
+
+    /// Reads up to `buffer.count` bytes at `offset`; returns the count (0 at end of file).
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
+        while true {
+            let n = pread(fd, buffer.baseAddress, buffer.count, off_t(offset))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("read", path: path)
+            }
+            return n
+        }
+    }
+
+    /// Reserves `length` bytes on disk up front, so a full disk fails here and not
+    /// halfway through a download.
+    public func preallocate(_ length: Int64) throws {
+        guard length > 0 else { return }
+        let rc = posix_fallocate(fd, 0, off_t(length))
+        if rc == EOPNOTSUPP || rc == EINVAL {
+            // Filesystems without fallocate (some overlay setups): size it instead.
+            if ftruncate(fd, off_t(length)) != 0 { throw SystemError("ftruncate", path: path) }
+        } else if rc != 0 {
+            throw SystemError("fallocate", path: path, code: rc)
+        }
+    }
+
+    public func truncate(_ length: Int64) throws {
+        if ftruncate(fd, off_t(length)) != 0 { throw SystemError("ftruncate", path: path) }
+    }
+
+    public func size() throws -> Int64 {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SystemError("fstat", path: path) }
+        return Int64(st.st_size)
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+
+/// The model-agent binary run as the sidecar would run, with its JSON logs captured.
+public final class AgentProcess: @unchecked Sendable {
+    public let process: ChildProcess
+    public let statusPort: Int
+    public var statusURL: String { "http://127.0.0.1:\(statusPort)" }
+
+    /// Fast retries so failure paths resolve within a test's time.
+    public static let quickRetries = [
+        "--retry-initial-delay", "0.2", "--retry-max-delay", "1", "--resync-interval", "0",
+    ]
+
+    public init(
+        configDir: String, modelDir: String, serverURL: String, arguments: [String] = AgentProcess.quickRetries,
+        environment: [String: String] = [:], logDirectory: String
+    ) async throws {
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { $1 }
+        process = try ChildProcess(
+            name: "model-agent", executable: try TestPaths.agentBinary(),
+            arguments: [
+                "--enable-puller", "--config-dir", configDir, "--model-dir", modelDir, "--server-url", serverURL,
+                "--port", "0", "--bind-address", "127.0.0.1",
+            ] + arguments,
+            environment: env, logPath: logDirectory + "/agent-\(UUID().uuidString.prefix(6)).log")
+        let line = try await process.waitForLine(containing: "Starting agent http server")
+        struct Started: Decodable { let port: Int }
+        statusPort = try JSONDecoder().decode(Started.self, from: Data(line.utf8)).port
+    }
+
+    public struct Model: Decodable, Sendable {
+        public let name: String
+        public let state: String
+        public let storageUri: String
+        public let failures: Int
+        public let downloads: Int
+        public let loads: Int
+        public let unloads: Int
+        public let lastError: String?
+        public let diskHash: String?
+    }
+
+    public func models() async throws -> [Model] {
+        try await TestHTTP.get("\(statusURL)/v1/models").json([Model].self)
+    }
+
+    public func model(_ name: String) async throws -> Model? {
+        try await models().first { $0.name == name }
+    }
+
+    public func isReady() async -> Bool {
+        (try? await TestHTTP.get("\(statusURL)/readyz").status) == 200
+    }
+
+    /// Waits until every named model is in `state` (and no other model is listed when
+    /// `exactly` is set).
+    public func waitForStates(
+        _ expected: [String: String], exactly: Bool = true, timeout: Duration = .seconds(60)
+    ) async throws {
+        try await eventually("models \(expected)", timeout: timeout) {
+            let models = try await self.models()
+            let states = Dictionary(uniqueKeysWithValues: models.map { ($0.name, $0.state) })
+            if exactly && Set(states.keys) != Set(expected.keys) { return false }
+            return expected.allSatisfy { states[$0.key] == $0.value }
+        }
+    }
+
+    public struct LogLine: Decodable, Sendable {
+        public let level: String
+        public let msg: String
+        public let model: String?
+        public let logger: String
+        public let caller: String
+        public let ts: Double
+    }
+
+    /// The JSON log lines so far (lines that are not JSON fail the decode on purpose).
+    public func logLines() throws -> [LogLine] {
+        try process.output.split(separator: "\n").map { try JSONDecoder().decode(LogLine.self, from: Data($0.utf8)) }
+    }
+
+    public func messages(containing text: String) throws -> [String] {
+        try logLines().map(\.msg).filter { $0.contains(text) }
+    }
+
+    @discardableResult
+    public func stop() async -> Int32 { await process.stop() }
+}

@@ -1,0 +1,67 @@
+import Foundation
+
+/// Tests/Fixtures/fixture_server.py: static files with injectable faults, an instant
+/// fake V2 server, or a recording proxy in front of a real model server.
+public final class FixtureServer: @unchecked Sendable {
+    public let process: ChildProcess
+    public let port: Int
+    public var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    public struct LogEntry: Decodable, Sendable {
+        public let method: String
+        public let path: String
+        public let status: Int
+        public let range: String?
+        public let model: String?
+        public let op: String?
+        public let authorization: String?
+        public let injected: Bool?
+    }
+
+    public init(root: String? = nil, fakeV2: Bool = false, upstream: String? = nil, logDirectory: String) async throws {
+        var arguments = [TestPaths.fixtures + "/fixture_server.py"]
+        if let root { arguments += ["--root", root] }
+        if fakeV2 { arguments.append("--v2") }
+        if let upstream { arguments += ["--upstream", upstream] }
+        let python = try TestPaths.venvTool("tools", "python3")
+        process = try ChildProcess(
+            name: "fixture", executable: python, arguments: arguments,
+            logPath: logDirectory + "/fixture-\(UUID().uuidString.prefix(6)).log")
+        let line = try await process.waitForLine(containing: "PORT ")
+        port = Int(line.split(separator: " ").last!)!
+    }
+
+    public func url(file: String) -> String { "\(baseURL)/files/\(file)" }
+
+    /// Adds fault rules, e.g. `["path": "/files/a.tgz", "status": 500, "times": 1]`.
+    public func addRules(_ rules: [[String: Any]]) async throws {
+        let data = try JSONSerialization.data(withJSONObject: rules)
+        _ = try await TestHTTP.request("POST", "\(baseURL)/_control/rules", body: data)
+    }
+
+    public func clearRules() async throws {
+        _ = try await TestHTTP.request("DELETE", "\(baseURL)/_control/rules")
+    }
+
+    public func log() async throws -> [LogEntry] {
+        try await TestHTTP.get("\(baseURL)/_control/log").json([LogEntry].self)
+    }
+
+    public func clearLog() async throws {
+        _ = try await TestHTTP.request("DELETE", "\(baseURL)/_control/log")
+    }
+
+    /// Model repository calls seen: (op, model) in order, e.g. ("load", "iris-a").
+    public func operations() async throws -> [(op: String, model: String)] {
+        try await log().compactMap { entry in
+            guard let op = entry.op, let model = entry.model, op == "load" || op == "unload" else { return nil }
+            return (op, model)
+        }
+    }
+
+    public func count(_ op: String, _ model: String) async throws -> Int {
+        try await operations().filter { $0.op == op && $0.model == model }.count
+    }
+
+    public func stop() async { await process.stop() }
+}

@@ -1,0 +1,61 @@
+import Foundation
+
+/// An sklearn iris model for MLServer (model.joblib + model-settings.json without a
+/// name, so MLServer uses the directory name), also packed as .tar.gz, .tgz and .zip.
+/// Built once per test run with the MLServer venv's scikit-learn.
+public enum IrisArtifacts {
+    public static let root: String = {
+        do {
+            return try build()
+        } catch {
+            fatalError("cannot build the iris artifacts: \(error)")
+        }
+    }()
+
+    public static var directory: String { root + "/iris" }
+
+    private static func build() throws -> String {
+        let base = FileManager.default.temporaryDirectory.path + "/model-agent-iris-\(getpid())"
+        let model = base + "/iris"
+        try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+        try run(try TestPaths.venvTool("mlserver", "python"), [TestPaths.fixtures + "/make_iris.py", model])
+        try write(
+            #"{"implementation": "mlserver_sklearn.SKLearnModel", "parameters": {"uri": "./model.joblib"}}"#,
+            to: model + "/model-settings.json")
+        let pack = """
+            import sys, tarfile, zipfile, os
+            base = sys.argv[1]
+            os.chdir(base + "/iris")
+            for name, mode in (("iris.tar.gz", "w:gz"), ("iris.tgz", "w:gz"), ("iris.tar", "w")):
+                with tarfile.open(base + "/" + name, mode) as t:
+                    for f in sorted(os.listdir(".")):
+                        t.add(f)
+            with zipfile.ZipFile(base + "/iris.zip", "w", zipfile.ZIP_DEFLATED) as z:
+                for f in sorted(os.listdir(".")):
+                    z.write(f)
+            """
+        try run(try TestPaths.venvTool("tools", "python3"), ["-c", pack, base])
+        return base
+    }
+}
+
+/// Runs a command to completion; throws with its output when it fails.
+@discardableResult
+public func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let output = String(decoding: data, as: UTF8.self)
+    guard process.terminationStatus == 0 else {
+        throw TestSetupError(
+            "\(executable) \(arguments.joined(separator: " ")) failed (\(process.terminationStatus)):\n\(output)")
+    }
+    return output
+}
