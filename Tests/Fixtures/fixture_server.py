@@ -108,6 +108,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         rule = match_rule(self.command, path)
         if rule and rule.get("delay"):
             time.sleep(rule["delay"])
+        if rule and "redirect" in rule:
+            self.record(rule.get("redirect_status", 302), injected=True)
+            return self.send(rule.get("redirect_status", 302), b"", "text/plain", {"Location": rule["redirect"]})
         if rule and "status" in rule:
             self.record(rule["status"], injected=True)
             return self.send(rule["status"], rule.get("body", "").encode(), rule.get("content_type", "text/plain"))

@@ -26,6 +26,9 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Descriptors the test process has open (pipes of other helpers, sockets) must not
+        // leak into the child, or a reader waiting for EOF on such a pipe never gets it.
+        for fd in Self.inheritableDescriptors() { posix_spawn_file_actions_addclose(&actions, fd) }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -52,7 +55,28 @@ public final class ChildProcess: @unchecked Sendable {
         pid = child
     }
 
+    private static func inheritableDescriptors() -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap(Int32.init)
+            .filter { fd in
+                guard fd > 2 else { return false }
+                let flags = fcntl(fd, F_GETFD)
+                return flags >= 0 && flags & FD_CLOEXEC == 0
+            }
+    }
+
     public var isRunning: Bool { status() == nil }
+
+    /// Blocks the calling thread until the process ends; for synchronous helpers only.
+    public func waitBlocking() -> Int32 {
+        lock.lock()
+        defer { lock.unlock() }
+        if let exitStatus { return exitStatus }
+        var raw: Int32 = 0
+        while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
+        let code = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+        exitStatus = code
+        return code
+    }
 
     /// The exit status once the process has ended (reaping it), nil while it runs.
     private func status() -> Int32? {

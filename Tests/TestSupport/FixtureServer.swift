@@ -15,11 +15,19 @@ public final class FixtureServer: @unchecked Sendable {
         public let model: String?
         public let op: String?
         public let authorization: String?
+        public let xTestToken: String?
         public let injected: Bool?
+
+        enum CodingKeys: String, CodingKey {
+            case method, path, status, range, model, op, authorization, injected
+            case xTestToken = "x-test-token"
+        }
     }
 
-    public init(root: String? = nil, fakeV2: Bool = false, upstream: String? = nil, logDirectory: String) async throws {
-        var arguments = [TestPaths.fixtures + "/fixture_server.py"]
+    public init(
+        root: String? = nil, fakeV2: Bool = false, upstream: String? = nil, port: Int = 0, logDirectory: String
+    ) async throws {
+        var arguments = [TestPaths.fixtures + "/fixture_server.py", "--port", String(port)]
         if let root { arguments += ["--root", root] }
         if fakeV2 { arguments.append("--v2") }
         if let upstream { arguments += ["--upstream", upstream] }
@@ -28,7 +36,7 @@ public final class FixtureServer: @unchecked Sendable {
             name: "fixture", executable: python, arguments: arguments,
             logPath: logDirectory + "/fixture-\(UUID().uuidString.prefix(6)).log")
         let line = try await process.waitForLine(containing: "PORT ")
-        port = Int(line.split(separator: " ").last!)!
+        self.port = Int(line.split(separator: " ").last!)!
     }
 
     public func url(file: String) -> String { "\(baseURL)/files/\(file)" }

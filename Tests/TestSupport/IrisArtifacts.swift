@@ -39,23 +39,18 @@ public enum IrisArtifacts {
     }
 }
 
-/// Runs a command to completion; throws with its output when it fails.
+/// Runs a command to completion; throws with its output when it fails. Output goes
+/// through a file, not a pipe, so no other child can hold the pipe open.
 @discardableResult
 public func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let environment { process.environment = environment }
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    let output = String(decoding: data, as: UTF8.self)
-    guard process.terminationStatus == 0 else {
-        throw TestSetupError(
-            "\(executable) \(arguments.joined(separator: " ")) failed (\(process.terminationStatus)):\n\(output)")
+    let log = FileManager.default.temporaryDirectory.path + "/model-agent-run-\(UUID().uuidString).log"
+    defer { try? FileManager.default.removeItem(atPath: log) }
+    let child = try ChildProcess(
+        name: executable, executable: executable, arguments: arguments, environment: environment, logPath: log)
+    let status = child.waitBlocking()
+    let output = child.output
+    guard status == 0 else {
+        throw TestSetupError("\(executable) \(arguments.joined(separator: " ")) failed (\(status)):\n\(output)")
     }
     return output
 }

@@ -12,6 +12,7 @@ public struct Puller: Sendable {
     public func pull(_ uri: String, into destination: String, logger: Logger) async throws -> FetchReport {
         let location = try StorageLocation.parse(uri)
         let target = FileSystem.absolute(destination)
+        let created = !FileSystem.exists(target)
         try FileSystem.makeDirectories(target)
         // Staging inside the destination keeps it on the same filesystem (the destination
         // is often a mount point, so it cannot itself be renamed into place).
@@ -30,6 +31,7 @@ public struct Puller: Sendable {
             return report
         } catch {
             staging.discard()
+            if created { try? FileSystem.removeTree(target) }
             throw error
         }
     }

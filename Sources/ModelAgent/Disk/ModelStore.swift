@@ -102,6 +102,7 @@ public struct ModelStore: Sendable {
     public func makeStaging(for name: ModelName) throws -> StagingDirectory {
         let base = stagingRoot + "/" + name.rawValue + "." + randomID()
         let staging = StagingDirectory(root: base + ".staging", scratch: base + ".scratch")
+        try FileSystem.makeDirectories(stagingRoot)
         try FileSystem.makeDirectory(staging.root)
         return staging
     }

@@ -21,13 +21,22 @@ public enum ArchiveFormat: Sendable, Equatable {
         return nil
     }
 
+    /// Tar and gzipped tar are told apart by the gzip magic number, not by headers:
+    /// servers label a .tar.gz as `application/x-tar` with `Content-Encoding: gzip`.
+    static func sniff(_ format: ArchiveFormat, _ file: OpenFile) -> ArchiveFormat {
+        guard format != .zip else { return .zip }
+        var magic = [UInt8](repeating: 0, count: 2)
+        let count = (try? magic.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }) ?? 0
+        return count == 2 && magic == [0x1f, 0x8b] ? .tarGzip : .tar
+    }
+
     /// Unpacks the archive at `path` into `destination`, refusing entries that would land
     /// outside it, links and devices. Entry sizes are not capped.
     public static func extract(_ format: ArchiveFormat, archive path: String, into destination: StagingDirectory) throws
         -> FetchReport
     {
         let file = try OpenFile(reading: path)
-        switch format {
+        switch sniff(format, file) {
         case .zip:
             return try ZipExtractor(file: file).extract(into: destination)
         case .tar:

@@ -20,7 +20,10 @@ final class TarExtractor {
                 if sawEntry { return report }
                 throw ArchiveError("tar archive is empty or truncated")
             }
-            if block.allSatisfy({ $0 == 0 }) { return report }
+            if block.allSatisfy({ $0 == 0 }) {
+                try drain()
+                return report
+            }
             try verifyChecksum()
             sawEntry = true
             let type = block[156]
@@ -76,6 +79,14 @@ final class TarExtractor {
                 throw ArchiveError(
                     "tar entry \(JSONText.quoted(name)) has unsupported type '\(Character(Unicode.Scalar(type)))'")
             }
+        }
+    }
+
+    /// Reads what follows the end-of-archive blocks, so a compressed stream's trailer
+    /// (gzip's CRC-32 and length) is reached and verified.
+    private func drain() throws {
+        try copyBuffer.withUnsafeMutableBytes { buffer in
+            while try source.read(into: buffer) > 0 {}
         }
     }
 

@@ -29,10 +29,14 @@ final class CurlEasy {
         errorBuffer.deallocate()
     }
 
-    func perform(_ request: HTTPRequest, sink: ResponseSink, cancel: CancelFlag) throws(TransferError) -> HTTPResponse {
+    /// Performs the exchange. Failures after the response began still report what
+    /// arrived (status, headers, bytes written), which a resume needs.
+    func perform(_ request: HTTPRequest, sink: ResponseSink, cancel: CancelFlag) -> TransferAttempt {
         curl_easy_reset(handle)
         errorBuffer[0] = 0
-        let context = TransferContext(sink: sink, range: request.range, cancel: cancel)
+        // Load calls may rightly stay silent until done; they rely on their own timeout.
+        let stall = request.timeout == nil ? settings.stallTimeout : nil
+        let context = TransferContext(sink: sink, range: request.range, cancel: cancel, stallTimeout: stall)
         let contextPointer = Unmanaged.passUnretained(context).toOpaque()
 
         var headerList: UnsafeMutablePointer<curl_slist>? = nil
@@ -50,8 +54,6 @@ final class CurlEasy {
         set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
         set(CURLOPT_TCP_KEEPALIVE, 1)
         set(CURLOPT_CONNECTTIMEOUT_MS, settings.connectTimeout.milliseconds)
-        set(CURLOPT_LOW_SPEED_LIMIT, 1)
-        set(CURLOPT_LOW_SPEED_TIME, max(1, settings.stallTimeout.milliseconds / 1000))
         if let timeout = request.timeout { set(CURLOPT_TIMEOUT_MS, timeout.milliseconds) }
         set(CURLOPT_BUFFERSIZE, settings.receiveBufferSize)
         set(CURLOPT_USERAGENT, settings.userAgent)
@@ -93,24 +95,26 @@ final class CurlEasy {
         set(CURLOPT_NOPROGRESS, 0)
 
         let rc = withExtendedLifetime(context) { curl_easy_perform(handle) }
-        if let failure = context.failure { throw failure }
-        if rc != CURLE_OK {
-            if rc == CURLE_ABORTED_BY_CALLBACK && cancel.isSet {
-                throw .curl(code: Int(rc.rawValue), message: "cancelled")
-            }
-            let detail = String(cString: errorBuffer)
-            let message = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
-            throw .curl(code: Int(rc.rawValue), message: message)
-        }
         var status = 0
         _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
-        if request.method != "HEAD" && status >= 200 && status < 300 && !context.bodyChecked {
-            // An empty body never reaches the write callback; check the range here.
-            if let failure = context.checkBody(status: status) { throw failure }
+        var error = context.failure
+        if error == nil && rc != CURLE_OK {
+            if rc == CURLE_ABORTED_BY_CALLBACK && cancel.isSet {
+                error = .curl(code: Int(rc.rawValue), message: "cancelled")
+            } else {
+                let detail = String(cString: errorBuffer)
+                let message = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
+                error = .curl(code: Int(rc.rawValue), message: message)
+            }
         }
-        return HTTPResponse(
+        if error == nil && request.method != "HEAD" && (200..<300).contains(status) && !context.bodyChecked {
+            // An empty body never reaches the write callback; check the range here.
+            error = context.checkBody(status: status)
+        }
+        let response = HTTPResponse(
             status: status, headers: context.headers,
             body: context.isErrorBody ? context.errorBody : context.memory, bytesWritten: context.written)
+        return TransferAttempt(response: response, error: error)
     }
 
     private func set(_ option: CURLoption, _ value: Int) {
@@ -151,11 +155,34 @@ private final class TransferContext {
     var bodyChecked = false
     var written: Int64 = 0
     var failure: TransferError?
+    let stallTimeout: Duration?
+    var lastProgressBytes: Int64 = -1
+    var lastProgressAt = ContinuousClock.now
 
-    init(sink: ResponseSink, range: ByteRange?, cancel: CancelFlag) {
+    init(sink: ResponseSink, range: ByteRange?, cancel: CancelFlag, stallTimeout: Duration?) {
         self.sink = sink
         self.range = range
         self.cancel = cancel
+        self.stallTimeout = stallTimeout
+    }
+
+    /// Called by libcurl at least once a second: aborts on cancellation, or when no
+    /// byte has arrived for the stall timeout (libcurl's own low-speed check averages
+    /// over seconds and reacts late after a burst).
+    func shouldAbort(received: Int64) -> Bool {
+        if cancel.isSet { return true }
+        guard let stallTimeout else { return false }
+        let now = ContinuousClock.now
+        if received != lastProgressBytes {
+            lastProgressBytes = received
+            lastProgressAt = now
+            return false
+        }
+        if now - lastProgressAt >= stallTimeout {
+            failure = .stalled(stallTimeout)
+            return true
+        }
+        return false
     }
 
     /// Decides, at the first body byte, whether the body is what was asked for.
@@ -236,8 +263,8 @@ private let onBody: ccurl_data_callback = { pointer, size, count, userdata in
     return length
 }
 
-private let onProgress: ccurl_xferinfo_callback = { userdata, _, _, _, _ in
+private let onProgress: ccurl_xferinfo_callback = { userdata, _, received, _, sent in
     guard let userdata else { return 0 }
     let context = Unmanaged<TransferContext>.fromOpaque(userdata).takeUnretainedValue()
-    return context.cancel.isSet ? 1 : 0
+    return context.shouldAbort(received: Int64(received) + Int64(sent)) ? 1 : 0
 }

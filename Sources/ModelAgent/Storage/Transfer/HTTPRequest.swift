@@ -46,6 +46,13 @@ public struct ByteRange: Sendable, Equatable, CustomStringConvertible {
     public var description: String { "\(start)-\(end.map(String.init) ?? "")" }
 }
 
+/// What one attempt produced: the response as far as it got, and why it stopped short.
+public struct TransferAttempt: Sendable {
+    public var response: HTTPResponse
+    /// Nil when the exchange completed.
+    public var error: TransferError?
+}
+
 public struct HTTPResponse: Sendable {
     public var status: Int
     /// Header names lower-cased; a repeated header keeps its last value.

@@ -57,37 +57,33 @@ public struct TransferEngine: Sendable {
         var attempts = 0
         let size: Int64
         do {
-            size = try await retry.run { attempt -> Int64 in
-                attempts = attempt
+            size = try await retry.run { number -> Int64 in
+                attempts = number
                 if written > 0 && !resumable {
                     written = 0
                     try out.truncate(0)
                 }
                 let range = written > 0 ? ByteRange(start: written) : nil
                 var request = try await file.makeRequest(range)
-                if range != nil, let validator {
-                    request.headers.append((name: "If-Range", value: validator))
+                if range != nil, let validator { request.headers.append((name: "If-Range", value: validator)) }
+                let attempt = try await attemptFollowingRedirects(request, sink: .file(out, offset: written))
+                let response = attempt.response
+                if range == nil && response.isSuccess {
+                    validator = response.headers["etag"] ?? response.headers["last-modified"]
+                    resumable = response.headers["accept-ranges"]?.lowercased() == "bytes" && validator != nil
                 }
-                let response: HTTPResponse
-                do {
-                    response = try await performFollowingRedirects(request, sink: .file(out, offset: written))
-                } catch TransferError.rangeNotHonoured {
-                    // The file changed or the server stopped honouring ranges: start over.
-                    resumable = false
+                if let error = attempt.error {
                     written = try out.size()
-                    throw IntegrityError(
-                        file: file.displayName, detail: "resume refused by the server; restarting")
-                } catch {
-                    written = try out.size()
+                    if case .rangeNotHonoured = error {
+                        // The file changed or the server stopped honouring ranges: start over.
+                        resumable = false
+                        throw IntegrityError(file: file.displayName, detail: "resume refused by the server; restarting")
+                    }
                     throw error
                 }
                 guard response.isSuccess else {
                     throw HTTPStatusError(
                         status: response.status, body: response.body, context: "GET \(file.displayName)")
-                }
-                if range == nil {
-                    validator = response.headers["etag"] ?? response.headers["last-modified"]
-                    resumable = response.headers["accept-ranges"]?.lowercased() == "bytes" && validator != nil
                 }
                 written += response.bytesWritten
                 finalHeaders = response.headers
@@ -122,28 +118,25 @@ public struct TransferEngine: Sendable {
 
     /// Follows up to 10 redirects itself so that credential headers are only ever sent
     /// to the host they were meant for.
-    public func performFollowingRedirects(_ first: HTTPRequest, sink: ResponseSink) async throws
-        -> HTTPResponse
-    {
+    public func attemptFollowingRedirects(_ first: HTTPRequest, sink: ResponseSink) async throws -> TransferAttempt {
         var request = first
         request.followRedirects = false
         let origin = URLParts(first.url)
         for _ in 0...10 {
-            let response = try await pool.perform(request, sink: sink)
-            guard [301, 302, 303, 307, 308].contains(response.status),
-                let location = response.headers["location"],
-                let current = URLParts(request.url)
-            else { return response }
+            let attempt = try await pool.attempt(request, sink: sink)
+            let response = attempt.response
+            guard attempt.error == nil, [301, 302, 303, 307, 308].contains(response.status),
+                let location = response.headers["location"], let current = URLParts(request.url)
+            else { return attempt }
             let next = current.resolve(location)
             guard let target = URLParts(next), target.scheme == "http" || target.scheme == "https" else {
-                return response
+                return attempt
             }
             request.url = next
             if target.host != origin?.host || target.scheme != origin?.scheme { request.credentials = [] }
             if response.status == 303 { request.method = "GET" }
         }
-        throw TransferError.curl(
-            code: 47, message: "too many redirects from \(Redaction.uri(first.url))")
+        throw TransferError.curl(code: 47, message: "too many redirects from \(Redaction.uri(first.url))")
     }
 
     /// The full object length a response announces: Content-Range's total for a part,

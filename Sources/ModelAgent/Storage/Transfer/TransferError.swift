@@ -16,6 +16,8 @@ public enum TransferError: Error, RetryClassifying, CustomStringConvertible {
     case sink(SystemError)
     /// The server answered a ranged request with a different part or the whole body.
     case rangeNotHonoured(requested: ByteRange, contentRange: String?)
+    /// No byte arrived for this long.
+    case stalled(Duration)
 
     public var isTransient: Bool {
         switch self {
@@ -28,6 +30,7 @@ public enum TransferError: Error, RetryClassifying, CustomStringConvertible {
         case .bodyTooLarge: return false
         case .sink(let error): return !error.isNoSpace
         case .rangeNotHonoured: return false
+        case .stalled: return true
         }
     }
 
@@ -38,6 +41,7 @@ public enum TransferError: Error, RetryClassifying, CustomStringConvertible {
         case .sink(let error): return error.description
         case .rangeNotHonoured(let requested, let contentRange):
             return "server did not honour range \(requested) (Content-Range: \(contentRange ?? "none"))"
+        case .stalled(let duration): return "no data received for \(duration.seconds) s; transfer aborted"
         }
     }
 }

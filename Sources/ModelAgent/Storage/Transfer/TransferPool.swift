@@ -9,7 +9,7 @@ public final class TransferPool: Sendable {
         let request: HTTPRequest
         let sink: ResponseSink
         let cancel: CancelFlag
-        let continuation: CheckedContinuation<HTTPResponse, any Error>
+        let continuation: CheckedContinuation<TransferAttempt, any Error>
     }
 
     private struct Queue {
@@ -43,10 +43,20 @@ public final class TransferPool: Sendable {
         }
     }
 
-    /// Performs `request` on the next free lane. Cancelling the calling task aborts the
-    /// transfer at its next progress callback.
+    /// Performs `request` on the next free lane; throws on any failure.
     public func perform(_ request: HTTPRequest, sink: ResponseSink = .memory(limit: 16 << 20)) async throws
         -> HTTPResponse
+    {
+        let attempt = try await attempt(request, sink: sink)
+        if let error = attempt.error { throw error }
+        return attempt.response
+    }
+
+    /// Performs `request` on the next free lane and reports how far it got, failure or
+    /// not. Throws only CancellationError: cancelling the calling task aborts the
+    /// transfer at its next progress callback.
+    public func attempt(_ request: HTTPRequest, sink: ResponseSink = .memory(limit: 16 << 20)) async throws
+        -> TransferAttempt
     {
         let cancel = CancelFlag()
         return try await withTaskCancellationHandler {
@@ -86,15 +96,11 @@ public final class TransferPool: Sendable {
                 job.continuation.resume(throwing: CancellationError())
                 continue
             }
-            do {
-                let response = try easy.perform(job.request, sink: job.sink, cancel: job.cancel)
-                job.continuation.resume(returning: response)
-            } catch {
-                if job.cancel.isSet {
-                    job.continuation.resume(throwing: CancellationError())
-                } else {
-                    job.continuation.resume(throwing: error)
-                }
+            let attempt = easy.perform(job.request, sink: job.sink, cancel: job.cancel)
+            if job.cancel.isSet {
+                job.continuation.resume(throwing: CancellationError())
+            } else {
+                job.continuation.resume(returning: attempt)
             }
         }
     }

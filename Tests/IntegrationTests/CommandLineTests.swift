@@ -1,0 +1,149 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// The binary as KServe's webhook or a user starts it: flags, exit codes, `pull`.
+@Suite(.timeLimit(.minutes(2)))
+struct CommandLineTests {
+    func runAgent(_ arguments: [String], in temp: TemporaryDirectory) async throws -> (status: Int32, output: String) {
+        let child = try ChildProcess(
+            name: "model-agent", executable: try TestPaths.agentBinary(), arguments: arguments,
+            logPath: temp.path + "/run-\(UUID().uuidString.prefix(6)).log")
+        let status = try await child.waitForExit(timeout: .seconds(60))
+        return (status, child.output)
+    }
+
+    @Test(arguments: [
+        ["--enable-puller", "--log-url", "http://logger"], ["--enable-batcher"], ["--max-batchsize=32"],
+        ["--enable-puller", "--component-port", "8080", "--logger-tls-skip-verify"],
+    ])
+    func refusesKServeLoggerAndBatcherFlags(_ arguments: [String]) async throws {
+        let temp = try TemporaryDirectory("cli")
+        let (status, output) = try await runAgent(arguments, in: temp)
+        #expect(status == 64)
+        #expect(output.contains("payload logger / request batcher"))
+    }
+
+    @Test(arguments: [
+        ["--no-such-flag"], ["--max-concurrent-downloads", "0"], ["--server-url", "ftp://x"], ["pull", "only-one"],
+    ])
+    func refusesUnusableArguments(_ arguments: [String]) async throws {
+        let temp = try TemporaryDirectory("cli")
+        let (status, output) = try await runAgent(arguments, in: temp)
+        #expect(status == 64)
+        #expect(output.contains("Error:"))
+    }
+
+    @Test func anUnusableModelDirStopsStartupWithAClearMessage() async throws {
+        let temp = try TemporaryDirectory("cli")
+        try write("not a directory", to: temp.path + "/models")
+        let (status, output) = try await runAgent(
+            ["--config-dir", temp.path + "/configs", "--model-dir", temp.path + "/models", "--port", "0"], in: temp)
+        #expect(status == 2)
+        #expect(output.contains("Failed to bring up agent, shutting down."))
+        #expect(output.contains("cannot use model dir"))
+    }
+
+    @Test func missingDirectoriesAreCreatedAndSIGTERMExitsCleanly() async throws {
+        let temp = try TemporaryDirectory("cli")
+        let server = try await FixtureServer(fakeV2: true, logDirectory: temp.path)
+        let agent = try await AgentProcess(
+            configDir: temp.path + "/new/configs", modelDir: temp.path + "/new/models", serverURL: server.baseURL,
+            logDirectory: temp.path)
+        #expect(FileManager.default.fileExists(atPath: temp.path + "/new/configs"))
+        #expect(contents(of: temp.path + "/new/models") == [".staging"])
+        #expect(await agent.stop() == 0)
+        #expect(try agent.messages(containing: "Shutdown complete, exiting...").count == 1)
+        await server.stop()
+    }
+
+    @Test func pullFetchesIntoTheDestinationOrLeavesItAsItWas() async throws {
+        let temp = try TemporaryDirectory("cli")
+        let files = try await FixtureServer(root: IrisArtifacts.root, logDirectory: temp.path)
+        let destination = try temp.subdirectory("dest")
+        try write("kept", to: destination + "/existing.txt")
+
+        let ok = try await runAgent(["pull", files.url(file: "iris.tar.gz"), destination], in: temp)
+        #expect(ok.status == 0)
+        #expect(contents(of: destination) == ["existing.txt", "model-settings.json", "model.joblib"])
+
+        let failed = try await runAgent(["pull", files.url(file: "missing.tar.gz"), destination + "/other"], in: temp)
+        #expect(failed.status == 1)
+        #expect(failed.output.contains("HTTP 404"))
+        #expect(!exists(destination + "/other"))
+
+        try await files.addRules([["path": "/files/iris.zip", "truncate_after": 100]])
+        let broken = try await runAgent(
+            ["pull", "--download-attempts", "2", files.url(file: "iris.zip"), destination], in: temp)
+        #expect(broken.status == 1)
+        #expect(contents(of: destination) == ["existing.txt", "model-settings.json", "model.joblib"])
+        await files.stop()
+    }
+}
+
+/// /livez, /readyz, probes, /v1/models and /metrics.
+@Suite(.timeLimit(.minutes(2)))
+struct StatusEndpointTests {
+    @Test func readinessWaitsForTheServerAndTheFirstLoads() async throws {
+        let temp = try TemporaryDirectory("status")
+        let source = try temp.subdirectory("artifact")
+        try write("weights", to: source + "/w.bin")
+        let config = try ConfigDirectory(path: temp.path + "/configs")
+        try config.write([ConfigDirectory.Entry("alpha", source)])
+        let port = try freePort()
+        let agent = try await AgentProcess(
+            configDir: config.path, modelDir: temp.path + "/models", serverURL: "http://127.0.0.1:\(port)",
+            logDirectory: temp.path)
+
+        #expect(try await TestHTTP.get(agent.statusURL + "/livez").status == 200)
+        try await eventually("alpha to wait for the server") { try await agent.model("alpha")?.state == "Loading" }
+        #expect(try await TestHTTP.get(agent.statusURL + "/readyz").status == 503)
+        #expect(try await TestHTTP.get(agent.statusURL + "/", headers: ["K-Network-Probe": "queue"]).status == 503)
+        #expect(try await TestHTTP.get(agent.statusURL + "/").status == 404)
+
+        let server = try await FixtureServer(fakeV2: true, port: port, logDirectory: temp.path)
+        try await agent.waitForStates(["alpha": "Loaded"])
+        try await eventually("readiness") { await agent.isReady() }
+        #expect(try await TestHTTP.get(agent.statusURL + "/", headers: ["K-Network-Probe": "queue"]).status == 200)
+        #expect(
+            try await TestHTTP.get(agent.statusURL + "/any/path", headers: ["User-Agent": "kube-probe/1.30"]).status
+                == 200)
+
+        let one = try await TestHTTP.get(agent.statusURL + "/v1/models/alpha")
+        #expect(one.status == 200 && one.text.contains(#""state":"Loaded""#))
+        #expect(try await TestHTTP.get(agent.statusURL + "/v1/models/nope").status == 404)
+
+        let metrics = try await TestHTTP.get(agent.statusURL + "/metrics").text
+        #expect(metrics.contains(#"model_agent_models{state="Loaded"} 1"#))
+        #expect(metrics.contains(#"model_agent_loads_total{result="success"} 1"#))
+        #expect(metrics.contains(#"model_agent_downloads_total{result="success"} 1"#))
+        #expect(metrics.contains("model_agent_ready 1"))
+        await agent.stop()
+        await server.stop()
+    }
+
+    @Test func logLinesAreKServeShapedJSONAndCarryNoSecrets() async throws {
+        let temp = try TemporaryDirectory("status")
+        let files = try await FixtureServer(root: IrisArtifacts.root, logDirectory: temp.path)
+        let server = try await FixtureServer(fakeV2: true, logDirectory: temp.path)
+        let config = try ConfigDirectory(path: temp.path + "/configs")
+        let secretURL = "http://user:pa55word@127.0.0.1:\(files.port)/files/iris.tar.gz?X-Amz-Signature=topsecret"
+        try config.write([ConfigDirectory.Entry("alpha", secretURL)])
+        let agent = try await AgentProcess(
+            configDir: config.path, modelDir: temp.path + "/models", serverURL: server.baseURL,
+            environment: ["127.0.0.1-headers": #"{"Authorization": "Bearer hunter2"}"#], logDirectory: temp.path)
+        try await agent.waitForStates(["alpha": "Loaded"])
+        let lines = try agent.logLines()
+        #expect(
+            lines.allSatisfy { ["debug", "info", "warn", "error"].contains($0.level) && $0.logger == "model-agent" })
+        #expect(lines.allSatisfy { $0.caller.contains(".swift:") && $0.ts > 1_700_000_000 })
+        let text = agent.process.output
+        for secret in ["pa55word", "topsecret", "hunter2"] { #expect(!text.contains(secret)) }
+        #expect(text.contains("<redacted>"))
+        let status = try await TestHTTP.get(agent.statusURL + "/v1/models").text
+        for secret in ["pa55word", "topsecret"] { #expect(!status.contains(secret)) }
+        await agent.stop()
+        await server.stop()
+        await files.stop()
+    }
+}

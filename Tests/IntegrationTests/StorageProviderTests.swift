@@ -1,0 +1,222 @@
+import Foundation
+import Logging
+import TestSupport
+import Testing
+
+@testable import ModelAgent
+
+/// The http(s) and local providers, in process, against the fixture file server.
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct HTTPStorageTests {
+    final class World: @unchecked Sendable {
+        let temp: TemporaryDirectory
+        let root: String
+        let server: FixtureServer
+        let store: ModelStore
+        let pool: TransferPool
+
+        init() async throws {
+            temp = try TemporaryDirectory("http-storage")
+            root = try temp.subdirectory("files")
+            try FileManager.default.copyItem(atPath: IrisArtifacts.root + "/iris.tar.gz", toPath: root + "/iris.tar.gz")
+            try FileManager.default.copyItem(atPath: IrisArtifacts.root + "/iris.zip", toPath: root + "/blob")
+            try FileManager.default.copyItem(atPath: IrisArtifacts.directory, toPath: root + "/iris")
+            var random = SystemRandomNumberGenerator()
+            try Data((0..<(3 << 20)).map { _ in UInt8.random(in: 0...255, using: &random) })
+                .write(to: URL(fileURLWithPath: root + "/big.bin"))
+            server = try await FixtureServer(root: root, logDirectory: try temp.subdirectory("logs"))
+            store = ModelStore(modelDir: temp.path + "/models")
+            try store.prepare(logger: Logger(label: "test"))
+            var settings = TransportSettings()
+            settings.stallTimeout = .seconds(2)
+            pool = TransferPool(lanes: 4, settings: settings)
+        }
+
+        func provider(environment: [String: String] = [:], attempts: Int = 4) -> HTTPStorageProvider {
+            let engine = TransferEngine(
+                pool: pool,
+                retry: RetryPolicy(maxAttempts: attempts, initialDelay: .milliseconds(10), maxDelay: .milliseconds(50)),
+                parallelFiles: 4)
+            return HTTPStorageProvider(engine: engine, environment: environment)
+        }
+
+        func fetch(_ url: String, environment: [String: String] = [:], attempts: Int = 4) async throws -> (
+            StagingDirectory, FetchReport
+        ) {
+            let staging = try store.makeStaging(for: try ModelName(validating: "m"))
+            do {
+                let report = try await provider(environment: environment, attempts: attempts)
+                    .fetch(.http(url: url), into: staging, logger: Logger(label: "test"))
+                return (staging, report)
+            } catch {
+                staging.discard()
+                throw error
+            }
+        }
+
+        func stop() async {
+            pool.shutdown()
+            await server.stop()
+        }
+    }
+
+    @Test func aPlainFileIsNamedAfterTheLastPathSegment() async throws {
+        let w = try await World()
+        let (staging, report) = try await w.fetch(w.server.url(file: "iris/model.joblib?token=abc"))
+        #expect(contents(of: staging.root) == ["model.joblib"])
+        #expect(report == FetchReport(files: 1, bytes: try FileSystem.fileSize(w.root + "/iris/model.joblib")))
+        #expect(
+            FileManager.default.contents(atPath: staging.root + "/model.joblib")
+                == FileManager.default.contents(atPath: w.root + "/iris/model.joblib"))
+        await #expect(throws: UnsupportedStorage.self) { try await w.fetch(w.server.url(file: "iris/")) }
+        await w.stop()
+    }
+
+    @Test func archivesAreExtractedByNameOrContentType() async throws {
+        let w = try await World()
+        let (byName, _) = try await w.fetch(w.server.url(file: "iris.tar.gz"))
+        #expect(contents(of: byName.root) == ["model-settings.json", "model.joblib"])
+        try await w.server.addRules([["path": "/files/blob", "content_type": "application/zip"]])
+        let (byType, report) = try await w.fetch(w.server.url(file: "blob"))
+        #expect(contents(of: byType.root) == ["model-settings.json", "model.joblib"])
+        #expect(report.files == 2)
+        await w.stop()
+    }
+
+    @Test func errorStatusesAreRefusedAndOnlyServerErrorsRetried() async throws {
+        let w = try await World()
+        let missing = await #expect(throws: DownloadFailed.self) {
+            try await w.fetch(w.server.url(file: "missing.tgz"))
+        }
+        #expect(missing?.isTransient == false)
+        #expect(missing?.description.contains("HTTP 404") == true)
+        #expect(try await w.server.log().filter { $0.path == "/files/missing.tgz" }.count == 1)
+
+        try await w.server.addRules([["path": "/files/iris.tar.gz", "status": 503, "times": 2]])
+        _ = try await w.fetch(w.server.url(file: "iris.tar.gz"))
+        #expect(try await w.server.log().filter { $0.path == "/files/iris.tar.gz" }.map(\.status) == [503, 503, 200])
+        await w.stop()
+    }
+
+    @Test func aBrokenTransferResumesWithARangeAndTheSameValidator() async throws {
+        let w = try await World()
+        try await w.server.addRules([["path": "/files/big.bin", "truncate_after": 100_000, "times": 1]])
+        let (staging, _) = try await w.fetch(w.server.url(file: "big.bin"))
+        #expect(
+            FileManager.default.contents(atPath: staging.root + "/big.bin")
+                == FileManager.default.contents(atPath: w.root + "/big.bin"))
+        let gets = try await w.server.log().filter { $0.path == "/files/big.bin" }
+        #expect(gets.map(\.range) == [nil, "bytes=100000-"])
+        await w.stop()
+    }
+
+    @Test func aResumeTheServerDoesNotHonourStartsOver() async throws {
+        let w = try await World()
+        try await w.server.addRules([
+            ["path": "/files/big.bin", "truncate_after": 100_000, "times": 1],
+            ["path": "/files/big.bin", "ignore_range": true, "times": 1],
+        ])
+        let (staging, _) = try await w.fetch(w.server.url(file: "big.bin"))
+        #expect(
+            FileManager.default.contents(atPath: staging.root + "/big.bin")
+                == FileManager.default.contents(atPath: w.root + "/big.bin"))
+        #expect(try await w.server.log().filter { $0.path == "/files/big.bin" }.count == 3)
+        await w.stop()
+    }
+
+    @Test func aStalledTransferIsAbortedAndRetried() async throws {
+        let w = try await World()
+        try await w.server.addRules([["path": "/files/big.bin", "stall_after": 50_000, "stall_seconds": 6, "times": 1]])
+        let started = ContinuousClock.now
+        let (staging, _) = try await w.fetch(w.server.url(file: "big.bin"))
+        #expect(ContinuousClock.now - started < .seconds(6))
+        #expect(
+            FileManager.default.contents(atPath: staging.root + "/big.bin")
+                == FileManager.default.contents(atPath: w.root + "/big.bin"))
+        await w.stop()
+    }
+
+    @Test func hostHeadersAreSentButNeverFollowARedirectToAnotherHost() async throws {
+        let w = try await World()
+        let environment = ["127.0.0.1:\(w.server.port)-headers": #"{"X-Test-Token": "s3cr3t"}"#]
+        _ = try await w.fetch(w.server.url(file: "iris.tar.gz"), environment: environment)
+        #expect(try await w.server.log().last?.xTestToken == "s3cr3t")
+
+        try await w.server.clearLog()
+        try await w.server.addRules([
+            ["path": "/files/same-host", "redirect": "/files/iris.tar.gz"],
+            ["path": "/files/other-host", "redirect": "http://localhost:\(w.server.port)/files/iris.tar.gz"],
+        ])
+        _ = try await w.fetch(w.server.url(file: "same-host"), environment: environment)
+        _ = try await w.fetch(w.server.url(file: "other-host"), environment: environment)
+        let tokens = try await w.server.log().map { $0.xTestToken ?? "-" }
+        #expect(tokens == ["s3cr3t", "s3cr3t", "s3cr3t", "-"])
+
+        let bad = await #expect(throws: ConfigurationError.self) {
+            try await w.fetch(w.server.url(file: "iris.tar.gz"), environment: ["127.0.0.1-headers": "{not json s3cr3t"])
+        }
+        #expect(bad?.description.contains("s3cr3t") == false)
+        await w.stop()
+    }
+
+    @Test("a tar entry over 1 GiB is extracted whole, not truncated")
+    func hugeTarEntry() async throws {
+        let w = try await World()
+        try run(
+            try TestPaths.venvTool("tools", "python3"),
+            [
+                "-c",
+                """
+                import tarfile, sys
+                size = (1 << 30) + 1
+                with open(sys.argv[1] + "/huge.bin", "wb") as f:
+                    f.truncate(size - 6); f.seek(size - 6); f.write(b"TAIL!!")
+                with tarfile.open(sys.argv[1] + "/huge.tar", "w") as t: t.add(sys.argv[1] + "/huge.bin", arcname="huge.bin")
+                """,
+                w.root,
+            ])
+        try FileManager.default.removeItem(atPath: w.root + "/huge.bin")
+        let (staging, report) = try await w.fetch(w.server.url(file: "huge.tar"))
+        #expect(report.bytes == (1 << 30) + 1)
+        let file = try OpenFile(reading: staging.root + "/huge.bin")
+        #expect(try file.size() == (1 << 30) + 1)
+        var tail = [UInt8](repeating: 0, count: 6)
+        _ = try tail.withUnsafeMutableBytes { try file.read(into: $0, at: (1 << 30) - 5) }
+        #expect(String(decoding: tail, as: UTF8.self) == "TAIL!!")
+        staging.discard()
+        await w.stop()
+    }
+}
+
+@Suite struct LocalStorageTests {
+    func fetch(_ path: String, store: ModelStore) async throws -> (StagingDirectory, FetchReport) {
+        let staging = try store.makeStaging(for: try ModelName(validating: "m"))
+        return (
+            staging,
+            try await LocalStorageProvider().fetch(.local(path: path), into: staging, logger: Logger(label: "t"))
+        )
+    }
+
+    @Test func copiesAFileOrADirectoryFollowingSymlinks() async throws {
+        let temp = try TemporaryDirectory("local")
+        let store = ModelStore(modelDir: temp.path + "/models")
+        try store.prepare(logger: Logger(label: "t"))
+        try write("weights", to: temp.path + "/src/sub/w.bin")
+        try write("config", to: temp.path + "/elsewhere/config.pbtxt")
+        try FileManager.default.createSymbolicLink(
+            atPath: temp.path + "/src/config.pbtxt", withDestinationPath: temp.path + "/elsewhere/config.pbtxt")
+
+        let (dir, report) = try await fetch(temp.path + "/src", store: store)
+        #expect(report == FetchReport(files: 2, bytes: 13))
+        #expect(try String(contentsOfFile: dir.root + "/config.pbtxt", encoding: .utf8) == "config")
+        #expect(FileSystem.kind(dir.root + "/config.pbtxt") == .file)
+        #expect(try String(contentsOfFile: dir.root + "/sub/w.bin", encoding: .utf8) == "weights")
+
+        let (single, _) = try await fetch(temp.path + "/src/sub/w.bin", store: store)
+        #expect(contents(of: single.root) == ["w.bin"])
+
+        try FileManager.default.createDirectory(atPath: temp.path + "/empty", withIntermediateDirectories: true)
+        await #expect(throws: LocalSourceError.self) { try await fetch(temp.path + "/empty", store: store) }
+        await #expect(throws: LocalSourceError.self) { try await fetch(temp.path + "/missing", store: store) }
+    }
+}
