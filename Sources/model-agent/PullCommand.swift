@@ -19,6 +19,15 @@ struct PullCommand: AsyncParsableCommand {
     @Option(help: "Attempts per file before giving up.")
     var downloadAttempts = 5
 
+    @Option(help: "Files fetched at once.")
+    var parallelFiles = 16
+
+    @Option(help: "Size in MiB of the ranged parts large files are fetched in.")
+    var partSize = 16
+
+    @Option(help: "Files of at least this many MiB are fetched as parallel ranged parts.")
+    var multipartThreshold = 64
+
     @Option(help: "PEM bundle of CAs trusted for https downloads.")
     var caBundle: String?
 
@@ -32,8 +41,9 @@ struct PullCommand: AsyncParsableCommand {
         if pairs.isEmpty || pairs.count % 2 != 0 {
             throw ValidationError("expected <uri> <dest-dir> pairs, got \(pairs.count) argument(s)")
         }
-        if downloadConnections < 1 || downloadAttempts < 1 {
-            throw ValidationError("--download-connections and --download-attempts must be at least 1")
+        if downloadConnections < 1 || downloadAttempts < 1 || parallelFiles < 1 || partSize < 1 || multipartThreshold < 1 {
+            throw ValidationError(
+                "--download-connections, --download-attempts, --parallel-files, --part-size and --multipart-threshold must be at least 1")
         }
     }
 
@@ -42,11 +52,15 @@ struct PullCommand: AsyncParsableCommand {
         var options = TransferOptions()
         options.connections = downloadConnections
         options.retry.maxAttempts = downloadAttempts
+        options.parallelFiles = parallelFiles
+        options.partSize = Int64(partSize) << 20
+        options.multipartThreshold = Int64(multipartThreshold) << 20
         options.transport.caBundle = caBundle
         let pool = TransferPool(lanes: options.connections, settings: options.transport)
         defer { pool.shutdown() }
         let puller = Puller(
-            router: StorageFactory.router(pool: pool, options: options, environment: ProcessEnvironment.current()))
+            router: StorageFactory.router(
+                pool: pool, options: options, environment: ProcessEnvironment.current(), logger: logger))
         for index in stride(from: 0, to: pairs.count, by: 2) {
             let (uri, destination) = (pairs[index], pairs[index + 1])
             let started = ContinuousClock.now

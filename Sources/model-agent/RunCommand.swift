@@ -47,7 +47,13 @@ struct RunCommand: AsyncParsableCommand {
     var downloadConnections = 16
 
     @Option(help: "Files fetched at once within one model.")
-    var parallelFiles = 8
+    var parallelFiles = 16
+
+    @Option(help: "Size in MiB of the ranged parts large files are fetched in.")
+    var partSize = 16
+
+    @Option(help: "Files of at least this many MiB are fetched as parallel ranged parts.")
+    var multipartThreshold = 64
 
     @Option(help: "Seconds between periodic re-reads of models.json and re-checks of the server; 0 disables.")
     var resyncInterval: Double = 60
@@ -90,6 +96,8 @@ struct RunCommand: AsyncParsableCommand {
         try positive(maxConcurrentLoads, "--max-concurrent-loads")
         try positive(downloadConnections, "--download-connections")
         try positive(parallelFiles, "--parallel-files")
+        try positive(partSize, "--part-size")
+        try positive(multipartThreshold, "--multipart-threshold")
         try positive(downloadAttempts, "--download-attempts")
         if !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
         if !(1...65535).contains(componentPort) {
@@ -121,6 +129,8 @@ struct RunCommand: AsyncParsableCommand {
         options.resyncInterval = resyncInterval > 0 ? .seconds(resyncInterval) : nil
         options.transfer.connections = downloadConnections
         options.transfer.parallelFiles = parallelFiles
+        options.transfer.partSize = Int64(partSize) << 20
+        options.transfer.multipartThreshold = Int64(multipartThreshold) << 20
         options.transfer.transport.connectTimeout = .seconds(connectTimeout)
         options.transfer.transport.stallTimeout = .seconds(stallTimeout)
         options.transfer.transport.caBundle = caBundle

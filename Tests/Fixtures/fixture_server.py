@@ -12,6 +12,7 @@ recorded and listed by GET /_control/log. The chosen port is printed as "PORT <n
 import argparse
 import email.utils
 import hashlib
+import io
 import http.client
 import http.server
 import json
@@ -62,7 +63,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             entry.update(model=parts[3], op=parts[4])
         elif len(parts) == 4 and parts[:2] == ["v2", "models"] and parts[3] == "ready":
             entry.update(model=parts[2], op="ready")
-        for name in ("Authorization", "X-Test-Token", "If-Range"):
+        for name in ("Authorization", "X-Test-Token", "If-Range", "If-Match", "X-Amz-Security-Token"):
             if self.headers.get(name) is not None:
                 entry[name.lower()] = self.headers.get(name)
         entry.update(extra)
@@ -122,7 +123,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if ARGS.v2 and path.startswith("/v2"):
             return self.fake_v2(path)
         if ARGS.upstream:
-            return self.forward(path, payload)
+            return self.forward(path, payload, rule)
         self.record(404)
         self.send(404, b'{"error":"not found"}')
 
@@ -185,6 +186,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.record(status, bytes=length)
         if self.command == "HEAD":
             return
+        with open(full, "rb") as f:
+            f.seek(start)
+            self.write_body(lambda n: f.read(n), length, rule)
+
+    def write_body(self, read, length, rule):
+        """Sends `length` bytes from read(n), applying truncate/reset/stall/corrupt rules."""
         limit = length
         if rule and "truncate_after" in rule:
             limit = min(limit, rule["truncate_after"])
@@ -192,30 +199,31 @@ class Handler(http.server.BaseHTTPRequestHandler):
             limit = min(limit, rule["reset_after"])
         stall_at = rule.get("stall_after") if rule else None
         sent = 0
-        with open(full, "rb") as f:
-            f.seek(start)
-            while sent < limit:
-                chunk_size = min(1 << 20, limit - sent)
-                if stall_at is not None and sent < stall_at:
-                    chunk_size = min(chunk_size, stall_at - sent)
-                chunk = f.read(chunk_size)
-                if not chunk:
-                    break
-                if rule and rule.get("corrupt") and sent == 0:
-                    chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
-                try:
-                    self.wfile.write(chunk)
-                except (BrokenPipeError, ConnectionResetError):
-                    return
-                sent += len(chunk)
-                if stall_at is not None and sent == stall_at:
-                    time.sleep(rule.get("stall_seconds", 5))
-                    stall_at = None
+        while sent < limit:
+            chunk_size = min(1 << 20, limit - sent)
+            if stall_at is not None and sent < stall_at:
+                chunk_size = min(chunk_size, stall_at - sent)
+            chunk = read(chunk_size)
+            if not chunk:
+                break
+            if rule and rule.get("corrupt") and sent == 0:
+                chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+            try:
+                self.wfile.write(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            sent += len(chunk)
+            if stall_at is not None and sent == stall_at:
+                time.sleep(rule.get("stall_seconds", 5))
+                stall_at = None
         if rule and "reset_after" in rule:
             return self.hard_reset()
         if sent < length:
             self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def fake_v2(self, path):
         parts = path.strip("/").split("/")
@@ -246,21 +254,75 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.record(404)
         self.send(404, b'{"error":"not found"}')
 
-    def forward(self, path, payload):
+    def forward(self, path, payload, rule):
         target = urllib.parse.urlsplit(ARGS.upstream)
         connection = http.client.HTTPConnection(target.hostname, target.port, timeout=600)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection", "content-length")}
+        # Host stays as the client sent it: it is part of a SigV4 signature.
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")}
         try:
             connection.request(self.command, self.path, body=payload or None, headers=headers)
             response = connection.getresponse()
-            data = response.read()
         except OSError as error:
             self.record(502, error=str(error))
             return self.send(502, json.dumps({"error": str(error)}).encode())
+        try:
+            self.send_response(response.status)
+            length = None
+            for name, value in response.getheaders():
+                if name.lower() in ("connection", "transfer-encoding", "keep-alive"):
+                    continue
+                if name.lower() == "content-length":
+                    length = int(value)
+                self.send_header(name, value)
+            if length is None:
+                data = response.read()
+                length = len(data)
+                self.send_header("Content-Length", str(length))
+                read = io.BytesIO(data).read
+            else:
+                read = response.read
+            self.end_headers()
+            self.record(response.status, bytes=length)
+            if self.command != "HEAD":
+                self.write_body(read, length, rule if response.status < 300 else None)
         finally:
             connection.close()
-        self.record(response.status)
-        self.send(response.status, data, response.getheader("Content-Type") or "application/json")
+
+    def do_CONNECT(self):
+        """Tunnels to the requested host (an HTTPS proxy), recording the target."""
+        host, _, port = self.path.rpartition(":")
+        try:
+            upstream = socket.create_connection((host, int(port)), timeout=30)
+        except OSError as error:
+            self.record(502, error=str(error))
+            return self.send(502, b"")
+        self.record(200, tunnel=True)
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.close_connection = True
+        sockets = [self.connection, upstream]
+
+        def pump(source, sink):
+            try:
+                while True:
+                    data = source.recv(1 << 16)
+                    if not data:
+                        break
+                    sink.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s_ in sockets:
+                    try:
+                        s_.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        other = threading.Thread(target=pump, args=(upstream, self.connection), daemon=True)
+        other.start()
+        pump(self.connection, upstream)
+        other.join()
+        upstream.close()
 
 
 class Server(http.server.ThreadingHTTPServer):

@@ -147,3 +147,32 @@ struct StatusEndpointTests {
         await files.stop()
     }
 }
+
+/// Storage URIs the agent cannot fetch fail their model clearly; nothing is loaded.
+@Suite(.timeLimit(.minutes(2)))
+struct UnsupportedStorageTests {
+    @Test func unknownSchemesFailTheirModelWithAClearReason() async throws {
+        let temp = try TemporaryDirectory("schemes")
+        let server = try await FixtureServer(fakeV2: true, logDirectory: temp.path)
+        let config = try ConfigDirectory(path: temp.path + "/configs")
+        try config.write([
+            ConfigDirectory.Entry("hdfs", "hdfs://namenode/models/x"),
+            ConfigDirectory.Entry("noscheme", "s3:/bucket/x"),
+            ConfigDirectory.Entry("pvc", "pvc://claim/models/x"),
+            ConfigDirectory.Entry("relative", "file://models/x"),
+        ])
+        let agent = try await AgentProcess(
+            configDir: config.path, modelDir: temp.path + "/models", serverURL: server.baseURL, logDirectory: temp.path)
+        try await agent.waitForStates(["hdfs": "Failed", "noscheme": "Failed", "pvc": "Failed", "relative": "Failed"])
+        let reasons = Dictionary(uniqueKeysWithValues: try await agent.models().map { ($0.name, $0.lastError ?? "") })
+        #expect(reasons["hdfs"]?.contains("protocol hdfs:// is not supported") == true)
+        #expect(reasons["noscheme"]?.contains("there is no protocol specified") == true)
+        #expect(reasons["pvc"]?.contains("protocol pvc:// is not supported") == true)
+        #expect(reasons["relative"]?.contains("absolute path") == true)
+        try await eventually("the initial round to count failures as done") { await agent.isReady() }
+        #expect(try await server.operations().isEmpty)
+        #expect(contents(of: temp.path + "/models") == [".staging"])
+        await agent.stop()
+        await server.stop()
+    }
+}

@@ -94,7 +94,7 @@ struct HTTPStorageTests {
 
         try await w.server.addRules([["path": "/files/iris.tar.gz", "status": 503, "times": 2]])
         _ = try await w.fetch(w.server.url(file: "iris.tar.gz"))
-        #expect(try await w.server.log().filter { $0.path == "/files/iris.tar.gz" }.map(\.status) == [503, 503, 200])
+        #expect(try await w.server.log().filter { $0.path == "/files/iris.tar.gz" }.map(\.status) == [503, 503, 206])
         await w.stop()
     }
 
@@ -106,7 +106,7 @@ struct HTTPStorageTests {
             FileManager.default.contents(atPath: staging.root + "/big.bin")
                 == FileManager.default.contents(atPath: w.root + "/big.bin"))
         let gets = try await w.server.log().filter { $0.path == "/files/big.bin" }
-        #expect(gets.map(\.range) == [nil, "bytes=100000-"])
+        #expect(gets.map(\.range) == ["bytes=0-16777215", "bytes=100000-16777215"])
         await w.stop()
     }
 

@@ -16,11 +16,16 @@ public final class FixtureServer: @unchecked Sendable {
         public let op: String?
         public let authorization: String?
         public let xTestToken: String?
+        public let ifMatch: String?
+        public let securityToken: String?
         public let injected: Bool?
+        public let tunnel: Bool?
 
         enum CodingKeys: String, CodingKey {
-            case method, path, status, range, model, op, authorization, injected
+            case method, path, status, range, model, op, authorization, injected, tunnel
             case xTestToken = "x-test-token"
+            case ifMatch = "if-match"
+            case securityToken = "x-amz-security-token"
         }
     }
 

@@ -65,7 +65,8 @@ public final class Agent: Sendable {
         let metrics = AgentMetrics()
         let context = WorkerContext(
             store: store,
-            storage: StorageFactory.router(pool: dataPool, options: options.transfer, environment: options.environment),
+            storage: StorageFactory.router(
+                pool: dataPool, options: options.transfer, environment: options.environment, logger: logger),
             server: server, gate: ServerReadinessGate(client: server, logger: logger),
             downloads: AsyncLimiter(limit: options.maxConcurrentDownloads),
             loads: AsyncLimiter(limit: options.maxConcurrentLoads), board: board, metrics: metrics, logger: logger,

@@ -29,7 +29,11 @@ public struct TransferOptions: Sendable {
     /// Connections (and threads) that move bytes, across all models.
     public var connections = 16
     /// Files fetched at once within one model.
-    public var parallelFiles = 8
+    public var parallelFiles = 16
+    /// Size of the ranged parts large files are fetched in.
+    public var partSize: Int64 = 16 << 20
+    /// Files at least this big (when their size is listed) are fetched in parts.
+    public var multipartThreshold: Int64 = 64 << 20
     public var transport = TransportSettings()
     /// Attempts per file (or part) before the model's download counts as failed.
     public var retry = RetryPolicy(maxAttempts: 5, initialDelay: .milliseconds(500), maxDelay: .seconds(30))

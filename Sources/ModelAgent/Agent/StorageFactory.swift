@@ -1,11 +1,39 @@
-/// Builds the storage providers over one transfer pool.
+import Logging
+
+/// Builds the storage providers over one transfer pool, configured from the environment.
 public enum StorageFactory {
-    public static func router(pool: TransferPool, options: TransferOptions, environment: [String: String])
-        -> StorageRouter
-    {
-        let engine = TransferEngine(pool: pool, retry: options.retry, parallelFiles: options.parallelFiles)
+    public static func router(
+        pool: TransferPool, options: TransferOptions, environment: [String: String], logger: Logger
+    ) -> StorageRouter {
+        let engine = TransferEngine(
+            pool: pool, retry: options.retry, parallelFiles: options.parallelFiles, partSize: options.partSize,
+            multipartThreshold: options.multipartThreshold)
         return StorageRouter(
             http: HTTPStorageProvider(engine: engine, environment: environment),
-            local: LocalStorageProvider())
+            local: LocalStorageProvider(),
+            s3: s3Provider(engine: engine, environment: environment, logger: logger))
+    }
+
+    static func s3Provider(engine: TransferEngine, environment: [String: String], logger: Logger) -> any StorageProvider {
+        do {
+            let config = try S3Configuration.from(environment: environment)
+            let source = S3Configuration.credentialSource(environment: environment, region: config.region)
+            let credentials = AWSCredentialProvider(source: source, pool: engine.pool, logger: logger)
+            return S3StorageProvider(client: S3Client(config: config, credentials: credentials, pool: engine.pool), engine: engine)
+        } catch {
+            return UnusableProvider(error: error)
+        }
+    }
+}
+
+/// Stands in for a provider whose configuration is wrong, so each model using it fails
+/// with that reason instead of the agent refusing to start.
+struct UnusableProvider: StorageProvider {
+    let error: any Error
+
+    func fetch(_ location: StorageLocation, into destination: StagingDirectory, logger: Logger) async throws
+        -> FetchReport
+    {
+        throw error
     }
 }

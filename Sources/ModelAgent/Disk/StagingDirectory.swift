@@ -21,12 +21,17 @@ public struct StagingDirectory: Sendable {
 
     /// Creates (or truncates) the file for `relative`, with its parent directories.
     public func createFile(_ relative: String) throws -> OpenFile {
+        try OpenFile(creating: try preparePath(relative))
+    }
+
+    /// The checked path for `relative`, with its parent directories created.
+    public func preparePath(_ relative: String) throws -> String {
         let path = try path(for: relative)
         try FileSystem.makeDirectories(FileSystem.parentPath(path))
         if FileSystem.kind(path) == .directory {
             throw UnsafePath(path: relative, reason: "a directory of that name already exists")
         }
-        return try OpenFile(creating: path)
+        return path
     }
 
     public func makeDirectory(_ relative: String) throws {

@@ -1,7 +1,7 @@
 import COpenSSL
 
 /// Incremental message digest over OpenSSL's EVP interface.
-public struct Digest: ~Copyable {
+public final class Digest {
     public enum Algorithm: Sendable {
         case sha256, md5
 
@@ -22,15 +22,16 @@ public struct Digest: ~Copyable {
 
     deinit { EVP_MD_CTX_free(context) }
 
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    public func update(_ bytes: UnsafeRawBufferPointer) {
         if bytes.count > 0 { EVP_DigestUpdate(context, bytes.baseAddress, bytes.count) }
     }
 
-    public mutating func update(_ bytes: [UInt8]) {
+    public func update(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { update($0) }
     }
 
-    public consuming func finish() -> [UInt8] {
+    /// The digest; the object must not be updated afterwards.
+    public func finish() -> [UInt8] {
         var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var length: UInt32 = 0
         EVP_DigestFinal_ex(context, &out, &length)
@@ -38,7 +39,7 @@ public struct Digest: ~Copyable {
     }
 
     public static func hash(_ algorithm: Algorithm, _ bytes: [UInt8]) -> [UInt8] {
-        var d = Digest(algorithm)
+        let d = Digest(algorithm)
         d.update(bytes)
         return d.finish()
     }

@@ -59,8 +59,9 @@ final class CurlEasy {
         set(CURLOPT_USERAGENT, settings.userAgent)
         set(CURLOPT_FOLLOWLOCATION, request.followRedirects ? 1 : 0)
         set(CURLOPT_MAXREDIRS, 10)
-        if let ca = settings.caBundle { set(CURLOPT_CAINFO, ca) }
-        if !settings.verifyTLS {
+        let tls = request.tls ?? TLSOptions(verify: settings.verifyTLS, caBundle: settings.caBundle)
+        if let ca = tls.caBundle { set(CURLOPT_CAINFO, ca) }
+        if !tls.verify {
             set(CURLOPT_SSL_VERIFYPEER, 0)
             set(CURLOPT_SSL_VERIFYHOST, 0)
         }
@@ -198,8 +199,14 @@ private final class TransferContext {
         if let contentRange, let start = Self.start(ofContentRange: contentRange), start == range.start {
             return nil
         }
-        if status == 200 && contentRange == nil && range.start == 0 && range.end == nil {
-            return nil
+        if status == 200 && contentRange == nil && range.start == 0 {
+            // The whole body, which is fine when it is no more than what was asked for.
+            if range.end == nil { return nil }
+            if let length = headers["content-length"].flatMap({ Int64($0) }), let wanted = range.length,
+                length <= wanted
+            {
+                return nil
+            }
         }
         return .rangeNotHonoured(requested: range, contentRange: contentRange)
     }

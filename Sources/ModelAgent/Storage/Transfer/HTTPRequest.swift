@@ -13,6 +13,8 @@ public struct HTTPRequest: Sendable {
     /// timeout instead, so a large file on a slow link is not cut off while it progresses.
     public var timeout: Duration?
     public var followRedirects: Bool
+    /// TLS verification for this request; nil uses the pool's settings.
+    public var tls: TLSOptions?
 
     public init(
         method: String = "GET", url: String, headers: [(name: String, value: String)] = [],
@@ -29,6 +31,17 @@ public struct HTTPRequest: Sendable {
 
     public func header(_ name: String) -> String? {
         headers.last { $0.name.lowercased() == name.lowercased() }?.value
+    }
+}
+
+public struct TLSOptions: Sendable, Equatable {
+    public var verify: Bool
+    /// PEM bundle replacing the system trust store.
+    public var caBundle: String?
+
+    public init(verify: Bool = true, caBundle: String? = nil) {
+        self.verify = verify
+        self.caBundle = caBundle
     }
 }
 

@@ -5,17 +5,20 @@ public struct RemoteFile: Sendable {
     /// Size announced by a listing; checked after the download when known.
     public var expectedSize: Int64?
     public var checksum: Checksum?
+    /// The store's version tag, sent as If-Match with every part.
+    public var etag: String?
     /// Builds the request for the whole file (nil) or one range. Called for every
     /// attempt, so signatures and tokens are always fresh.
     public var makeRequest: @Sendable (ByteRange?) async throws -> HTTPRequest
 
     public init(
-        displayName: String, expectedSize: Int64? = nil, checksum: Checksum? = nil,
+        displayName: String, expectedSize: Int64? = nil, checksum: Checksum? = nil, etag: String? = nil,
         makeRequest: @escaping @Sendable (ByteRange?) async throws -> HTTPRequest
     ) {
         self.displayName = displayName
         self.expectedSize = expectedSize
         self.checksum = checksum
+        self.etag = etag
         self.makeRequest = makeRequest
     }
 }

@@ -1,24 +1,32 @@
 import Logging
 
-/// Downloads files to disk through a `TransferPool`, retrying failed attempts with
-/// backoff and verifying every file before it counts as done.
+/// Downloads files to disk through a `TransferPool`. Large files are fetched as ranged
+/// parts in parallel, written in place with pwrite; every part and every stream retries
+/// with backoff and resumes where it broke off; every file is checked against its size
+/// and, when the store publishes one, its checksum.
 public struct TransferEngine: Sendable {
     public let pool: TransferPool
     public var retry: RetryPolicy
     /// Files fetched at once within one model.
     public var parallelFiles: Int
+    public var partSize: Int64
+    /// Files at least this big (when their size is known) are fetched in parts.
+    public var multipartThreshold: Int64
 
-    public init(pool: TransferPool, retry: RetryPolicy, parallelFiles: Int) {
+    public init(
+        pool: TransferPool, retry: RetryPolicy, parallelFiles: Int, partSize: Int64 = 16 << 20,
+        multipartThreshold: Int64 = 64 << 20
+    ) {
         self.pool = pool
         self.retry = retry
         self.parallelFiles = max(1, parallelFiles)
+        self.partSize = max(64 << 10, partSize)
+        self.multipartThreshold = max(self.partSize, multipartThreshold)
     }
 
     /// Fetches every file to its path, several at a time. The first failure cancels the
     /// rest and is thrown. Returns the total byte count.
-    public func download(_ files: [(file: RemoteFile, path: String)], logger: Logger) async throws
-        -> Int64
-    {
+    public func download(_ files: [(file: RemoteFile, path: String)], logger: Logger) async throws -> Int64 {
         try await withThrowingTaskGroup(of: Int64.self) { group in
             var total: Int64 = 0
             var next = 0
@@ -37,84 +45,241 @@ public struct TransferEngine: Sendable {
         }
     }
 
-    /// Streams one file to `path`. A broken transfer resumes where it stopped when the
-    /// server supports ranges and validators; otherwise it starts over.
     public func download(_ file: RemoteFile, to path: String, logger: Logger) async throws -> Int64 {
         try await downloadReportingHeaders(file, to: path, logger: logger).bytes
     }
 
-    /// Like `download`, also returning the final response's headers (Content-Type).
-    public func downloadReportingHeaders(_ file: RemoteFile, to path: String, logger: Logger)
-        async throws -> (
-            bytes: Int64, headers: [String: String]
-        )
-    {
+    /// Like `download`, also returning the last response's headers (Content-Type).
+    public func downloadReportingHeaders(_ file: RemoteFile, to path: String, logger: Logger) async throws -> (
+        bytes: Int64, headers: [String: String]
+    ) {
+        var round = 1
+        while true {
+            do {
+                return try await downloadOnce(file, to: path, logger: logger)
+            } catch let mismatch as ChecksumMismatch where round < retry.maxAttempts {
+                logger.warning("\(mismatch); downloading it again", metadata: ["attempt": .stringConvertible(round)])
+                round += 1
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch let error as DownloadFailed {
+                throw error
+            } catch {
+                throw DownloadFailed(file: file.displayName, attempts: round, underlying: error)
+            }
+        }
+    }
+
+    private func downloadOnce(_ file: RemoteFile, to path: String, logger: Logger) async throws -> (
+        bytes: Int64, headers: [String: String]
+    ) {
         let out = try OpenFile(creating: path)
+        var checksum = file.checksum.map { OrderedChecksum(expected: $0, file: out) }
+        var result: (bytes: Int64, headers: [String: String])
+        if let size = file.expectedSize {
+            try out.preallocate(size)
+            if size >= multipartThreshold {
+                do {
+                    let headers = try await parts(
+                        of: file, into: out, size: size, from: 0, etag: file.etag, checksum: checksum, logger: logger)
+                    result = (size, headers)
+                } catch RangeSupport.unsupported {
+                    logger.info("Server ignores ranges for \(file.displayName); fetching it in one stream")
+                    try out.truncate(0)
+                    checksum = file.checksum.map { OrderedChecksum(expected: $0, file: out) }
+                    result = try await stream(file, into: out, logger: logger)
+                    try await checksum?.completed(0..<result.bytes)
+                }
+            } else {
+                result = try await stream(file, into: out, logger: logger)
+                try await checksum?.completed(0..<result.bytes)
+            }
+            if result.bytes != size {
+                throw IntegrityError(file: file.displayName, detail: "received \(result.bytes) bytes, expected \(size)")
+            }
+        } else {
+            switch try await probe(file, into: out, logger: logger) {
+            case .whole(let bytes, let headers):
+                result = (bytes, headers)
+                try await checksum?.completed(0..<bytes)
+            case .partial(let total, let received, let headers):
+                try out.preallocate(total)
+                try await checksum?.completed(0..<received)
+                _ = try await parts(
+                    of: file, into: out, size: total, from: received, etag: headers["etag"], checksum: checksum,
+                    logger: logger)
+                result = (total, headers)
+            case .rangesUnsupported:
+                try out.truncate(0)
+                result = try await stream(file, into: out, logger: logger)
+                try await checksum?.completed(0..<result.bytes)
+            }
+        }
+        if let checksum, try await !checksum.matches(size: result.bytes) {
+            throw ChecksumMismatch(file: file.displayName, expected: checksum.expected)
+        }
+        return result
+    }
+
+    // MARK: - One stream
+
+    /// Fetches the whole file in one GET. A broken transfer resumes where it stopped when
+    /// the server supports ranges and validators; otherwise it starts over.
+    private func stream(_ file: RemoteFile, into out: OpenFile, logger: Logger) async throws -> (
+        bytes: Int64, headers: [String: String]
+    ) {
         var written: Int64 = 0
         var validator: String?
         var resumable = false
-        var finalHeaders: [String: String] = [:]
-        var attempts = 0
-        let size: Int64
-        do {
-            size = try await retry.run { number -> Int64 in
-                attempts = number
-                if written > 0 && !resumable {
-                    written = 0
-                    try out.truncate(0)
-                }
-                let range = written > 0 ? ByteRange(start: written) : nil
-                var request = try await file.makeRequest(range)
-                if range != nil, let validator { request.headers.append((name: "If-Range", value: validator)) }
-                let attempt = try await attemptFollowingRedirects(request, sink: .file(out, offset: written))
-                let response = attempt.response
-                if range == nil && response.isSuccess {
-                    validator = response.headers["etag"] ?? response.headers["last-modified"]
-                    resumable = response.headers["accept-ranges"]?.lowercased() == "bytes" && validator != nil
-                }
-                if let error = attempt.error {
-                    written = try out.size()
-                    if case .rangeNotHonoured = error {
-                        // The file changed or the server stopped honouring ranges: start over.
-                        resumable = false
-                        throw IntegrityError(file: file.displayName, detail: "resume refused by the server; restarting")
-                    }
-                    throw error
-                }
-                guard response.isSuccess else {
-                    throw HTTPStatusError(
-                        status: response.status, body: response.body, context: "GET \(file.displayName)")
-                }
-                written += response.bytesWritten
-                finalHeaders = response.headers
-                let total = Self.totalLength(response) ?? file.expectedSize
-                if let total, written != total {
-                    let got = written
-                    written = 0
-                    resumable = false
-                    throw IntegrityError(
-                        file: file.displayName, detail: "received \(got) bytes, expected \(total)")
-                }
-                return written
-            } onRetry: { attempt, error, delay in
-                logger.warning(
-                    "Retrying download of \(file.displayName) after error: \(error)",
-                    metadata: [
-                        "attempt": .stringConvertible(attempt),
-                        "delay_ms": .stringConvertible(delay.milliseconds),
-                    ])
+        var headers: [String: String] = [:]
+        let bytes = try await retry.run { _ -> Int64 in
+            if written > 0 && !resumable {
+                written = 0
+                try out.truncate(0)
             }
-        } catch is CancellationError {
-            throw CancellationError()
-        } catch {
-            throw DownloadFailed(file: file.displayName, attempts: attempts, underlying: error)
+            let range = written > 0 ? ByteRange(start: written) : nil
+            var request = try await file.makeRequest(range)
+            if range != nil, let validator { request.headers.append((name: "If-Range", value: validator)) }
+            let attempt = try await attemptFollowingRedirects(request, sink: .file(out, offset: written))
+            let response = attempt.response
+            if range == nil && response.isSuccess {
+                validator = response.headers["etag"] ?? response.headers["last-modified"]
+                resumable = response.headers["accept-ranges"]?.lowercased() == "bytes" && validator != nil
+            }
+            // Count what was delivered, not the file size: preallocation already set that.
+            if response.isSuccess { written += response.bytesWritten }
+            if let error = attempt.error {
+                if case .rangeNotHonoured = error {
+                    // The file changed or the server stopped honouring ranges: start over.
+                    resumable = false
+                    throw IntegrityError(file: file.displayName, detail: "resume refused by the server; restarting")
+                }
+                throw error
+            }
+            guard response.isSuccess else {
+                throw HTTPStatusError(status: response.status, body: response.body, context: "GET \(file.displayName)")
+            }
+            headers = response.headers
+            if let total = Self.totalLength(response) ?? file.expectedSize, written != total {
+                let got = written
+                written = 0
+                resumable = false
+                throw IntegrityError(file: file.displayName, detail: "received \(got) bytes, expected \(total)")
+            }
+            return written
+        } onRetry: { number, error, delay in
+            logRetry(file, error, number, delay, logger)
         }
-        if let expected = file.expectedSize, size != expected {
-            throw IntegrityError(
-                file: file.displayName, detail: "received \(size) bytes, expected \(expected)")
-        }
-        return (size, finalHeaders)
+        return (bytes, headers)
     }
+
+    // MARK: - Ranged parts
+
+    private enum RangeSupport: Error {
+        case unsupported
+    }
+
+    /// Fetches `[from, size)` as parts, all queued at once so that they complete roughly
+    /// in order and keep every lane busy.
+    private func parts(
+        of file: RemoteFile, into out: OpenFile, size: Int64, from start: Int64, etag: String?,
+        checksum: OrderedChecksum?, logger: Logger
+    ) async throws -> [String: String] {
+        let ranges = stride(from: start, to: size, by: Int(partSize)).map {
+            ByteRange(start: $0, end: min($0 + partSize, size) - 1)
+        }
+        return try await withThrowingTaskGroup(of: (ByteRange, [String: String]).self) { group in
+            for range in ranges {
+                group.addTask { (range, try await self.part(range, of: file, into: out, etag: etag, logger: logger)) }
+            }
+            var headers: [String: String] = [:]
+            for try await (range, partHeaders) in group {
+                headers = partHeaders
+                try await checksum?.completed(range.start..<(range.end! + 1))
+            }
+            return headers
+        }
+    }
+
+    private func part(_ part: ByteRange, of file: RemoteFile, into out: OpenFile, etag: String?, logger: Logger)
+        async throws -> [String: String]
+    {
+        let length = part.length!
+        var received: Int64 = 0
+        return try await retry.run { _ in
+            let range = ByteRange(start: part.start + received, end: part.end)
+            var request = try await file.makeRequest(range)
+            // A part of a newer version of the object must never be stitched to older parts.
+            if let etag, !etag.hasPrefix("W/") { request.headers.append((name: "If-Match", value: etag)) }
+            let attempt = try await attemptFollowingRedirects(request, sink: .file(out, offset: range.start))
+            let response = attempt.response
+            if response.isSuccess { received += response.bytesWritten }
+            if let error = attempt.error {
+                if case .rangeNotHonoured = error, part.start == 0, received == 0 { throw RangeSupport.unsupported }
+                throw error
+            }
+            guard response.isSuccess else {
+                if response.status == 412 { throw ObjectChanged(file: file.displayName) }
+                throw HTTPStatusError(
+                    status: response.status, body: response.body, context: "GET \(file.displayName) bytes \(range)")
+            }
+            guard received >= length else {
+                throw IntegrityError(
+                    file: file.displayName, detail: "part \(part) ended after \(received) of \(length) bytes")
+            }
+            return response.headers
+        } onRetry: { number, error, delay in
+            logRetry(file, error, number, delay, logger)
+        }
+    }
+
+    // MARK: - Probing an unknown size
+
+    private enum Probe {
+        case whole(bytes: Int64, headers: [String: String])
+        case partial(total: Int64, received: Int64, headers: [String: String])
+        case rangesUnsupported
+    }
+
+    /// Asks for the first part: the answer holds the file (small files) or tells its
+    /// size and that ranges work (large files). A broken answer is resumed.
+    private func probe(_ file: RemoteFile, into out: OpenFile, logger: Logger) async throws -> Probe {
+        var received: Int64 = 0
+        var etag: String?
+        return try await retry.run { _ in
+            var request = try await file.makeRequest(ByteRange(start: received, end: partSize - 1))
+            if received > 0, let etag, !etag.hasPrefix("W/") { request.headers.append((name: "If-Match", value: etag)) }
+            let attempt = try await attemptFollowingRedirects(request, sink: .file(out, offset: received))
+            let response = attempt.response
+            if case .rangeNotHonoured? = attempt.error {
+                if received == 0 { return .rangesUnsupported }
+                received = 0
+                throw IntegrityError(file: file.displayName, detail: "resume refused by the server; restarting")
+            }
+            if response.status == 416 && received == 0 { return .rangesUnsupported }
+            if response.status == 412 {
+                received = 0
+                throw ObjectChanged(file: file.displayName)
+            }
+            if response.isSuccess {
+                received += response.bytesWritten
+                if received == response.bytesWritten { etag = response.headers["etag"] }
+            }
+            if let error = attempt.error { throw error }
+            guard response.isSuccess else {
+                throw HTTPStatusError(status: response.status, body: response.body, context: "GET \(file.displayName)")
+            }
+            let total = Self.totalLength(response) ?? received
+            if response.headers["content-range"] == nil || total <= received {
+                return .whole(bytes: received, headers: response.headers)
+            }
+            return .partial(total: total, received: received, headers: response.headers)
+        } onRetry: { number, error, delay in
+            logRetry(file, error, number, delay, logger)
+        }
+    }
+
+    // MARK: - Redirects
 
     /// Follows up to 10 redirects itself so that credential headers are only ever sent
     /// to the host they were meant for.
@@ -142,13 +307,17 @@ public struct TransferEngine: Sendable {
     /// The full object length a response announces: Content-Range's total for a part,
     /// Content-Length for a whole body.
     static func totalLength(_ response: HTTPResponse) -> Int64? {
-        if let contentRange = response.headers["content-range"],
-            let slash = contentRange.lastIndex(of: "/")
-        {
+        if let contentRange = response.headers["content-range"], let slash = contentRange.lastIndex(of: "/") {
             return Int64(contentRange[contentRange.index(after: slash)...])
         }
         return response.headers["content-length"].flatMap { Int64($0) }
     }
+}
+
+private func logRetry(_ file: RemoteFile, _ error: any Error, _ attempt: Int, _ delay: Duration, _ logger: Logger) {
+    logger.warning(
+        "Retrying download of \(file.displayName) after error: \(error)",
+        metadata: ["attempt": .stringConvertible(attempt), "delay_ms": .stringConvertible(delay.milliseconds)])
 }
 
 /// A file could not be downloaded, after `attempts` tries.
@@ -158,7 +327,21 @@ public struct DownloadFailed: Error, RetryClassifying, CustomStringConvertible {
     public let underlying: any Error
     public var isTransient: Bool { underlying.isTransient }
     public var description: String {
-        "download of \(file) failed" + (attempts > 1 ? " after \(attempts) attempts" : "")
-            + ": \(underlying)"
+        "download of \(file) failed" + (attempts > 1 ? " after \(attempts) attempts" : "") + ": \(underlying)"
     }
+}
+
+/// The downloaded bytes do not hash to what the store published.
+public struct ChecksumMismatch: Error, RetryClassifying, CustomStringConvertible {
+    public let file: String
+    public let expected: Checksum
+    public var isTransient: Bool { true }
+    public var description: String { "\(file): content does not match its \(expected)" }
+}
+
+/// The object was replaced while its parts were being fetched.
+public struct ObjectChanged: Error, RetryClassifying, CustomStringConvertible {
+    public let file: String
+    public var isTransient: Bool { true }
+    public var description: String { "\(file) changed during the download" }
 }

@@ -1,0 +1,127 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Logging
+
+/// A key pair with its optional session token and expiry. Never printed.
+public struct AWSCredentials: Sendable, Equatable, CustomStringConvertible {
+    public var accessKeyId: String
+    public var secretAccessKey: String
+    public var sessionToken: String?
+    public var expiration: UTCTime?
+
+    public init(accessKeyId: String, secretAccessKey: String, sessionToken: String? = nil, expiration: UTCTime? = nil) {
+        self.accessKeyId = accessKeyId
+        self.secretAccessKey = secretAccessKey
+        self.sessionToken = sessionToken
+        self.expiration = expiration
+    }
+
+    public var description: String { "AWSCredentials(<redacted>)" }
+}
+
+/// Where S3 credentials come from, in the order KServe users configure them.
+public enum AWSCredentialSource: Sendable {
+    /// `awsAnonymousCredential=true`, or nothing configured: unsigned requests.
+    case anonymous
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`.
+    case fixed(AWSCredentials)
+    /// IRSA: `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`, exchanged at STS.
+    case webIdentity(roleARN: String, tokenFile: String, sessionName: String, stsEndpoint: String)
+}
+
+/// Hands out current credentials; web-identity ones are fetched once, shared by all
+/// concurrent requests, and refreshed five minutes before they expire.
+public actor AWSCredentialProvider {
+    public let source: AWSCredentialSource
+    private let pool: TransferPool
+    private let logger: Logger
+    private let refreshMargin: Int
+    private var cached: AWSCredentials?
+    private var pending: Task<AWSCredentials, any Error>?
+    private let now: @Sendable () -> UTCTime
+
+    public init(
+        source: AWSCredentialSource, pool: TransferPool, logger: Logger, refreshMargin: Int = 300,
+        now: @escaping @Sendable () -> UTCTime = { .now() }
+    ) {
+        self.source = source
+        self.pool = pool
+        self.logger = logger
+        self.refreshMargin = refreshMargin
+        self.now = now
+    }
+
+    /// Nil means "send the request unsigned".
+    public func credentials() async throws -> AWSCredentials? {
+        switch source {
+        case .anonymous: return nil
+        case .fixed(let credentials): return credentials
+        case .webIdentity(let role, let tokenFile, let session, let endpoint):
+            if let cached, let expiration = cached.expiration, expiration.seconds - refreshMargin > now().seconds {
+                return cached
+            }
+            if let pending { return try await pending.value }
+            let task = Task { [pool, logger] in
+                try await STSWebIdentity.assumeRole(
+                    role: role, tokenFile: tokenFile, sessionName: session, endpoint: endpoint, pool: pool,
+                    logger: logger)
+            }
+            pending = task
+            defer { pending = nil }
+            let fresh = try await task.value
+            cached = fresh
+            return fresh
+        }
+    }
+}
+
+/// `AssumeRoleWithWebIdentity`: the projected service-account token buys temporary keys.
+enum STSWebIdentity {
+    static func assumeRole(
+        role: String, tokenFile: String, sessionName: String, endpoint: String, pool: TransferPool, logger: Logger
+    ) async throws -> AWSCredentials {
+        let token: String
+        do {
+            token = String(decoding: try FileSystem.readFile(tokenFile, limit: 1 << 20), as: UTF8.self)
+                .trimmingWhitespace()
+        } catch {
+            throw CredentialError("cannot read AWS_WEB_IDENTITY_TOKEN_FILE \(tokenFile): \(error)")
+        }
+        let form = [
+            ("Action", "AssumeRoleWithWebIdentity"), ("Version", "2011-06-15"), ("RoleArn", role),
+            ("RoleSessionName", sessionName), ("WebIdentityToken", token), ("DurationSeconds", "3600"),
+        ].map { "\(uriEncode($0.0))=\(uriEncode($0.1))" }.joined(separator: "&")
+        var request = HTTPRequest(method: "POST", url: endpoint.hasSuffix("/") ? endpoint : endpoint + "/", timeout: .seconds(30))
+        request.headers = [(name: "Content-Type", value: "application/x-www-form-urlencoded")]
+        request.body = Array(form.utf8)
+        let response: HTTPResponse
+        do {
+            response = try await pool.perform(request, sink: .memory(limit: 1 << 20))
+        } catch {
+            throw CredentialError("STS at \(Redaction.uri(endpoint)) unreachable: \(error)")
+        }
+        let xml = XMLScanner(response.body)
+        guard response.status == 200, let result = xml.elements("Credentials").first,
+            let key = result.value("AccessKeyId"), let secret = result.value("SecretAccessKey")
+        else {
+            let code = xml.value("Code") ?? "HTTP \(response.status)"
+            let message = xml.value("Message") ?? ""
+            throw CredentialError("STS AssumeRoleWithWebIdentity for \(role) failed: \(code) \(message)")
+        }
+        let expiration = result.value("Expiration").flatMap(UTCTime.parseISO8601)
+        logger.info(
+            "Assumed role \(role) with web identity",
+            metadata: ["expires": "\(result.value("Expiration") ?? "unknown")"])
+        return AWSCredentials(
+            accessKeyId: key, secretAccessKey: secret, sessionToken: result.value("SessionToken"), expiration: expiration)
+    }
+}
+
+public struct CredentialError: Error, RetryClassifying, CustomStringConvertible {
+    public let description: String
+    public var isTransient: Bool { true }
+    public init(_ description: String) { self.description = description }
+}

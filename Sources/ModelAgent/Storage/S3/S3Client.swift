@@ -1,0 +1,129 @@
+import Logging
+
+/// Signed requests to one S3-compatible service: ListObjectsV2 and (ranged) GetObject.
+public struct S3Client: Sendable {
+    public let config: S3Configuration
+    let credentials: AWSCredentialProvider
+    let pool: TransferPool
+    let signer: SigV4Signer
+
+    public init(config: S3Configuration, credentials: AWSCredentialProvider, pool: TransferPool) {
+        self.config = config
+        self.credentials = credentials
+        self.pool = pool
+        self.signer = SigV4Signer(region: config.region, service: "s3")
+    }
+
+    /// A signed request; called per attempt, so the signature is always fresh.
+    public func request(
+        bucket: String, key: String?, query: [(String, String)] = [], range: ByteRange? = nil, timeout: Duration? = nil
+    ) async throws -> HTTPRequest {
+        let (origin, pathPrefix) = config.base(bucket: bucket)
+        var path = pathPrefix
+        if let key { path += "/" + uriEncode(key, keepSlash: true) }
+        if path.isEmpty { path = "/" }
+        let queryText = query.map { "\(uriEncode($0.0))=\(uriEncode($0.1))" }.joined(separator: "&")
+        var request = HTTPRequest(
+            url: origin + path + (queryText.isEmpty ? "" : "?" + queryText), range: range, timeout: timeout)
+        request.tls = TLSOptions(verify: config.verifyTLS, caBundle: config.caBundle)
+        if let credentials = try await credentials.credentials() {
+            signer.sign(&request, credentials: credentials)
+        }
+        return request
+    }
+
+    /// Every object whose key starts with `prefix`, following continuation tokens.
+    public func list(bucket: String, prefix: String, maxKeys: Int = 1000, limit: Int? = nil) async throws
+        -> [ListedObject]
+    {
+        var objects: [ListedObject] = []
+        var token: String?
+        repeat {
+            var query = [("list-type", "2"), ("prefix", prefix), ("max-keys", String(maxKeys)), ("encoding-type", "url")]
+            if let token { query.append(("continuation-token", token)) }
+            let request = try await request(bucket: bucket, key: nil, query: query, timeout: .seconds(120))
+            let response = try await pool.perform(request, sink: .memory(limit: 64 << 20))
+            guard response.status == 200 else {
+                throw S3Error(operation: "list s3://\(bucket)/\(prefix)", status: response.status, body: response.body)
+            }
+            let xml = XMLScanner(response.body)
+            let urlEncoded = xml.value("EncodingType")?.lowercased() == "url"
+            for item in xml.elements("Contents") {
+                guard var key = item.value("Key") else { continue }
+                if urlEncoded { key = percentDecoded(Substring(key.replacingPlus())) ?? key }
+                let etag = item.value("ETag")
+                objects.append(
+                    ListedObject(
+                        key: key, size: Int64(item.value("Size") ?? "") ?? 0, etag: etag,
+                        checksum: etag.flatMap(Self.md5FromETag)))
+            }
+            let truncated = xml.value("IsTruncated")?.lowercased() == "true"
+            token = truncated ? xml.value("NextContinuationToken") : nil
+            if truncated && token == nil {
+                throw S3Error(operation: "list s3://\(bucket)/\(prefix)", status: 200, code: "NoContinuationToken", message: "truncated listing without a continuation token")
+            }
+            if let limit, objects.count >= limit { break }
+        } while token != nil
+        return objects
+    }
+
+    /// The objects a model URI names: the object at `key` itself, and everything under
+    /// `key/`. Listing `key/` rather than `key` keeps siblings (`m10/…`) out of the pages.
+    public func objects(bucket: String, key: String) async throws -> [ListedObject] {
+        if key.isEmpty || key.hasSuffix("/") { return try await list(bucket: bucket, prefix: key) }
+        var found = try await list(bucket: bucket, prefix: key + "/")
+        if let exact = try await list(bucket: bucket, prefix: key, maxKeys: 1, limit: 1).first, exact.key == key {
+            found.insert(exact, at: 0)
+        }
+        return found
+    }
+
+    /// A plain MD5 ETag (single-part upload) is the content's MD5; "…-N" ETags are not.
+    static func md5FromETag(_ etag: String) -> Checksum? {
+        let value = etag.trimmingCharacters(in: "\"").lowercased()
+        guard value.count == 32, value.allSatisfy(\.isHexDigit) else { return nil }
+        return .md5(hex: value)
+    }
+}
+
+/// An error answer from S3. Only its code and message are kept: the full body can echo
+/// the canonical request, session token included.
+public struct S3Error: Error, RetryClassifying, CustomStringConvertible {
+    public let operation: String
+    public let status: Int
+    public let code: String
+    public let message: String
+
+    init(operation: String, status: Int, body: [UInt8]) {
+        let xml = XMLScanner(body)
+        self.init(
+            operation: operation, status: status, code: xml.value("Code") ?? "HTTP \(status)",
+            message: xml.value("Message") ?? "")
+    }
+
+    init(operation: String, status: Int, code: String, message: String) {
+        self.operation = operation
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    public var isTransient: Bool { status >= 500 || status == 429 || code == "SlowDown" || code == "RequestTimeout" }
+    public var description: String {
+        "\(operation): \(status) \(code)" + (message.isEmpty ? "" : ": \(message)")
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: Character) -> String {
+        var s = Substring(self)
+        while s.first == set { s = s.dropFirst() }
+        while s.last == set { s = s.dropLast() }
+        return String(s)
+    }
+
+    /// `encoding-type=url` listings encode spaces as "+" (form encoding).
+    func replacingPlus() -> String {
+        String(map { $0 == "+" ? " " : $0 })
+    }
+}

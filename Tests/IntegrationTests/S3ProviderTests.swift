@@ -1,0 +1,245 @@
+import Foundation
+import Logging
+@testable import ModelAgent
+import Testing
+import TestSupport
+
+/// The s3:// provider against `rclone serve s3` (which verifies SigV4) and the transfer
+/// engine's ranged parts, retries and verification, in process.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct S3ProviderTests {
+    final class World: @unchecked Sendable {
+        let temp: TemporaryDirectory
+        let logs: String
+        let rclone: RcloneS3Server
+        let store: ModelStore
+        let pool: TransferPool
+
+        init() async throws {
+            temp = try TemporaryDirectory("s3")
+            logs = try temp.subdirectory("logs")
+            rclone = try await RcloneS3Server(root: temp.path + "/buckets", logDirectory: logs)
+            store = ModelStore(modelDir: temp.path + "/models")
+            try store.prepare(logger: Logger(label: "test"))
+            var settings = TransportSettings()
+            settings.stallTimeout = .seconds(2)
+            pool = TransferPool(lanes: 8, settings: settings)
+        }
+
+        func provider(
+            _ environment: [String: String], partSize: Int64 = 1 << 20, threshold: Int64 = 2 << 20, attempts: Int = 5
+        ) -> any StorageProvider {
+            let engine = TransferEngine(
+                pool: pool,
+                retry: RetryPolicy(maxAttempts: attempts, initialDelay: .milliseconds(20), maxDelay: .milliseconds(200)),
+                parallelFiles: 8, partSize: partSize, multipartThreshold: threshold)
+            return StorageFactory.s3Provider(engine: engine, environment: environment, logger: Logger(label: "test"))
+        }
+
+        func fetch(
+            _ uri: String, _ environment: [String: String]? = nil, partSize: Int64 = 1 << 20, threshold: Int64 = 2 << 20
+        ) async throws -> (StagingDirectory, FetchReport) {
+            let staging = try store.makeStaging(for: try ModelName(validating: "m"))
+            do {
+                let provider = provider(environment ?? rclone.environment(), partSize: partSize, threshold: threshold)
+                let report = try await provider.fetch(try StorageLocation.parse(uri), into: staging, logger: Logger(label: "t"))
+                return (staging, report)
+            } catch {
+                staging.discard()
+                throw error
+            }
+        }
+
+        func stop() async {
+            pool.shutdown()
+            await rclone.stop()
+        }
+    }
+
+    static func randomData(_ count: Int) -> Data {
+        var generator = SystemRandomNumberGenerator()
+        var data = Data(count: count)
+        data.withUnsafeMutableBytes { raw in
+            let words = raw.bindMemory(to: UInt64.self)
+            for i in 0..<words.count { words[i] = generator.next() }
+        }
+        return data
+    }
+
+    @Test func exactPrefixesSingleObjectsNestedAndAwkwardKeys() async throws {
+        let w = try await World()
+        try w.rclone.put("models", "m1/a.txt", "a")
+        try w.rclone.put("models", "m1/sub/deeper/b.bin", "b")
+        try w.rclone.put("models", "m10/sibling.txt", "must not be fetched")
+        try w.rclone.put("models", "m1.txt", "must not be fetched either")
+        try w.rclone.put("models", "single/model.joblib", "joblib")
+        let awkward = ["a b.txt", "a+b.txt", "a=b.txt", "a~b-c_d.txt", "ü/ö.txt", "x%20y.txt", "semi;colon&amp.txt", "q'uote.txt"]
+        for name in awkward { try w.rclone.put("models", "awk/" + name, name) }
+
+        let (m1, report) = try await w.fetch("s3://models/m1")
+        #expect(report == FetchReport(files: 2, bytes: 2))
+        #expect(contents(of: m1.root) == ["a.txt", "sub"])
+        #expect(try String(contentsOfFile: m1.root + "/sub/deeper/b.bin", encoding: .utf8) == "b")
+
+        let (single, _) = try await w.fetch("s3://models/single/model.joblib")
+        #expect(contents(of: single.root) == ["model.joblib"])
+
+        let (slash, _) = try await w.fetch("s3://models/m1/")
+        #expect(contents(of: slash.root) == ["a.txt", "sub"])
+
+        let (awk, _) = try await w.fetch("s3://models/awk")
+        for name in awkward {
+            #expect(try String(contentsOfFile: awk.root + "/" + name, encoding: .utf8) == name)
+        }
+
+        let missing = await #expect(throws: NoObjectsFound.self) { try await w.fetch("s3://models/nothing") }
+        #expect(missing?.description == "no objects found at s3://models/nothing")
+        await w.stop()
+    }
+
+    @Test func listingsFollowContinuationTokens() async throws {
+        let w = try await World()
+        for i in 0..<1050 { try w.rclone.put("models", String(format: "many/f%04d.txt", i), "\(i)") }
+        let (staging, report) = try await w.fetch("s3://models/many")
+        #expect(report.files == 1050)
+        #expect(try String(contentsOfFile: staging.root + "/f1049.txt", encoding: .utf8) == "1049")
+
+        // Small pages, directly: the same keys in the same order.
+        let config = try S3Configuration.from(environment: w.rclone.environment())
+        let credentials = AWSCredentialProvider(
+            source: S3Configuration.credentialSource(environment: w.rclone.environment(), region: "us-east-1"),
+            pool: w.pool, logger: Logger(label: "t"))
+        let client = S3Client(config: config, credentials: credentials, pool: w.pool)
+        let paged = try await client.list(bucket: "models", prefix: "many/", maxKeys: 7)
+        let whole = try await client.list(bucket: "models", prefix: "many/")
+        #expect(paged.count == 1050 && paged.map(\.key) == whole.map(\.key))
+        await w.stop()
+    }
+
+    @Test func aWrongSecretIsAClear403AndNoSecretLeaks() async throws {
+        let w = try await World()
+        try w.rclone.put("models", "m1/a.txt", "a")
+        let error = await #expect(throws: S3Error.self) {
+            try await w.fetch("s3://models/m1", w.rclone.environment(secret: "wrong-secret-value"))
+        }
+        #expect(error?.status == 403 && error?.code == "SignatureDoesNotMatch")
+        #expect(error?.isTransient == false)
+        #expect(error?.description.contains("wrong-secret-value") == false)
+        await w.stop()
+    }
+
+    @Test func anonymousBuckets() async throws {
+        let w = try await World()
+        let open = try await RcloneS3Server(root: w.temp.path + "/public", auth: false, logDirectory: w.logs)
+        try open.put("public", "m/a.txt", "open")
+        let (asked, _) = try await w.fetch(
+            "s3://public/m", ["AWS_ENDPOINT_URL": open.endpoint, "awsAnonymousCredential": "true",
+                               "AWS_ACCESS_KEY_ID": "ignored", "AWS_SECRET_ACCESS_KEY": "ignored"])
+        #expect(contents(of: asked.root) == ["a.txt"])
+        let (nothingConfigured, _) = try await w.fetch("s3://public/m", ["S3_ENDPOINT": "127.0.0.1:\(open.port)", "S3_USE_HTTPS": "0"])
+        #expect(contents(of: nothingConfigured.root) == ["a.txt"])
+        await open.stop()
+        await w.stop()
+    }
+
+    @Test("a 300 MiB object in ranged parts, compared byte for byte and MD5-verified")
+    func largeObjectInParts() async throws {
+        let w = try await World()
+        let data = Self.randomData(300 << 20)
+        try w.rclone.put("models", "big/weights.bin", data)
+        let (staging, report) = try await w.fetch("s3://models/big", partSize: 8 << 20, threshold: 64 << 20)
+        #expect(report.bytes == 300 << 20)
+        #expect(FileManager.default.contents(atPath: staging.root + "/weights.bin") == data)
+        staging.discard()
+        await w.stop()
+    }
+
+    @Test func corruptAndShortBodiesAreDetectedAndRetried() async throws {
+        let w = try await World()
+        let data = Self.randomData(5 << 20 + 123)
+        try w.rclone.put("models", "m/w.bin", data)
+        try w.rclone.put("models", "small/s.bin", Self.randomData(200_000))
+        let proxy = try await FixtureServer(upstream: w.rclone.endpoint, logDirectory: w.logs)
+        var env = w.rclone.environment()
+        env["AWS_ENDPOINT_URL"] = proxy.baseURL
+
+        // One part arrives with a flipped byte: the MD5 check fails and the file is fetched again.
+        try await proxy.addRules([["method": "GET", "path": "/models/m/w.bin", "corrupt": true, "times": 1]])
+        let (staging, _) = try await w.fetch("s3://models/m", env)
+        #expect(FileManager.default.contents(atPath: staging.root + "/w.bin") == data)
+        let partGets = try await proxy.log().filter { $0.path == "/models/m/w.bin" }
+        #expect(partGets.count == 12, "6 parts, twice")
+        #expect(partGets.allSatisfy { $0.range != nil })
+
+        // A small object (one stream) corrupted once, and one cut short once.
+        try await proxy.clearLog()
+        try await proxy.addRules([
+            ["method": "GET", "path": "/models/small/s.bin", "corrupt": true, "times": 1],
+            ["method": "GET", "path": "/models/small/s.bin", "truncate_after": 1000, "times": 1],
+        ])
+        let (small, _) = try await w.fetch("s3://models/small", env)
+        #expect(try FileSystem.fileSize(small.root + "/s.bin") == 200_000)
+        #expect(try await proxy.log().filter { $0.path == "/models/small/s.bin" }.count == 3)
+        await proxy.stop()
+        await w.stop()
+    }
+
+    @Test func stallsAndSlowDownsAreRecovered() async throws {
+        let w = try await World()
+        let data = Self.randomData(6 << 20)
+        try w.rclone.put("models", "m/w.bin", data)
+        let proxy = try await FixtureServer(upstream: w.rclone.endpoint, logDirectory: w.logs)
+        var env = w.rclone.environment()
+        env["AWS_ENDPOINT_URL"] = proxy.baseURL
+        let slowDown = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+        try await proxy.addRules([
+            ["method": "GET", "path": "/models/m/w.bin", "status": 503, "body": slowDown, "times": 3],
+            ["method": "GET", "path": "/models/m/w.bin", "stall_after": 4096, "stall_seconds": 20, "times": 1],
+            ["method": "GET", "path": "/models/m/w.bin", "reset_after": 10000, "times": 1],
+        ])
+        let started = ContinuousClock.now
+        let (staging, _) = try await w.fetch("s3://models/m", env)
+        #expect(ContinuousClock.now - started < .seconds(15))
+        #expect(FileManager.default.contents(atPath: staging.root + "/w.bin") == data)
+        let statuses = try await proxy.log().filter { $0.path == "/models/m/w.bin" }.map(\.status)
+        #expect(statuses.filter { $0 == 503 }.count == 3)
+        await proxy.stop()
+        await w.stop()
+    }
+
+    @Test func aModelTooBigForTheDiskIsRefusedBeforeAnyDownload() async throws {
+        let w = try await World()
+        let server = try await RcloneS3Server(root: w.temp.path + "/sparse", md5ETags: false, logDirectory: w.logs)
+        try server.put("models", "huge/small.txt", "x")
+        try server.put("models", "huge/weights.bin", Data())
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: server.root + "/models/huge/weights.bin"))
+        try handle.truncate(atOffset: 1 << 43)  // sparse: an 8 TiB object on a small disk
+        try handle.close()
+        let proxy = try await FixtureServer(upstream: server.endpoint, logDirectory: w.logs)
+        var env = server.environment()
+        env["AWS_ENDPOINT_URL"] = proxy.baseURL
+        let error = await #expect(throws: InsufficientDiskSpace.self) { try await w.fetch("s3://models/huge", env) }
+        #expect(error?.needed ?? 0 > 1 << 43)
+        #expect(try await proxy.log().allSatisfy { $0.range == nil && !$0.path.contains("weights.bin") })
+        #expect(contents(of: w.store.stagingRoot).isEmpty)
+        await proxy.stop()
+        await server.stop()
+        await w.stop()
+    }
+
+    @Test func hostileKeysRefuseTheModel() async throws {
+        let objects = [
+            ListedObject(key: "m/ok.txt", size: 1), ListedObject(key: "m/../../etc/passwd", size: 1),
+        ]
+        #expect(throws: UnsafePath.self) { try ObjectLayout.plan(prefix: "m", objects: objects) }
+        let clash = [ListedObject(key: "m/a//b", size: 1), ListedObject(key: "m/a/b", size: 1)]
+        #expect(throws: UnsafePath.self) { try ObjectLayout.plan(prefix: "m", objects: clash) }
+        let layout = try ObjectLayout.plan(
+            prefix: "m",
+            objects: [
+                ListedObject(key: "m", size: 1), ListedObject(key: "m/", size: 0), ListedObject(key: "m/d/", size: 0),
+                ListedObject(key: "m/x", size: 1), ListedObject(key: "m10/y", size: 1), ListedObject(key: "m//z", size: 1),
+            ])
+        #expect(layout.map(\.path) == ["m", "x", "z"])
+    }
+}
