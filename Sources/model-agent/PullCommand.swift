@@ -28,6 +28,13 @@ struct PullCommand: AsyncParsableCommand {
     @Option(help: "Files of at least this many MiB are fetched as parallel ranged parts.")
     var multipartThreshold = 64
 
+    @Option(help: "Ranged parts of one file fetched at once.")
+    var partsPerFile = 6
+
+    @Option(
+        help: "Verify downloads against the store's checksums (S3 MD5 ETags, GCS CRC32C) as well as sizes; costs CPU.")
+    var verifyChecksums = true
+
     @Option(help: "PEM bundle of CAs trusted for https downloads.")
     var caBundle: String?
 
@@ -41,9 +48,12 @@ struct PullCommand: AsyncParsableCommand {
         if pairs.isEmpty || pairs.count % 2 != 0 {
             throw ValidationError("expected <uri> <dest-dir> pairs, got \(pairs.count) argument(s)")
         }
-        if downloadConnections < 1 || downloadAttempts < 1 || parallelFiles < 1 || partSize < 1 || multipartThreshold < 1 {
+        if downloadConnections < 1 || downloadAttempts < 1 || parallelFiles < 1 || partSize < 1
+            || multipartThreshold < 1 || partsPerFile < 1
+        {
             throw ValidationError(
-                "--download-connections, --download-attempts, --parallel-files, --part-size and --multipart-threshold must be at least 1")
+                "--download-connections, --download-attempts, --parallel-files, --part-size, --multipart-threshold and --parts-per-file must be at least 1"
+            )
         }
     }
 
@@ -55,6 +65,8 @@ struct PullCommand: AsyncParsableCommand {
         options.parallelFiles = parallelFiles
         options.partSize = Int64(partSize) << 20
         options.multipartThreshold = Int64(multipartThreshold) << 20
+        options.verifyChecksums = verifyChecksums
+        options.partsPerFile = partsPerFile
         options.transport.caBundle = caBundle
         let pool = TransferPool(lanes: options.connections, settings: options.transport)
         defer { pool.shutdown() }

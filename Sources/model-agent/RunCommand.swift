@@ -55,6 +55,13 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Files of at least this many MiB are fetched as parallel ranged parts.")
     var multipartThreshold = 64
 
+    @Option(help: "Ranged parts of one file fetched at once.")
+    var partsPerFile = 6
+
+    @Option(
+        help: "Verify downloads against the store's checksums (S3 MD5 ETags, GCS CRC32C) as well as sizes; costs CPU.")
+    var verifyChecksums = true
+
     @Option(help: "Seconds between periodic re-reads of models.json and re-checks of the server; 0 disables.")
     var resyncInterval: Double = 60
 
@@ -98,6 +105,7 @@ struct RunCommand: AsyncParsableCommand {
         try positive(parallelFiles, "--parallel-files")
         try positive(partSize, "--part-size")
         try positive(multipartThreshold, "--multipart-threshold")
+        try positive(partsPerFile, "--parts-per-file")
         try positive(downloadAttempts, "--download-attempts")
         if !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
         if !(1...65535).contains(componentPort) {
@@ -131,6 +139,8 @@ struct RunCommand: AsyncParsableCommand {
         options.transfer.parallelFiles = parallelFiles
         options.transfer.partSize = Int64(partSize) << 20
         options.transfer.multipartThreshold = Int64(multipartThreshold) << 20
+        options.transfer.verifyChecksums = verifyChecksums
+        options.transfer.partsPerFile = partsPerFile
         options.transfer.transport.connectTimeout = .seconds(connectTimeout)
         options.transfer.transport.stallTimeout = .seconds(stallTimeout)
         options.transfer.transport.caBundle = caBundle

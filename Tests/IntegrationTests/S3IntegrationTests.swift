@@ -1,8 +1,9 @@
 import Foundation
 import Logging
-@testable import ModelAgent
-import Testing
 import TestSupport
+import Testing
+
+@testable import ModelAgent
 
 /// S3 beyond plain keys: IRSA web identity through a real STS (moto), TLS settings and
 /// proxies, memory while pulling a large object, and a model served by MLServer.
@@ -20,7 +21,8 @@ struct S3IntegrationTests {
         ]
         let pool = TransferPool(lanes: 4, settings: TransportSettings())
         let engine = TransferEngine(
-            pool: pool, retry: RetryPolicy(maxAttempts: 3, initialDelay: .milliseconds(10), maxDelay: .milliseconds(50)),
+            pool: pool,
+            retry: RetryPolicy(maxAttempts: 3, initialDelay: .milliseconds(10), maxDelay: .milliseconds(50)),
             parallelFiles: 4)
         let store = ModelStore(modelDir: temp.path + "/models")
         try store.prepare(logger: Logger(label: "t"))
@@ -30,7 +32,8 @@ struct S3IntegrationTests {
             let credentials = AWSCredentialProvider(
                 source: S3Configuration.credentialSource(environment: env, region: config.region), pool: pool,
                 logger: Logger(label: "t"), refreshMargin: refreshMargin)
-            let provider = S3StorageProvider(client: S3Client(config: config, credentials: credentials, pool: pool), engine: engine)
+            let provider = S3StorageProvider(
+                client: S3Client(config: config, credentials: credentials, pool: pool), engine: engine)
             for _ in 0..<2 {
                 let staging = try store.makeStaging(for: try ModelName(validating: "m"))
                 _ = try await provider.fetch(.s3(bucket: "irsa", key: "m"), into: staging, logger: Logger(label: "t"))
@@ -47,12 +50,15 @@ struct S3IntegrationTests {
         #expect(!s3Calls.isEmpty)
         #expect(s3Calls.allSatisfy { ($0.authorization ?? "").contains("Credential=ASIA") && $0.securityToken != nil })
 
-        // Credentials that are always inside the refresh margin are renewed for every request.
+        // Credentials always inside the refresh margin are renewed whenever a request is
+        // signed; requests signed at the same moment share one renewal. Each fetch signs two
+        // listings one after the other, then its downloads: at least three renewals.
         try await proxy.clearLog()
         try await fetchTwice(refreshMargin: 7200)
         log = try await proxy.log()
         let renewals = log.filter { $0.method == "POST" && $0.path == "/" }.count
-        #expect(renewals == log.filter { $0.path.hasPrefix("/irsa") }.count && renewals > 2)
+        let requests = log.filter { $0.path.hasPrefix("/irsa") }.count
+        #expect(renewals >= 6 && renewals <= requests, "\(renewals) renewals for \(requests) requests")
 
         try FileManager.default.removeItem(atPath: temp.path + "/token")
         let config = try S3Configuration.from(environment: env)
@@ -101,13 +107,15 @@ struct S3IntegrationTests {
         #expect(untrusted.output.contains("certificate"))
 
         let trusted = try await pull(
-            "s3://secure/m", into: temp.path + "/d2", environment: base.merging(["AWS_CA_BUNDLE": certificate.certificate]) { $1 },
+            "s3://secure/m", into: temp.path + "/d2",
+            environment: base.merging(["AWS_CA_BUNDLE": certificate.certificate]) { $1 },
             temp: temp)
         #expect(trusted.status == 0, "\(trusted.output)")
         #expect(contents(of: temp.path + "/d2") == ["a.txt"])
 
         let unverified = try await pull(
-            "s3://secure/m", into: temp.path + "/d3", environment: base.merging(["S3_VERIFY_SSL": "0"]) { $1 }, temp: temp)
+            "s3://secure/m", into: temp.path + "/d3", environment: base.merging(["S3_VERIFY_SSL": "0"]) { $1 },
+            temp: temp)
         #expect(unverified.status == 0, "\(unverified.output)")
 
         let proxied = try await pull(
@@ -134,8 +142,10 @@ struct S3IntegrationTests {
         let rclone = try await RcloneS3Server(root: temp.path + "/buckets", logDirectory: temp.path)
         try rclone.put("models", "small/w.bin", S3ProviderTests.randomData(32 << 20))
         try rclone.put("models", "large/w.bin", S3ProviderTests.randomData(320 << 20))
-        let small = try await pull("s3://models/small", into: temp.path + "/s", environment: rclone.environment(), temp: temp)
-        let large = try await pull("s3://models/large", into: temp.path + "/l", environment: rclone.environment(), temp: temp)
+        let small = try await pull(
+            "s3://models/small", into: temp.path + "/s", environment: rclone.environment(), temp: temp)
+        let large = try await pull(
+            "s3://models/large", into: temp.path + "/l", environment: rclone.environment(), temp: temp)
         #expect(small.status == 0 && large.status == 0, "\(large.output)")
         #expect(try FileSystem.fileSize(temp.path + "/l/w.bin") == 320 << 20)
         // Ten times the bytes, the same memory: buffers are per connection, not per file.
@@ -148,7 +158,9 @@ struct S3IntegrationTests {
         let h = try await MLServerHarness()
         let rclone = try await RcloneS3Server(root: h.temp.path + "/buckets", logDirectory: h.logs)
         for file in ["model.joblib", "model-settings.json"] {
-            try rclone.put("models", "sklearn/iris/v1/" + file, try Data(contentsOf: URL(fileURLWithPath: IrisArtifacts.directory + "/" + file)))
+            try rclone.put(
+                "models", "sklearn/iris/v1/" + file,
+                try Data(contentsOf: URL(fileURLWithPath: IrisArtifacts.directory + "/" + file)))
         }
         try h.config.write([ConfigDirectory.Entry("iris-s3", "s3://models/sklearn/iris/v1")])
         let agent = try await AgentProcess(

@@ -1,8 +1,9 @@
 import Foundation
 import Logging
-@testable import ModelAgent
-import Testing
 import TestSupport
+import Testing
+
+@testable import ModelAgent
 
 /// The s3:// provider against `rclone serve s3` (which verifies SigV4) and the transfer
 /// engine's ranged parts, retries and verification, in process.
@@ -31,7 +32,8 @@ struct S3ProviderTests {
         ) -> any StorageProvider {
             let engine = TransferEngine(
                 pool: pool,
-                retry: RetryPolicy(maxAttempts: attempts, initialDelay: .milliseconds(20), maxDelay: .milliseconds(200)),
+                retry: RetryPolicy(
+                    maxAttempts: attempts, initialDelay: .milliseconds(20), maxDelay: .milliseconds(200)),
                 parallelFiles: 8, partSize: partSize, multipartThreshold: threshold)
             return StorageFactory.s3Provider(engine: engine, environment: environment, logger: Logger(label: "test"))
         }
@@ -42,7 +44,8 @@ struct S3ProviderTests {
             let staging = try store.makeStaging(for: try ModelName(validating: "m"))
             do {
                 let provider = provider(environment ?? rclone.environment(), partSize: partSize, threshold: threshold)
-                let report = try await provider.fetch(try StorageLocation.parse(uri), into: staging, logger: Logger(label: "t"))
+                let report = try await provider.fetch(
+                    try StorageLocation.parse(uri), into: staging, logger: Logger(label: "t"))
                 return (staging, report)
             } catch {
                 staging.discard()
@@ -73,7 +76,9 @@ struct S3ProviderTests {
         try w.rclone.put("models", "m10/sibling.txt", "must not be fetched")
         try w.rclone.put("models", "m1.txt", "must not be fetched either")
         try w.rclone.put("models", "single/model.joblib", "joblib")
-        let awkward = ["a b.txt", "a+b.txt", "a=b.txt", "a~b-c_d.txt", "ü/ö.txt", "x%20y.txt", "semi;colon&amp.txt", "q'uote.txt"]
+        let awkward = [
+            "a b.txt", "a+b.txt", "a=b.txt", "a~b-c_d.txt", "ü/ö.txt", "x%20y.txt", "semi;colon&amp.txt", "q'uote.txt",
+        ]
         for name in awkward { try w.rclone.put("models", "awk/" + name, name) }
 
         let (m1, report) = try await w.fetch("s3://models/m1")
@@ -133,10 +138,14 @@ struct S3ProviderTests {
         let open = try await RcloneS3Server(root: w.temp.path + "/public", auth: false, logDirectory: w.logs)
         try open.put("public", "m/a.txt", "open")
         let (asked, _) = try await w.fetch(
-            "s3://public/m", ["AWS_ENDPOINT_URL": open.endpoint, "awsAnonymousCredential": "true",
-                               "AWS_ACCESS_KEY_ID": "ignored", "AWS_SECRET_ACCESS_KEY": "ignored"])
+            "s3://public/m",
+            [
+                "AWS_ENDPOINT_URL": open.endpoint, "awsAnonymousCredential": "true",
+                "AWS_ACCESS_KEY_ID": "ignored", "AWS_SECRET_ACCESS_KEY": "ignored",
+            ])
         #expect(contents(of: asked.root) == ["a.txt"])
-        let (nothingConfigured, _) = try await w.fetch("s3://public/m", ["S3_ENDPOINT": "127.0.0.1:\(open.port)", "S3_USE_HTTPS": "0"])
+        let (nothingConfigured, _) = try await w.fetch(
+            "s3://public/m", ["S3_ENDPOINT": "127.0.0.1:\(open.port)", "S3_USE_HTTPS": "0"])
         #expect(contents(of: nothingConfigured.root) == ["a.txt"])
         await open.stop()
         await w.stop()
@@ -238,7 +247,8 @@ struct S3ProviderTests {
             prefix: "m",
             objects: [
                 ListedObject(key: "m", size: 1), ListedObject(key: "m/", size: 0), ListedObject(key: "m/d/", size: 0),
-                ListedObject(key: "m/x", size: 1), ListedObject(key: "m10/y", size: 1), ListedObject(key: "m//z", size: 1),
+                ListedObject(key: "m/x", size: 1), ListedObject(key: "m10/y", size: 1),
+                ListedObject(key: "m//z", size: 1),
             ])
         #expect(layout.map(\.path) == ["m", "x", "z"])
     }

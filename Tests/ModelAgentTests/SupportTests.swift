@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @testable import ModelAgent
 
@@ -196,7 +196,8 @@ import TestSupport
             Case(url: "https://s3.us-east-1.amazonaws.com/b?continuation-token=1%2Fabc%3D%3D&list-type=2&prefix="),
         ]
         let time = UTCTime(seconds: 1_440_938_160)  // 2015-08-30T12:36:00Z
-        let credentials = AWSCredentials(accessKeyId: "AKIDEXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+        let credentials = AWSCredentials(
+            accessKeyId: "AKIDEXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
         let script = """
             import json, sys, datetime
             from unittest import mock
@@ -244,7 +245,9 @@ import TestSupport
     @Test func addressing() throws {
         #expect(try base([:]) == "https://models.s3.us-east-1.amazonaws.com")
         #expect(try base(["AWS_REGION": "eu-west-2"]) == "https://models.s3.eu-west-2.amazonaws.com")
-        #expect(try base(["AWS_DEFAULT_REGION": "ap-south-1", "AWS_REGION": "x"]) == "https://models.s3.ap-south-1.amazonaws.com")
+        #expect(
+            try base(["AWS_DEFAULT_REGION": "ap-south-1", "AWS_REGION": "x"])
+                == "https://models.s3.ap-south-1.amazonaws.com")
         #expect(try base([:], "my.dotted.bucket") == "https://s3.us-east-1.amazonaws.com/my.dotted.bucket")
         #expect(try base(["S3_USER_VIRTUAL_BUCKET": "false"]) == "https://s3.us-east-1.amazonaws.com/models")
         #expect(try base(["AWS_ENDPOINT_URL": "http://127.0.0.1:9000"]) == "http://127.0.0.1:9000/models")
@@ -252,12 +255,17 @@ import TestSupport
         #expect(
             try base(["AWS_ENDPOINT_URL": "https://minio.example", "S3_USER_VIRTUAL_BUCKET": "true"])
                 == "https://models.minio.example")
-        #expect(try base(["S3_ENDPOINT": "minio-service.kubeflow:9000", "S3_USE_HTTPS": "0"]) == "http://minio-service.kubeflow:9000/models")
-        #expect(try base(["S3_ENDPOINT": "minio-service.kubeflow:9000"]) == "https://minio-service.kubeflow:9000/models")
+        #expect(
+            try base(["S3_ENDPOINT": "minio-service.kubeflow:9000", "S3_USE_HTTPS": "0"])
+                == "http://minio-service.kubeflow:9000/models")
+        #expect(
+            try base(["S3_ENDPOINT": "minio-service.kubeflow:9000"]) == "https://minio-service.kubeflow:9000/models")
         #expect(
             try base(["AWS_ENDPOINT_URL_S3": "http://a:1", "AWS_ENDPOINT_URL": "http://b:2"]) == "http://a:1/models")
         #expect(try base(["S3_USE_ACCELERATE": "true"]) == "https://models.s3-accelerate.amazonaws.com")
-        #expect(throws: ConfigurationError.self) { try S3Configuration.from(environment: ["AWS_ENDPOINT_URL": "not a url"]) }
+        #expect(throws: ConfigurationError.self) {
+            try S3Configuration.from(environment: ["AWS_ENDPOINT_URL": "not a url"])
+        }
     }
 
     @Test func tlsAndCredentials() throws {
@@ -272,15 +280,22 @@ import TestSupport
             }
         }
         #expect(source([:]) == "anonymous")
-        #expect(source(["AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t"]) == "fixed k t")
-        #expect(source(["AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "awsAnonymousCredential": "True"]) == "anonymous")
+        #expect(
+            source(["AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t"]) == "fixed k t")
+        #expect(
+            source(["AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "awsAnonymousCredential": "True"])
+                == "anonymous")
         #expect(
             source(["AWS_ROLE_ARN": "arn:r", "AWS_WEB_IDENTITY_TOKEN_FILE": "/t"])
                 == "web arn:r /t model-agent https://sts.us-east-1.amazonaws.com")
         #expect(
-            source(["AWS_ROLE_ARN": "arn:r", "AWS_WEB_IDENTITY_TOKEN_FILE": "/t", "AWS_ENDPOINT_URL_STS": "http://sts:1"])
+            source([
+                "AWS_ROLE_ARN": "arn:r", "AWS_WEB_IDENTITY_TOKEN_FILE": "/t", "AWS_ENDPOINT_URL_STS": "http://sts:1",
+            ])
                 == "web arn:r /t model-agent http://sts:1")
-        #expect(S3Client.md5FromETag("\"5d41402abc4b2a76b9719d911017c592\"") == .md5(hex: "5d41402abc4b2a76b9719d911017c592"))
+        #expect(
+            S3Client.md5FromETag("\"5d41402abc4b2a76b9719d911017c592\"")
+                == .md5(hex: "5d41402abc4b2a76b9719d911017c592"))
         #expect(S3Client.md5FromETag("\"5d41402abc4b2a76b9719d911017c592-3\"") == nil)
     }
 

@@ -34,6 +34,10 @@ public struct TransferOptions: Sendable {
     public var partSize: Int64 = 16 << 20
     /// Files at least this big (when their size is listed) are fetched in parts.
     public var multipartThreshold: Int64 = 64 << 20
+    /// Ranged parts of one file in flight at once.
+    public var partsPerFile = 6
+    /// Check content against the store's checksum (S3 MD5 ETags, GCS CRC32C) besides size.
+    public var verifyChecksums = true
     public var transport = TransportSettings()
     /// Attempts per file (or part) before the model's download counts as failed.
     public var retry = RetryPolicy(maxAttempts: 5, initialDelay: .milliseconds(500), maxDelay: .seconds(30))

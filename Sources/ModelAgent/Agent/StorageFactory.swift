@@ -7,19 +7,22 @@ public enum StorageFactory {
     ) -> StorageRouter {
         let engine = TransferEngine(
             pool: pool, retry: options.retry, parallelFiles: options.parallelFiles, partSize: options.partSize,
-            multipartThreshold: options.multipartThreshold)
+            multipartThreshold: options.multipartThreshold, verifyChecksums: options.verifyChecksums,
+            partsPerFile: options.partsPerFile)
         return StorageRouter(
             http: HTTPStorageProvider(engine: engine, environment: environment),
             local: LocalStorageProvider(),
             s3: s3Provider(engine: engine, environment: environment, logger: logger))
     }
 
-    static func s3Provider(engine: TransferEngine, environment: [String: String], logger: Logger) -> any StorageProvider {
+    static func s3Provider(engine: TransferEngine, environment: [String: String], logger: Logger) -> any StorageProvider
+    {
         do {
             let config = try S3Configuration.from(environment: environment)
             let source = S3Configuration.credentialSource(environment: environment, region: config.region)
             let credentials = AWSCredentialProvider(source: source, pool: engine.pool, logger: logger)
-            return S3StorageProvider(client: S3Client(config: config, credentials: credentials, pool: engine.pool), engine: engine)
+            return S3StorageProvider(
+                client: S3Client(config: config, credentials: credentials, pool: engine.pool), engine: engine)
         } catch {
             return UnusableProvider(error: error)
         }

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// UTC calendar time without Foundation's formatters: AWS dates and ISO 8601 stamps.

@@ -1,9 +1,10 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import Logging
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// A key pair with its optional session token and expiry. Never printed.
 public struct AWSCredentials: Sendable, Equatable, CustomStringConvertible {
@@ -94,7 +95,8 @@ enum STSWebIdentity {
             ("Action", "AssumeRoleWithWebIdentity"), ("Version", "2011-06-15"), ("RoleArn", role),
             ("RoleSessionName", sessionName), ("WebIdentityToken", token), ("DurationSeconds", "3600"),
         ].map { "\(uriEncode($0.0))=\(uriEncode($0.1))" }.joined(separator: "&")
-        var request = HTTPRequest(method: "POST", url: endpoint.hasSuffix("/") ? endpoint : endpoint + "/", timeout: .seconds(30))
+        var request = HTTPRequest(
+            method: "POST", url: endpoint.hasSuffix("/") ? endpoint : endpoint + "/", timeout: .seconds(30))
         request.headers = [(name: "Content-Type", value: "application/x-www-form-urlencoded")]
         request.body = Array(form.utf8)
         let response: HTTPResponse
@@ -116,7 +118,8 @@ enum STSWebIdentity {
             "Assumed role \(role) with web identity",
             metadata: ["expires": "\(result.value("Expiration") ?? "unknown")"])
         return AWSCredentials(
-            accessKeyId: key, secretAccessKey: secret, sessionToken: result.value("SessionToken"), expiration: expiration)
+            accessKeyId: key, secretAccessKey: secret, sessionToken: result.value("SessionToken"),
+            expiration: expiration)
     }
 }
 

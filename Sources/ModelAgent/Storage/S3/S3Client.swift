@@ -39,7 +39,9 @@ public struct S3Client: Sendable {
         var objects: [ListedObject] = []
         var token: String?
         repeat {
-            var query = [("list-type", "2"), ("prefix", prefix), ("max-keys", String(maxKeys)), ("encoding-type", "url")]
+            var query = [
+                ("list-type", "2"), ("prefix", prefix), ("max-keys", String(maxKeys)), ("encoding-type", "url"),
+            ]
             if let token { query.append(("continuation-token", token)) }
             let request = try await request(bucket: bucket, key: nil, query: query, timeout: .seconds(120))
             let response = try await pool.perform(request, sink: .memory(limit: 64 << 20))
@@ -60,7 +62,9 @@ public struct S3Client: Sendable {
             let truncated = xml.value("IsTruncated")?.lowercased() == "true"
             token = truncated ? xml.value("NextContinuationToken") : nil
             if truncated && token == nil {
-                throw S3Error(operation: "list s3://\(bucket)/\(prefix)", status: 200, code: "NoContinuationToken", message: "truncated listing without a continuation token")
+                throw S3Error(
+                    operation: "list s3://\(bucket)/\(prefix)", status: 200, code: "NoContinuationToken",
+                    message: "truncated listing without a continuation token")
             }
             if let limit, objects.count >= limit { break }
         } while token != nil

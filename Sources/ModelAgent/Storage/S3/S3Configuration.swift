@@ -16,7 +16,9 @@ public struct S3Configuration: Sendable, Equatable {
     public static func from(environment env: [String: String]) throws -> S3Configuration {
         var config = S3Configuration()
         if let region = env["AWS_DEFAULT_REGION"] ?? env["AWS_REGION"], !region.isEmpty { config.region = region }
-        if let raw = [env["AWS_ENDPOINT_URL_S3"], env["AWS_ENDPOINT_URL"]].compactMap({ $0 }).first(where: { !$0.isEmpty }) {
+        if let raw = [env["AWS_ENDPOINT_URL_S3"], env["AWS_ENDPOINT_URL"]].compactMap({ $0 }).first(where: {
+            !$0.isEmpty
+        }) {
             guard let url = URLParts(raw) else { throw ConfigurationError("AWS endpoint \(raw) is not an http(s) URL") }
             config.endpoint = url
         } else if let host = env["S3_ENDPOINT"], !host.isEmpty {
@@ -31,7 +33,9 @@ public struct S3Configuration: Sendable, Equatable {
         default: break
         }
         config.accelerate = env["S3_USE_ACCELERATE"]?.lowercased() == "true"
-        if let verify = env["S3_VERIFY_SSL"]?.lowercased(), ["0", "false"].contains(verify) { config.verifyTLS = false }
+        if let verify = env["S3_VERIFY_SSL"]?.lowercased(), ["0", "false"].contains(verify) {
+            config.verifyTLS = false
+        }
         if let bundle = env["AWS_CA_BUNDLE"], !bundle.isEmpty { config.caBundle = bundle }
         return config
     }
@@ -39,7 +43,8 @@ public struct S3Configuration: Sendable, Equatable {
     /// The credential source the environment describes.
     public static func credentialSource(environment env: [String: String], region: String) -> AWSCredentialSource {
         if env["awsAnonymousCredential"]?.lowercased() == "true" { return .anonymous }
-        if let key = env["AWS_ACCESS_KEY_ID"], let secret = env["AWS_SECRET_ACCESS_KEY"], !key.isEmpty, !secret.isEmpty {
+        if let key = env["AWS_ACCESS_KEY_ID"], let secret = env["AWS_SECRET_ACCESS_KEY"], !key.isEmpty, !secret.isEmpty
+        {
             let token = env["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
             return .fixed(AWSCredentials(accessKeyId: key, secretAccessKey: secret, sessionToken: token))
         }

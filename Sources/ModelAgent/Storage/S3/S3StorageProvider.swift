@@ -24,12 +24,16 @@ public struct S3StorageProvider: StorageProvider {
         let total = plan.reduce(Int64(0)) { $0 + $1.object.size }
         try DiskSpace.ensureRoom(for: total, at: destination.root)
         logger.info(
-            "Download model", metadata: ["uri": "\(location)", "files": .stringConvertible(plan.count), "bytes": .stringConvertible(total)])
+            "Download model",
+            metadata: [
+                "uri": "\(location)", "files": .stringConvertible(plan.count), "bytes": .stringConvertible(total),
+            ])
         let client = self.client
         let files = try plan.map { item in
             let objectKey = item.object.key
             let file = RemoteFile(
-                displayName: "s3://\(bucket)/\(objectKey)", expectedSize: item.object.size, checksum: item.object.checksum,
+                displayName: "s3://\(bucket)/\(objectKey)", expectedSize: item.object.size,
+                checksum: item.object.checksum,
                 etag: item.object.etag
             ) { range in
                 try await client.request(bucket: bucket, key: objectKey, range: range)

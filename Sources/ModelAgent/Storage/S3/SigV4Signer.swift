@@ -35,7 +35,8 @@ public struct SigV4Signer: Sendable {
         let stringToSign = [
             "AWS4-HMAC-SHA256", time.amzDate, scope, hex(Digest.hash(.sha256, Array(canonical.utf8))),
         ].joined(separator: "\n")
-        let signature = hex(hmacSHA256(key: signingKey(credentials.secretAccessKey, time), data: Array(stringToSign.utf8)))
+        let signature = hex(
+            hmacSHA256(key: signingKey(credentials.secretAccessKey, time), data: Array(stringToSign.utf8)))
 
         request.headers.removeAll { ["host", "x-amz-date", "x-amz-content-sha256"].contains($0.name.lowercased()) }
         request.headers.append(("Host", url.authority))

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 /// Downloads files to disk through a `TransferPool`. Large files are fetched as ranged
 /// parts in parallel, written in place with pwrite; every part and every stream retries
@@ -12,11 +13,18 @@ public struct TransferEngine: Sendable {
     public var partSize: Int64
     /// Files at least this big (when their size is known) are fetched in parts.
     public var multipartThreshold: Int64
+    /// When false, only sizes are checked (published checksums are ignored).
+    public var verifyChecksums: Bool
+    /// Ranged parts of one file in flight at once. Fewer than the lanes: a single large
+    /// file then leaves lanes to other files, and the server is not flooded with ranges.
+    public var partsPerFile: Int
 
     public init(
         pool: TransferPool, retry: RetryPolicy, parallelFiles: Int, partSize: Int64 = 16 << 20,
-        multipartThreshold: Int64 = 64 << 20
+        multipartThreshold: Int64 = 64 << 20, verifyChecksums: Bool = true, partsPerFile: Int = 6
     ) {
+        self.verifyChecksums = verifyChecksums
+        self.partsPerFile = max(1, partsPerFile)
         self.pool = pool
         self.retry = retry
         self.parallelFiles = max(1, parallelFiles)
@@ -54,9 +62,10 @@ public struct TransferEngine: Sendable {
         bytes: Int64, headers: [String: String]
     ) {
         var round = 1
+        let attempts = AttemptCounter()
         while true {
             do {
-                return try await downloadOnce(file, to: path, logger: logger)
+                return try await downloadOnce(file, to: path, logger: logger, attempts: attempts)
             } catch let mismatch as ChecksumMismatch where round < retry.maxAttempts {
                 logger.warning("\(mismatch); downloading it again", metadata: ["attempt": .stringConvertible(round)])
                 round += 1
@@ -65,40 +74,44 @@ public struct TransferEngine: Sendable {
             } catch let error as DownloadFailed {
                 throw error
             } catch {
-                throw DownloadFailed(file: file.displayName, attempts: round, underlying: error)
+                throw DownloadFailed(file: file.displayName, attempts: attempts.value, underlying: error)
             }
         }
     }
 
-    private func downloadOnce(_ file: RemoteFile, to path: String, logger: Logger) async throws -> (
-        bytes: Int64, headers: [String: String]
-    ) {
+    private func downloadOnce(_ file: RemoteFile, to path: String, logger: Logger, attempts: AttemptCounter)
+        async throws -> (
+            bytes: Int64, headers: [String: String]
+        )
+    {
         let out = try OpenFile(creating: path)
-        var checksum = file.checksum.map { OrderedChecksum(expected: $0, file: out) }
+        let expected = verifyChecksums ? file.checksum : nil
+        var checksum = expected.map { OrderedChecksum(expected: $0, file: out) }
         var result: (bytes: Int64, headers: [String: String])
         if let size = file.expectedSize {
             try out.preallocate(size)
             if size >= multipartThreshold {
                 do {
                     let headers = try await parts(
-                        of: file, into: out, size: size, from: 0, etag: file.etag, checksum: checksum, logger: logger)
+                        of: file, into: out, size: size, from: 0, etag: file.etag, checksum: checksum, logger: logger,
+                        attempts: attempts)
                     result = (size, headers)
                 } catch RangeSupport.unsupported {
                     logger.info("Server ignores ranges for \(file.displayName); fetching it in one stream")
                     try out.truncate(0)
-                    checksum = file.checksum.map { OrderedChecksum(expected: $0, file: out) }
-                    result = try await stream(file, into: out, logger: logger)
+                    checksum = expected.map { OrderedChecksum(expected: $0, file: out) }
+                    result = try await stream(file, into: out, logger: logger, attempts: attempts)
                     try await checksum?.completed(0..<result.bytes)
                 }
             } else {
-                result = try await stream(file, into: out, logger: logger)
+                result = try await stream(file, into: out, logger: logger, attempts: attempts)
                 try await checksum?.completed(0..<result.bytes)
             }
             if result.bytes != size {
                 throw IntegrityError(file: file.displayName, detail: "received \(result.bytes) bytes, expected \(size)")
             }
         } else {
-            switch try await probe(file, into: out, logger: logger) {
+            switch try await probe(file, into: out, logger: logger, attempts: attempts) {
             case .whole(let bytes, let headers):
                 result = (bytes, headers)
                 try await checksum?.completed(0..<bytes)
@@ -107,11 +120,11 @@ public struct TransferEngine: Sendable {
                 try await checksum?.completed(0..<received)
                 _ = try await parts(
                     of: file, into: out, size: total, from: received, etag: headers["etag"], checksum: checksum,
-                    logger: logger)
+                    logger: logger, attempts: attempts)
                 result = (total, headers)
             case .rangesUnsupported:
                 try out.truncate(0)
-                result = try await stream(file, into: out, logger: logger)
+                result = try await stream(file, into: out, logger: logger, attempts: attempts)
                 try await checksum?.completed(0..<result.bytes)
             }
         }
@@ -125,9 +138,11 @@ public struct TransferEngine: Sendable {
 
     /// Fetches the whole file in one GET. A broken transfer resumes where it stopped when
     /// the server supports ranges and validators; otherwise it starts over.
-    private func stream(_ file: RemoteFile, into out: OpenFile, logger: Logger) async throws -> (
-        bytes: Int64, headers: [String: String]
-    ) {
+    private func stream(_ file: RemoteFile, into out: OpenFile, logger: Logger, attempts: AttemptCounter)
+        async throws -> (
+            bytes: Int64, headers: [String: String]
+        )
+    {
         var written: Int64 = 0
         var validator: String?
         var resumable = false
@@ -168,6 +183,7 @@ public struct TransferEngine: Sendable {
             }
             return written
         } onRetry: { number, error, delay in
+            attempts.reached(number + 1)
             logRetry(file, error, number, delay, logger)
         }
         return (bytes, headers)
@@ -179,31 +195,43 @@ public struct TransferEngine: Sendable {
         case unsupported
     }
 
-    /// Fetches `[from, size)` as parts, all queued at once so that they complete roughly
-    /// in order and keep every lane busy.
+    /// Fetches `[from, size)` as parts, `partsPerFile` at a time in order, so they
+    /// complete roughly in order and the checksum keeps up.
     private func parts(
         of file: RemoteFile, into out: OpenFile, size: Int64, from start: Int64, etag: String?,
-        checksum: OrderedChecksum?, logger: Logger
+        checksum: OrderedChecksum?, logger: Logger, attempts: AttemptCounter
     ) async throws -> [String: String] {
         let ranges = stride(from: start, to: size, by: Int(partSize)).map {
             ByteRange(start: $0, end: min($0 + partSize, size) - 1)
         }
         return try await withThrowingTaskGroup(of: (ByteRange, [String: String]).self) { group in
-            for range in ranges {
-                group.addTask { (range, try await self.part(range, of: file, into: out, etag: etag, logger: logger)) }
+            var next = 0
+            func startNext() {
+                guard next < ranges.count else { return }
+                let range = ranges[next]
+                next += 1
+                group.addTask {
+                    (
+                        range,
+                        try await self.part(range, of: file, into: out, etag: etag, logger: logger, attempts: attempts)
+                    )
+                }
             }
+            for _ in 0..<min(partsPerFile, ranges.count) { startNext() }
             var headers: [String: String] = [:]
-            for try await (range, partHeaders) in group {
+            while let (range, partHeaders) = try await group.next() {
                 headers = partHeaders
+                startNext()
                 try await checksum?.completed(range.start..<(range.end! + 1))
             }
             return headers
         }
     }
 
-    private func part(_ part: ByteRange, of file: RemoteFile, into out: OpenFile, etag: String?, logger: Logger)
-        async throws -> [String: String]
-    {
+    private func part(
+        _ part: ByteRange, of file: RemoteFile, into out: OpenFile, etag: String?, logger: Logger,
+        attempts: AttemptCounter
+    ) async throws -> [String: String] {
         let length = part.length!
         var received: Int64 = 0
         return try await retry.run { _ in
@@ -229,6 +257,7 @@ public struct TransferEngine: Sendable {
             }
             return response.headers
         } onRetry: { number, error, delay in
+            attempts.reached(number + 1)
             logRetry(file, error, number, delay, logger)
         }
     }
@@ -243,7 +272,9 @@ public struct TransferEngine: Sendable {
 
     /// Asks for the first part: the answer holds the file (small files) or tells its
     /// size and that ranges work (large files). A broken answer is resumed.
-    private func probe(_ file: RemoteFile, into out: OpenFile, logger: Logger) async throws -> Probe {
+    private func probe(_ file: RemoteFile, into out: OpenFile, logger: Logger, attempts: AttemptCounter) async throws
+        -> Probe
+    {
         var received: Int64 = 0
         var etag: String?
         return try await retry.run { _ in
@@ -275,6 +306,7 @@ public struct TransferEngine: Sendable {
             }
             return .partial(total: total, received: received, headers: response.headers)
         } onRetry: { number, error, delay in
+            attempts.reached(number + 1)
             logRetry(file, error, number, delay, logger)
         }
     }
@@ -312,6 +344,13 @@ public struct TransferEngine: Sendable {
         }
         return response.headers["content-length"].flatMap { Int64($0) }
     }
+}
+
+/// The highest attempt number any retry loop of one file reached, for error messages.
+final class AttemptCounter: Sendable {
+    private let highest = Mutex(1)
+    var value: Int { highest.withLock { $0 } }
+    func reached(_ attempt: Int) { highest.withLock { $0 = max($0, attempt) } }
 }
 
 private func logRetry(_ file: RemoteFile, _ error: any Error, _ attempt: Int, _ delay: Duration, _ logger: Logger) {
