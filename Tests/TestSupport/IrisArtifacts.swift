@@ -18,7 +18,8 @@ public enum IrisArtifacts {
         let base = FileManager.default.temporaryDirectory.path + "/model-agent-iris-\(getpid())"
         let model = base + "/iris"
         try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
-        try run(try TestPaths.venvTool("mlserver", "python"), [TestPaths.repositoryRoot + "/examples/make_iris.py", model])
+        try run(
+            try TestPaths.venvTool("mlserver", "python"), [TestPaths.repositoryRoot + "/examples/make_iris.py", model])
         try write(
             #"{"implementation": "mlserver_sklearn.SKLearnModel", "parameters": {"uri": "./model.joblib"}}"#,
             to: model + "/model-settings.json")
