@@ -12,7 +12,17 @@ public enum StorageFactory {
         return StorageRouter(
             http: HTTPStorageProvider(engine: engine, environment: environment),
             local: LocalStorageProvider(),
-            s3: s3Provider(engine: engine, environment: environment, logger: logger))
+            s3: s3Provider(engine: engine, environment: environment, logger: logger),
+            gcs: gcsProvider(engine: engine, environment: environment, logger: logger))
+    }
+
+    static func gcsProvider(engine: TransferEngine, environment: [String: String], logger: Logger)
+        -> any StorageProvider
+    {
+        let tokens = GCSTokenProvider(
+            source: GCSCredentialSource.from(environment: environment), pool: engine.pool, logger: logger)
+        let client = GCSClient(baseURL: GCSClient.baseURL(environment: environment), tokens: tokens, pool: engine.pool)
+        return GCSStorageProvider(client: client, engine: engine)
     }
 
     static func s3Provider(engine: TransferEngine, environment: [String: String], logger: Logger) -> any StorageProvider

@@ -2,13 +2,17 @@
 public struct ListedObject: Sendable, Equatable {
     public var key: String
     public var size: Int64
+    /// S3's ETag, sent as If-Match with each part.
     public var etag: String?
+    /// GCS's generation, pinned in each download request.
+    public var version: String?
     public var checksum: Checksum?
 
-    public init(key: String, size: Int64, etag: String? = nil, checksum: Checksum? = nil) {
+    public init(key: String, size: Int64, etag: String? = nil, version: String? = nil, checksum: Checksum? = nil) {
         self.key = key
         self.size = size
         self.etag = etag
+        self.version = version
         self.checksum = checksum
     }
 }

@@ -1,0 +1,138 @@
+import Logging
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// Google Cloud Storage's JSON API: object listings and media downloads.
+public struct GCSClient: Sendable {
+    /// scheme://host[:port] of the API: `STORAGE_EMULATOR_HOST` or storage.googleapis.com.
+    public let baseURL: String
+    let tokens: GCSTokenProvider
+    let pool: TransferPool
+
+    public init(baseURL: String, tokens: GCSTokenProvider, pool: TransferPool) {
+        self.baseURL = baseURL.trimmingSlashesAtEnd()
+        self.tokens = tokens
+        self.pool = pool
+    }
+
+    public static func baseURL(environment env: [String: String]) -> String {
+        guard let emulator = env["STORAGE_EMULATOR_HOST"], !emulator.isEmpty else {
+            return "https://storage.googleapis.com"
+        }
+        return emulator.contains("://") ? emulator : "http://" + emulator
+    }
+
+    func authorized(_ url: String, range: ByteRange? = nil, timeout: Duration? = nil) async throws -> HTTPRequest {
+        var request = HTTPRequest(url: url, range: range, timeout: timeout)
+        if let token = try await tokens.token() {
+            request.credentials = [(name: "Authorization", value: "Bearer \(token)")]
+        }
+        return request
+    }
+
+    /// Every object whose name starts with `prefix`, following page tokens.
+    public func list(bucket: String, prefix: String, maxResults: Int = 1000, limit: Int? = nil) async throws
+        -> [ListedObject]
+    {
+        var objects: [ListedObject] = []
+        var pageToken: String?
+        repeat {
+            var query = "prefix=\(uriEncode(prefix))&maxResults=\(maxResults)"
+            query += "&fields=" + uriEncode("items(name,size,md5Hash,crc32c,generation),nextPageToken")
+            if let pageToken { query += "&pageToken=\(uriEncode(pageToken))" }
+            let url = "\(baseURL)/storage/v1/b/\(uriEncode(bucket))/o?\(query)"
+            let response = try await pool.perform(
+                try await authorized(url, timeout: .seconds(120)), sink: .memory(limit: 64 << 20))
+            guard response.status == 200 else {
+                throw GCSError(operation: "list gs://\(bucket)/\(prefix)", status: response.status, body: response.body)
+            }
+            let page: Page
+            do {
+                page = try JSONDecoder().decode(Page.self, from: Data(response.body))
+            } catch {
+                throw GCSError(operation: "list gs://\(bucket)/\(prefix)", status: 200, message: "unreadable listing")
+            }
+            for item in page.items ?? [] {
+                objects.append(
+                    ListedObject(
+                        key: item.name, size: Int64(item.size ?? "") ?? 0, version: item.generation,
+                        checksum: Self.checksum(crc32c: item.crc32c, md5: item.md5Hash)))
+            }
+            pageToken = page.nextPageToken.flatMap { $0.isEmpty ? nil : $0 }
+            if let limit, objects.count >= limit { break }
+        } while pageToken != nil
+        return objects
+    }
+
+    /// The object at `key` itself and everything under `key/` (siblings stay out of the pages).
+    public func objects(bucket: String, key: String) async throws -> [ListedObject] {
+        if key.isEmpty || key.hasSuffix("/") { return try await list(bucket: bucket, prefix: key) }
+        var found = try await list(bucket: bucket, prefix: key + "/")
+        if let exact = try await list(bucket: bucket, prefix: key, maxResults: 1, limit: 1).first, exact.key == key {
+            found.insert(exact, at: 0)
+        }
+        return found
+    }
+
+    /// A media download request, pinned to the listed generation so that every part
+    /// comes from the same version of the object.
+    public func mediaRequest(bucket: String, object: ListedObject, range: ByteRange?) async throws -> HTTPRequest {
+        var url = "\(baseURL)/storage/v1/b/\(uriEncode(bucket))/o/\(uriEncode(object.key))?alt=media"
+        if let generation = object.version { url += "&generation=\(uriEncode(generation))" }
+        return try await authorized(url, range: range)
+    }
+
+    /// CRC32C is preferred: it is what every object has (composite ones lack MD5) and far
+    /// cheaper to compute.
+    static func checksum(crc32c: String?, md5: String?) -> Checksum? {
+        if let crc32c, let bytes = Base64.decode(crc32c), bytes.count == 4 {
+            return .crc32c(bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        }
+        if let md5, let bytes = Base64.decode(md5), bytes.count == 16 { return .md5(hex: hex(bytes)) }
+        return nil
+    }
+
+    private struct Page: Decodable {
+        var items: [Item]?
+        var nextPageToken: String?
+    }
+
+    private struct Item: Decodable {
+        var name: String
+        var size: String?
+        var md5Hash: String?
+        var crc32c: String?
+        var generation: String?
+    }
+}
+
+/// An error answer from the GCS API, with its message.
+public struct GCSError: Error, RetryClassifying, CustomStringConvertible {
+    public let operation: String
+    public let status: Int
+    public let message: String
+
+    init(operation: String, status: Int, message: String) {
+        self.operation = operation
+        self.status = status
+        self.message = message
+    }
+
+    init(operation: String, status: Int, body: [UInt8]) {
+        struct Envelope: Decodable {
+            struct Detail: Decodable { var message: String? }
+            var error: Detail?
+        }
+        let message = (try? JSONDecoder().decode(Envelope.self, from: Data(body)))?.error?.message
+        self.init(
+            operation: operation, status: status,
+            message: message ?? String(decoding: body.prefix(300), as: UTF8.self).trimmingWhitespace())
+    }
+
+    public var isTransient: Bool { status >= 500 || status == 429 || status == 408 }
+    public var description: String { "\(operation): HTTP \(status)" + (message.isEmpty ? "" : ": \(message)") }
+}
