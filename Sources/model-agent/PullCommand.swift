@@ -69,7 +69,6 @@ struct PullCommand: AsyncParsableCommand {
         options.partsPerFile = partsPerFile
         options.transport.caBundle = caBundle
         let pool = TransferPool(lanes: options.connections, settings: options.transport)
-        defer { pool.shutdown() }
         let puller = Puller(
             router: StorageFactory.router(
                 pool: pool, options: options, environment: ProcessEnvironment.current(), logger: logger))
@@ -90,8 +89,10 @@ struct PullCommand: AsyncParsableCommand {
             } catch {
                 logger.error("Failed to download \(Redaction.uri(uri)) to \(destination): \(error)")
                 writeStandardError("model-agent pull: \(error)\n")
+                await pool.shutdown()
                 throw ExitCode(ExitStatus.failure)
             }
         }
+        await pool.shutdown()
     }
 }

@@ -27,6 +27,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Base URL of the model server's V2 API (default: http://127.0.0.1:<component-port>).")
     var serverURL: String?
 
+    @Option(help: "Model server kind: auto (from GET /v2), triton, mlserver, kserve or generic.")
+    var serverFlavor: String = "auto"
+
     @Option(help: "Port of the agent's status endpoints (/v1/models, /readyz, /livez, /metrics); 0 picks a free one.")
     var port = 9081
 
@@ -118,6 +121,9 @@ struct RunCommand: AsyncParsableCommand {
         ] where !(value > 0) {
             throw ValidationError("\(flag) must be a positive number of seconds")
         }
+        if serverFlavor != "auto" && ServerFlavor(rawValue: serverFlavor) == nil {
+            throw ValidationError("--server-flavor must be auto, triton, mlserver, kserve or generic")
+        }
         if resyncInterval < 0 { throw ValidationError("--resync-interval must not be negative") }
         if let serverURL, !(serverURL.hasPrefix("http://") || serverURL.hasPrefix("https://")) {
             throw ValidationError("--server-url must start with http:// or https://")
@@ -130,6 +136,7 @@ struct RunCommand: AsyncParsableCommand {
         options.modelDir = modelDir
         options.stagingDir = stagingDir
         options.serverURL = serverURL ?? "http://127.0.0.1:\(componentPort)"
+        options.serverFlavor = ServerFlavor(rawValue: serverFlavor)
         options.statusHost = bindAddress
         options.statusPort = port
         options.maxConcurrentDownloads = maxConcurrentDownloads

@@ -259,6 +259,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         connection = http.client.HTTPConnection(target.hostname, target.port, timeout=600)
         # Host stays as the client sent it: it is part of a SigV4 signature.
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")}
+        if rule and rule.get("ignore_range"):
+            # As a server without range support would: the whole object, status 200.
+            headers = {k: v for k, v in headers.items() if k.lower() not in ("range", "if-match")}
         try:
             connection.request(self.command, self.path, body=payload or None, headers=headers)
             response = connection.getresponse()

@@ -52,7 +52,7 @@ struct GCSProviderTests {
         }
 
         func stop() async {
-            pool.shutdown()
+            await pool.shutdown()
             await gcs.stop()
         }
     }

@@ -66,7 +66,7 @@ struct S3IntegrationTests {
             source: S3Configuration.credentialSource(environment: env, region: config.region), pool: pool,
             logger: Logger(label: "t"))
         await #expect(throws: CredentialError.self) { try await missing.credentials() }
-        pool.shutdown()
+        await pool.shutdown()
         await proxy.stop()
         await moto.stop()
     }

@@ -54,7 +54,7 @@ struct S3ProviderTests {
         }
 
         func stop() async {
-            pool.shutdown()
+            await pool.shutdown()
             await rclone.stop()
         }
     }
@@ -251,5 +251,24 @@ struct S3ProviderTests {
                 ListedObject(key: "m//z", size: 1),
             ])
         #expect(layout.map(\.path) == ["m", "x", "z"])
+    }
+}
+
+extension S3ProviderTests {
+    @Test func aServerIgnoringRangesGetsOneStream() async throws {
+        let w = try await World()
+        let data = Self.randomData(5 << 20)
+        try w.rclone.put("models", "m/w.bin", data)
+        let proxy = try await FixtureServer(upstream: w.rclone.endpoint, logDirectory: w.logs)
+        var env = w.rclone.environment()
+        env["AWS_ENDPOINT_URL"] = proxy.baseURL
+        try await proxy.addRules([["method": "GET", "path": "/models/m/w.bin", "ignore_range": true]])
+        let (staging, _) = try await w.fetch("s3://models/m", env)
+        #expect(FileManager.default.contents(atPath: staging.root + "/w.bin") == data)
+        let gets = try await proxy.log().filter { $0.path == "/models/m/w.bin" }
+        #expect(gets.first?.range == "bytes=0-1048575", "parts were tried first")
+        #expect(gets.last?.range == nil && gets.last?.status == 200, "then one plain GET")
+        await proxy.stop()
+        await w.stop()
     }
 }

@@ -55,7 +55,7 @@ struct HTTPStorageTests {
         }
 
         func stop() async {
-            pool.shutdown()
+            await pool.shutdown()
             await server.stop()
         }
     }

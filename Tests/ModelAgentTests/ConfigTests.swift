@@ -1,5 +1,8 @@
-import ModelAgent
+import Foundation
+import TestSupport
 import Testing
+
+@testable import ModelAgent
 
 @Suite struct ModelNameTests {
     @Test(arguments: ["iris", "model1-sklearn", "A.b_c-9", "x"])
@@ -121,5 +124,86 @@ import Testing
         #expect(file.refusals.compactMap(\.name?.rawValue) == ["nospec", "nouri", "badtype", "badmem"])
         #expect(file.refusals[0].reason.contains("invalid model name"))
         #expect(file.refusals[6].reason.contains("duplicate"))
+    }
+}
+
+@Suite struct ServerFlavorTests {
+    @Test func detectsFromTheServerName() {
+        #expect(ServerFlavor.detect(serverName: "triton") == .triton)
+        #expect(ServerFlavor.detect(serverName: "mlserver") == .mlserver)
+        #expect(ServerFlavor.detect(serverName: "kserve") == .kserve)
+        #expect(ServerFlavor.detect(serverName: "fake") == .generic)
+        #expect(ServerFlavor.triton.readinessPath == "/v2/health/live")
+        #expect(ServerFlavor.mlserver.readinessPath == "/v2/health/ready")
+    }
+}
+
+@Suite struct ArtifactLayoutTests {
+    @Test func protoTextFindsTopLevelFieldsOnly() {
+        let text = """
+            # name: "in a comment"
+            platform: "x"
+            input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]
+            name: "add_one"  # trailing
+            parameters { key: "k" value: { string_value: "name: \\"not\\"" } }
+            max_batch_size: 8
+            """
+        let fields = ProtoText.topLevelFields(text)
+        #expect(fields.map(\.key) == ["platform", "name", "max_batch_size"])
+        #expect(fields.first { $0.key == "name" }?.value == "add_one")
+        let (renamed, changed) = ProtoText.settingName("served", in: text)
+        #expect(changed && renamed.contains(#"name: "served"  # trailing"#) && renamed.contains(#"name: "INPUT0""#))
+        #expect(ProtoText.settingName("add_one", in: text).changed == false)
+        let (added, _) = ProtoText.settingName("m", in: "backend: \"python\"\n")
+        #expect(added == "name: \"m\"\nbackend: \"python\"\n")
+    }
+
+    @Test func mlserverSettingsAreGeneratedOnlyWhenUnambiguous() throws {
+        let temp = try TemporaryDirectory("layout")
+        let name = try ModelName(validating: "m")
+        try write("x", to: temp.path + "/a/model.json")
+        try MLServerLayout.prepare(temp.path + "/a", name: name, framework: "XGBoost")
+        let settings = try String(contentsOfFile: temp.path + "/a/model-settings.json", encoding: .utf8)
+        #expect(settings.contains("mlserver_xgboost.XGBoostModel") && settings.contains("./model.json"))
+
+        try write("x", to: temp.path + "/b/one.pkl")
+        try write("x", to: temp.path + "/b/sub/two.joblib")
+        #expect(throws: LayoutError.self) {
+            try MLServerLayout.prepare(temp.path + "/b", name: name, framework: "sklearn")
+        }
+        try write("x", to: temp.path + "/c/readme.txt")
+        #expect(throws: LayoutError.self) {
+            try MLServerLayout.prepare(temp.path + "/c", name: name, framework: "sklearn")
+        }
+        try write("[1]", to: temp.path + "/d/model-settings.json")
+        #expect(throws: LayoutError.self) {
+            try MLServerLayout.prepare(temp.path + "/d", name: name, framework: "sklearn")
+        }
+        try write("x", to: temp.path + "/e/MLmodel")
+        try MLServerLayout.prepare(temp.path + "/e", name: name, framework: "mlflow")
+        #expect(
+            try String(contentsOfFile: temp.path + "/e/model-settings.json", encoding: .utf8).contains(#""uri" : "./""#)
+        )
+    }
+
+    @Test func tritonLayoutRules() throws {
+        let temp = try TemporaryDirectory("layout")
+        let name = try ModelName(validating: "served")
+        try write(
+            "name: \"other\"\nbackend: \"python\"\ndefault_model_filename: \"main.py\"\n",
+            to: temp.path + "/ok/config.pbtxt")
+        try write("x", to: temp.path + "/ok/1/main.py")
+        try write("x", to: temp.path + "/ok/2/main.py")
+        try TritonLayout.prepare(temp.path + "/ok", name: name)
+        #expect(
+            try String(contentsOfFile: temp.path + "/ok/config.pbtxt", encoding: .utf8).hasPrefix(#"name: "served""#))
+        try write("x", to: temp.path + "/ok/3/model.py")
+        #expect(throws: LayoutError.self) { try TritonLayout.prepare(temp.path + "/ok", name: name) }
+        // Other backends need no model.py; a model without config.pbtxt is left to Triton.
+        try write("backend: \"onnxruntime\"\n", to: temp.path + "/onnx/config.pbtxt")
+        try write("x", to: temp.path + "/onnx/1/model.onnx")
+        try TritonLayout.prepare(temp.path + "/onnx", name: name)
+        try write("x", to: temp.path + "/plain/1/model.plan")
+        try TritonLayout.prepare(temp.path + "/plain", name: name)
     }
 }

@@ -67,7 +67,7 @@ public final class Agent: Sendable {
             store: store,
             storage: StorageFactory.router(
                 pool: dataPool, options: options.transfer, environment: options.environment, logger: logger),
-            server: server, gate: ServerReadinessGate(client: server, logger: logger),
+            server: server, gate: ServerReadinessGate(client: server, flavor: options.serverFlavor, logger: logger),
             downloads: AsyncLimiter(limit: options.maxConcurrentDownloads),
             loads: AsyncLimiter(limit: options.maxConcurrentLoads), board: board, metrics: metrics, logger: logger,
             failureBackoff: options.failureBackoff)
@@ -128,8 +128,8 @@ public final class Agent: Sendable {
         resync?.cancel()
         await reconciler.shutdown(timeout: .seconds(10))
         await statusServer.stop()
-        dataPool.shutdown()
-        controlPool.shutdown()
+        await dataPool.shutdown()
+        await controlPool.shutdown()
         logger.info("Shutdown complete, exiting...")
     }
 }

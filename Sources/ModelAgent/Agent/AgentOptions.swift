@@ -5,6 +5,8 @@ public struct AgentOptions: Sendable {
     /// Defaults to `<modelDir>/.staging`, which model servers do not scan.
     public var stagingDir: String?
     public var serverURL = "http://127.0.0.1:8080"
+    /// Nil: detect from `GET /v2`.
+    public var serverFlavor: ServerFlavor?
     public var statusHost = "0.0.0.0"
     public var statusPort = 9081
     public var maxConcurrentDownloads = 4

@@ -167,6 +167,7 @@ actor ModelController {
         if onDisk != target {
             let staging = try await download(target)
             do {
+                try await adapt(staging, for: target)
                 if served != .absent { try await unloadFromServer(uri: uri) }
                 let (store, name) = (context.store, name)
                 let marker = try await BlockingExecutor.shared.run { try store.commit(staging, as: name, spec: target) }
@@ -266,6 +267,15 @@ actor ModelController {
             if !(error is CancellationError) { context.metrics.downloadFailed() }
             throw error
         }
+    }
+
+    /// Shapes the staged artifact for the server (Triton's config name, MLServer's
+    /// settings) before it becomes visible; the marker then covers the adapted files.
+    private func adapt(_ staging: StagingDirectory, for target: ModelSpec) async throws {
+        context.board.update(name, uri: target.storageUri) { $0.state = .loading }
+        let flavor = try await context.gate.flavor()
+        let name = self.name
+        try await BlockingExecutor.shared.run { try flavor.prepare(staging, name: name, spec: target) }
     }
 
     private func load(_ target: ModelSpec) async throws {

@@ -30,6 +30,21 @@ public struct ModelServerClient: Sendable {
         return (try? await pool.perform(request, sink: .memory(limit: 1 << 20)).status) == 200
     }
 
+    /// The server's self-description from `GET /v2` (`name`, `version`), if it gives one.
+    public func metadata() async -> (name: String, version: String)? {
+        let request = HTTPRequest(url: baseURL + "/v2", timeout: requestTimeout)
+        guard let response = try? await pool.perform(request, sink: .memory(limit: 1 << 20)), response.status == 200
+        else { return nil }
+        let text = String(decoding: response.body, as: UTF8.self)
+        func field(_ key: String) -> String? {
+            guard let range = text.firstRange(of: "\"\(key)\"") else { return nil }
+            let rest = text[range.upperBound...].drop { $0 == " " || $0 == ":" }
+            guard rest.first == "\"" else { return nil }
+            return String(rest.dropFirst().prefix { $0 != "\"" })
+        }
+        return field("name").map { ($0, field("version") ?? "") }
+    }
+
     /// Whether the server has the model loaded: 200 means yes; 404 (MLServer, KServe) and
     /// 400 (Triton: "Model version not ready") mean no.
     public func isModelReady(_ name: ModelName) async throws -> Bool {
@@ -45,8 +60,13 @@ public struct ModelServerClient: Sendable {
 
     public func load(_ name: ModelName, logger: Logger) async throws {
         let response = try await retry.run { _ in
-            let response = try await call(
-                "POST", "/v2/repository/models/\(name)/load", timeout: loadTimeout, context: "load \(name)")
+            let response: HTTPResponse
+            do {
+                response = try await call(
+                    "POST", "/v2/repository/models/\(name)/load", timeout: loadTimeout, context: "load \(name)")
+            } catch let error as ServerUnreachable where error.timedOut {
+                throw LoadTimedOut(model: name, timeout: loadTimeout)
+            }
             if !(200..<300).contains(response.status) {
                 throw LoadFailure(model: name, operation: "load", status: response.status, body: response.body)
             }
@@ -144,5 +164,22 @@ public struct ServerUnreachable: Error, RetryClassifying, CustomStringConvertibl
     public let operation: String
     public let underlying: TransferError
     public var isTransient: Bool { true }
+
+    var timedOut: Bool {
+        if case .curl(let code, _) = underlying { return code == 28 }
+        return false
+    }
     public var description: String { "model server at \(url) unreachable for \(operation): \(underlying)" }
+}
+
+/// A load call outlived `--load-timeout`. Sending it again at once would most likely hang
+/// the same way (Triton keeps a stuck model LOADING), so the model is reported failed and
+/// retried only after the long backoff; its load slot is free meanwhile.
+public struct LoadTimedOut: Error, RetryClassifying, CustomStringConvertible {
+    public let model: ModelName
+    public let timeout: Duration
+    public var isTransient: Bool { false }
+    public var description: String {
+        "load of model \(model) did not answer within \(Int(timeout.seconds)) s (--load-timeout); the server may be stuck loading it"
+    }
 }

@@ -6,23 +6,31 @@ import Synchronization
 public final class ServerReadinessGate: Sendable {
     private struct State {
         var open = false
+        var flavor: ServerFlavor?
         var polling = false
         var waiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
         var nextID: UInt64 = 0
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let client: ModelServerClient
-    private let path: String
     private let logger: Logger
 
-    public init(client: ModelServerClient, path: String = "/v2/health/ready", logger: Logger) {
+    /// `flavor` nil: learn it from `GET /v2` once the server answers.
+    public init(client: ModelServerClient, flavor: ServerFlavor? = nil, logger: Logger) {
         self.client = client
-        self.path = path
         self.logger = logger
+        state = Mutex(State(flavor: flavor))
     }
 
     public var isOpen: Bool { state.withLock { $0.open } }
+
+    /// The server's flavor, waiting for the server if it is not known yet.
+    public func flavor() async throws -> ServerFlavor {
+        if let flavor = state.withLock({ $0.flavor }) { return flavor }
+        try await wait()
+        return state.withLock { $0.flavor } ?? .generic
+    }
 
     public func wait() async throws {
         let id = state.withLock { s -> UInt64 in
@@ -57,8 +65,15 @@ public final class ServerReadinessGate: Sendable {
     private func poll() async {
         var delay = Duration.milliseconds(100)
         var announced = false
+        var description = ""
         while true {
-            if await client.probe(path) { break }
+            var flavor = state.withLock { $0.flavor }
+            if flavor == nil, let metadata = await client.metadata() {
+                flavor = ServerFlavor.detect(serverName: metadata.name)
+                description = " (\(metadata.name) \(metadata.version))"
+                state.withLock { $0.flavor = flavor }
+            }
+            if let flavor, await client.probe(flavor.readinessPath) { break }
             if !announced {
                 logger.info("Waiting for the model server at \(client.baseURL) to become ready")
                 announced = true
@@ -72,7 +87,10 @@ public final class ServerReadinessGate: Sendable {
             try? await Task.sleep(for: delay)
             delay = min(delay * 2, .seconds(2))
         }
-        logger.info("Model server at \(client.baseURL) is ready")
+        let flavor = state.withLock { $0.flavor } ?? .generic
+        logger.info(
+            "Model server at \(client.baseURL) is ready\(description)",
+            metadata: ["flavor": "\(flavor.rawValue)", "checked": "\(flavor.readinessPath)"])
         let waiters = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
             s.open = true
             s.polling = false

@@ -243,7 +243,9 @@ public struct TransferEngine: Sendable {
             let response = attempt.response
             if response.isSuccess { received += response.bytesWritten }
             if let error = attempt.error {
-                if case .rangeNotHonoured = error, part.start == 0, received == 0 { throw RangeSupport.unsupported }
+                // Whichever part hears it first: a whole body for a part that has nothing yet
+                // means the server ignores ranges.
+                if case .rangeNotHonoured = error, received == 0 { throw RangeSupport.unsupported }
                 throw error
             }
             guard response.isSuccess else {

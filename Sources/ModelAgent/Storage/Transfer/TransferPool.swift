@@ -16,6 +16,8 @@ public final class TransferPool: Sendable {
         var jobs: [Job?] = []
         var head = 0
         var closed = false
+        /// Cancel flags of the transfers running now, by lane.
+        var running: [Int: CancelFlag] = [:]
 
         mutating func push(_ job: Job) { jobs.append(job) }
 
@@ -34,12 +36,16 @@ public final class TransferPool: Sendable {
 
     private let queue = Mutex(Queue())
     private let ready = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
     public let lanes: Int
 
     public init(lanes: Int, settings: TransportSettings) {
         self.lanes = max(1, lanes)
-        for _ in 0..<self.lanes {
-            startDetachedThread { [self] in self.runLane(settings: settings) }
+        for lane in 0..<self.lanes {
+            startDetachedThread { [self] in
+                self.runLane(lane, settings: settings)
+                self.finished.signal()
+            }
         }
     }
 
@@ -77,21 +83,42 @@ public final class TransferPool: Sendable {
         }
     }
 
-    /// Stops the lanes once the queued work is done; later requests fail as cancelled.
-    public func shutdown() {
-        queue.withLock { $0.closed = true }
+    /// Cancels what is queued or running, and waits (up to `timeout`) until every lane
+    /// has released its libcurl handle. Exiting the process before that races OpenSSL's
+    /// exit-time cleanup against lanes still closing TLS connections.
+    public func shutdown(timeout: Duration = .seconds(5)) async {
+        let (queued, running) = queue.withLock { q -> ([Job], [CancelFlag]) in
+            q.closed = true
+            var queued: [Job] = []
+            while let job = q.pop() { queued.append(job) }
+            return (queued, Array(q.running.values))
+        }
+        for job in queued { job.continuation.resume(throwing: CancellationError()) }
+        for flag in running { flag.set() }
         for _ in 0..<lanes { ready.signal() }
+        let deadline = DispatchTime.now() + .milliseconds(timeout.milliseconds)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            startDetachedThread { [self] in
+                for _ in 0..<lanes { _ = finished.wait(timeout: deadline) }
+                continuation.resume()
+            }
+        }
     }
 
-    private func runLane(settings: TransportSettings) {
+    private func runLane(_ lane: Int, settings: TransportSettings) {
         let easy = CurlEasy(settings: settings)
         while true {
             ready.wait()
-            let (job, closed) = queue.withLock { ($0.pop(), $0.closed) }
+            let (job, closed) = queue.withLock { q -> (Job?, Bool) in
+                let job = q.pop()
+                if let job { q.running[lane] = job.cancel }
+                return (job, q.closed)
+            }
             guard let job else {
                 if closed { return }
                 continue
             }
+            defer { queue.withLock { _ = $0.running.removeValue(forKey: lane) } }
             if job.cancel.isSet {
                 job.continuation.resume(throwing: CancellationError())
                 continue
