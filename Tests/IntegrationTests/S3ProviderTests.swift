@@ -266,8 +266,8 @@ extension S3ProviderTests {
         let (staging, _) = try await w.fetch("s3://models/m", env)
         #expect(FileManager.default.contents(atPath: staging.root + "/w.bin") == data)
         let gets = try await proxy.log().filter { $0.path == "/models/m/w.bin" }
-        #expect(gets.first?.range == "bytes=0-1048575", "parts were tried first")
-        #expect(gets.last?.range == nil && gets.last?.status == 200, "then one plain GET")
+        #expect(gets.contains { $0.range != nil }, "parts were tried first")
+        #expect(gets.filter { $0.range == nil }.map(\.status) == [200], "then one plain GET")
         await proxy.stop()
         await w.stop()
     }
