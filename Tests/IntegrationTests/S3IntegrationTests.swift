@@ -148,8 +148,10 @@ struct S3IntegrationTests {
             "s3://models/large", into: temp.path + "/l", environment: rclone.environment(), temp: temp)
         #expect(small.status == 0 && large.status == 0, "\(large.output)")
         #expect(try FileSystem.fileSize(temp.path + "/l/w.bin") == 320 << 20)
-        // Ten times the bytes, the same memory: buffers are per connection, not per file.
-        #expect(large.peakKiB - small.peakKiB < 16 << 10, "peak RSS \(small.peakKiB) KiB vs \(large.peakKiB) KiB")
+        // 288 MiB more data, a small fraction of that in memory: buffers belong to the
+        // connections (each lane's buffer is touched the first time it carries a part, so
+        // the peak grows until every lane has been used, then stays; 3 GiB measured 48 MB).
+        #expect(large.peakKiB - small.peakKiB < 32 << 10, "peak RSS \(small.peakKiB) KiB vs \(large.peakKiB) KiB")
         #expect(large.peakKiB < 96 << 10, "peak RSS \(large.peakKiB) KiB")
         await rclone.stop()
     }
