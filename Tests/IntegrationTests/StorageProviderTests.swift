@@ -127,7 +127,9 @@ struct HTTPStorageTests {
     @Test func aStalledTransferIsAbortedAndRetried() async throws {
         let w = try await World()
         // The server goes silent for 30 s; with a 2 s stall timeout the transfer resumes long before.
-        try await w.server.addRules([["path": "/files/big.bin", "stall_after": 50_000, "stall_seconds": 30, "times": 1]])
+        try await w.server.addRules([
+            ["path": "/files/big.bin", "stall_after": 50_000, "stall_seconds": 30, "times": 1]
+        ])
         let started = ContinuousClock.now
         let (staging, _) = try await w.fetch(w.server.url(file: "big.bin"))
         #expect(ContinuousClock.now - started < .seconds(15))
