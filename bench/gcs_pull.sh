@@ -7,6 +7,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 runs="${RUNS:-3}"
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 "$root/scripts/setup-env" >/dev/null
 (cd "$root" && swift build -c release --product model-agent 2>&1 | tail -n 1)
 agent="$root/.build/release/model-agent"
@@ -15,14 +17,8 @@ fake="$(find "$root/.venvs/tools/lib" -path '*fake-gcs-server/bin/fake-gcs-serve
 work="$(mktemp -d "${TMPDIR:-/tmp}/model-agent-gcs-bench.XXXXXX")"
 cleanup() { kill "$server" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-mkdir -p "$work/seed/bench/big" "$work/seed/bench/small" "$work/gcloud"
-head -c $((1 << 30)) /dev/urandom >"$work/seed/bench/big/weights.bin"
-python3 - "$work/seed/bench/small" <<'PY'
-import os, sys
-for i in range(1000):
-    with open(os.path.join(sys.argv[1], "f%04d.bin" % i), "wb") as f:
-        f.write(os.urandom(100 * 1024))
-PY
+mkdir -p "$work/gcloud"
+make_data "$work/seed/bench"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$fake" -scheme http -host 127.0.0.1 -port "$port" -backend filesystem -filesystem-root "$work/storage" \
     -data "$work/seed" -public-host "127.0.0.1:$port" -external-url "http://127.0.0.1:$port" -log-level warn \
@@ -39,6 +35,7 @@ for i in $(seq -f "%04g" 0 999); do
 done >"$small_urls"
 
 tools=(model-agent model-agent-noverify curl)
+cases=(big small)
 command -v gcloud >/dev/null && gcloud storage ls gs://bench/ >/dev/null 2>&1 && tools+=(gcloud)
 
 run_tool() {
@@ -63,35 +60,7 @@ expect() {
     fi
 }
 
-declare -A times
-for case in big small; do
-    for tool in "${tools[@]}"; do
-        rm -rf "$work/dest" && mkdir -p "$work/dest" && run_tool "$case" "$tool" "$work/dest" && expect "$case" "$work/dest" "$tool"
-    done
-    for _ in $(seq "$runs"); do
-        for tool in "${tools[@]}"; do
-            rm -rf "$work/dest" && mkdir -p "$work/dest" && sync
-            start=$EPOCHREALTIME
-            run_tool "$case" "$tool" "$work/dest"
-            end=$EPOCHREALTIME
-            expect "$case" "$work/dest" "$tool"
-            times[$case,$tool]+="$(python3 -c "print(f'{$end - $start:.3f}')") "
-        done
-    done
-done
-
-median() { python3 -c 'import statistics,sys; print(f"{statistics.median(map(float, sys.argv[1:])):.3f}")' $1; }
-echo
-echo "| case | tool | median s | runs (s) | model-agent ÷ tool |"
-echo "|---|---|---|---|---|"
-for case in big small; do
-    label=$([ "$case" = big ] && echo "1 GiB object" || echo "1,000 × 100 KiB")
-    ours=$(median "${times[$case,model-agent]}")
-    for tool in "${tools[@]}"; do
-        m=$(median "${times[$case,$tool]}")
-        echo "| $label | $tool | $m | ${times[$case,$tool]% } | $(python3 -c "print(f'{$ours / $m:.2f}')") |"
-    done
-done
-echo
+measure
+report
 echo "model-agent verifies CRC32C unless --verify-checksums false; gcloud storage verifies too; curl does not."
 echo "curl: one connection, files one after another. Machine: $(nproc) cores; server: fake-gcs-server, filesystem backend."

@@ -6,8 +6,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 runs="${RUNS:-3}"
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 "$root/scripts/setup-env" >/dev/null
-tools="$root/.venvs/tools/bin"
+bin="$root/.venvs/tools/bin"
 if [ ! -x "$root/.venvs/bench/bin/aws" ]; then
     python3 -m venv "$root/.venvs/bench" && "$root/.venvs/bench/bin/pip" install -q awscli
 fi
@@ -18,17 +20,10 @@ agent="$root/.build/release/model-agent"
 work="$(mktemp -d "${TMPDIR:-/tmp}/model-agent-bench.XXXXXX")"
 cleanup() { kill "$server" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-mkdir -p "$work/data/bench/big" "$work/data/bench/small"
-head -c $((1 << 30)) /dev/urandom >"$work/data/bench/big/weights.bin"
-python3 - "$work/data/bench/small" <<'PY'
-import os, sys
-for i in range(1000):
-    with open(os.path.join(sys.argv[1], "f%04d.bin" % i), "wb") as f:
-        f.write(os.urandom(100 * 1024))
-PY
+make_data "$work/data/bench"
 
 export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-RCLONE_CONFIG=/dev/null "$tools/rclone" serve s3 --addr 127.0.0.1:0 --auth-key "$AWS_ACCESS_KEY_ID,$AWS_SECRET_ACCESS_KEY" \
+RCLONE_CONFIG=/dev/null "$bin/rclone" serve s3 --addr 127.0.0.1:0 --auth-key "$AWS_ACCESS_KEY_ID,$AWS_SECRET_ACCESS_KEY" \
     --config /dev/null --vfs-cache-mode off "$work/data" >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 50); do grep -q "Starting s3 server" "$work/server.log" && break; sleep 0.1; done
@@ -45,11 +40,11 @@ run_tool() {
     model-agent-noverify)
         AWS_ENDPOINT_URL="$endpoint" "$agent" pull --verify-checksums false "s3://bench/$src" "$dest" --log-level error ;;
     s5cmd)
-        if [ "$case" = big ]; then "$tools/s5cmd" --endpoint-url "$endpoint" cp "s3://bench/$src" "$dest/"
-        else "$tools/s5cmd" --endpoint-url "$endpoint" cp "s3://bench/small/*" "$dest/"; fi ;;
+        if [ "$case" = big ]; then "$bin/s5cmd" --endpoint-url "$endpoint" cp "s3://bench/$src" "$dest/"
+        else "$bin/s5cmd" --endpoint-url "$endpoint" cp "s3://bench/small/*" "$dest/"; fi ;;
     rclone)
-        if [ "$case" = big ]; then "$tools/rclone" --config /dev/null copy bench:bench/big "$dest"
-        else "$tools/rclone" --config /dev/null copy bench:bench/small "$dest"; fi ;;
+        if [ "$case" = big ]; then "$bin/rclone" --config /dev/null copy bench:bench/big "$dest"
+        else "$bin/rclone" --config /dev/null copy bench:bench/small "$dest"; fi ;;
     awscli)
         if [ "$case" = big ]; then "$aws" --endpoint-url "$endpoint" s3 cp --quiet "s3://bench/$src" "$dest/"
         else "$aws" --endpoint-url "$endpoint" s3 cp --quiet --recursive "s3://bench/small" "$dest"; fi ;;
@@ -59,43 +54,15 @@ run_tool() {
 # expect CASE DEST: the pull is complete and correct (sizes; content of the big object).
 expect() {
     if [ "$1" = big ]; then
-        cmp -s "$2/weights.bin" "$work/data/bench/big/weights.bin" || { echo "bench: $2 differs" >&2; exit 1; }
+        cmp -s "$2/weights.bin" "$work/data/bench/big/weights.bin" || { echo "bench: $3 made a wrong copy" >&2; exit 1; }
     else
-        [ "$(find "$2" -type f | wc -l)" -eq 1000 ] || { echo "bench: $2 incomplete" >&2; exit 1; }
+        [ "$(find "$2" -type f | wc -l)" -eq 1000 ] || { echo "bench: $3 copied too few files" >&2; exit 1; }
     fi
 }
 
-all_tools=(model-agent model-agent-noverify s5cmd rclone awscli)
-declare -A times
-for case in big small; do
-    for tool in "${all_tools[@]}"; do   # warm-up: server page cache, rclone's hash of the objects
-        rm -rf "$work/dest" && mkdir -p "$work/dest" && run_tool "$case" "$tool" "$work/dest" && expect "$case" "$work/dest"
-    done
-    for _ in $(seq "$runs"); do
-        for tool in "${all_tools[@]}"; do
-            rm -rf "$work/dest" && mkdir -p "$work/dest" && sync
-            start=$EPOCHREALTIME
-            run_tool "$case" "$tool" "$work/dest"
-            end=$EPOCHREALTIME
-            expect "$case" "$work/dest"
-            times[$case,$tool]+="$(python3 -c "print(f'{$end - $start:.3f}')") "
-        done
-    done
-done
-
-median() { python3 -c 'import statistics,sys; print(f"{statistics.median(map(float, sys.argv[1:])):.3f}")' $1; }
-echo
-echo "| case | tool | median s | runs (s) | model-agent ÷ tool |"
-echo "|---|---|---|---|---|"
-for case in big small; do
-    label=$([ "$case" = big ] && echo "1 GiB object" || echo "1,000 × 100 KiB")
-    ours=$(median "${times[$case,model-agent]}")
-    for tool in "${all_tools[@]}"; do
-        m=$(median "${times[$case,$tool]}")
-        ratio=$(python3 -c "print(f'{$ours / $m:.2f}')")
-        echo "| $label | $tool | $m | ${times[$case,$tool]% } | $ratio |"
-    done
-done
-echo
+tools=(model-agent model-agent-noverify s5cmd rclone awscli)
+cases=(big small)
+measure
+report
 echo "model-agent verifies MD5 (the ETag) unless --verify-checksums false; rclone copy verifies MD5 too;"
-echo "s5cmd and awscli check sizes only. Machine: $(nproc) cores, $(uname -r); server: rclone $("$tools/rclone" version | head -n 1 | cut -d' ' -f2) serve s3 on loopback."
+echo "s5cmd and awscli check sizes only. Machine: $(nproc) cores, $(uname -r); server: rclone $("$bin/rclone" version | head -n 1 | cut -d' ' -f2) serve s3 on loopback."

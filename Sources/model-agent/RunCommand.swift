@@ -46,33 +46,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Load calls to the model server at once.")
     var maxConcurrentLoads = 2
 
-    @Option(help: "Connections (and transfer threads) shared by all downloads.")
-    var downloadConnections = 16
-
-    @Option(help: "Files fetched at once within one model.")
-    var parallelFiles = 16
-
-    @Option(help: "Size in MiB of the ranged parts large files are fetched in.")
-    var partSize = 16
-
-    @Option(help: "Files of at least this many MiB are fetched as parallel ranged parts.")
-    var multipartThreshold = 64
-
-    @Option(help: "Ranged parts of one file fetched at once.")
-    var partsPerFile = 6
-
-    @Option(
-        help: "Verify downloads against the store's checksums (S3 MD5 ETags, GCS CRC32C) as well as sizes; costs CPU.")
-    var verifyChecksums = true
-
     @Option(help: "Seconds between periodic re-reads of models.json and re-checks of the server; 0 disables.")
     var resyncInterval: Double = 60
-
-    @Option(help: "Seconds to wait for a TCP/TLS connection.")
-    var connectTimeout: Double = 10
-
-    @Option(help: "Seconds without a received byte after which a download attempt is aborted.")
-    var stallTimeout: Double = 30
 
     @Option(help: "Seconds a load call may take.")
     var loadTimeout: Double = 600
@@ -80,23 +55,14 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Seconds for readiness and unload calls.")
     var requestTimeout: Double = 30
 
-    @Option(help: "Attempts per file before a download fails.")
-    var downloadAttempts = 5
-
     @Option(help: "Seconds before the first retry of a failed model; doubles per failure.")
     var retryInitialDelay: Double = 1
 
     @Option(help: "Upper bound, in seconds, of the delay between retries of a failed model.")
     var retryMaxDelay: Double = 300
 
-    @Option(help: "PEM bundle of CAs trusted for https downloads (instead of the system store).")
-    var caBundle: String?
-
-    @Option(help: "Log line format: json (KServe-compatible keys) or text.")
-    var logFormat: LogFormat = .json
-
-    @Option(help: "Lowest level logged: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
+    @OptionGroup(title: "Transfers") var transfer: TransferFlags
+    @OptionGroup(title: "Logging") var log: LogFlags
 
     func validate() throws {
         func positive(_ value: Int, _ flag: String) throws {
@@ -104,18 +70,12 @@ struct RunCommand: AsyncParsableCommand {
         }
         try positive(maxConcurrentDownloads, "--max-concurrent-downloads")
         try positive(maxConcurrentLoads, "--max-concurrent-loads")
-        try positive(downloadConnections, "--download-connections")
-        try positive(parallelFiles, "--parallel-files")
-        try positive(partSize, "--part-size")
-        try positive(multipartThreshold, "--multipart-threshold")
-        try positive(partsPerFile, "--parts-per-file")
-        try positive(downloadAttempts, "--download-attempts")
         if !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
         if !(1...65535).contains(componentPort) {
             throw ValidationError("--component-port must be between 1 and 65535")
         }
         for (value, flag) in [
-            (connectTimeout, "--connect-timeout"), (stallTimeout, "--stall-timeout"), (loadTimeout, "--load-timeout"),
+            (loadTimeout, "--load-timeout"),
             (requestTimeout, "--request-timeout"), (retryInitialDelay, "--retry-initial-delay"),
             (retryMaxDelay, "--retry-max-delay"),
         ] where !(value > 0) {
@@ -142,16 +102,7 @@ struct RunCommand: AsyncParsableCommand {
         options.maxConcurrentDownloads = maxConcurrentDownloads
         options.maxConcurrentLoads = maxConcurrentLoads
         options.resyncInterval = resyncInterval > 0 ? .seconds(resyncInterval) : nil
-        options.transfer.connections = downloadConnections
-        options.transfer.parallelFiles = parallelFiles
-        options.transfer.partSize = Int64(partSize) << 20
-        options.transfer.multipartThreshold = Int64(multipartThreshold) << 20
-        options.transfer.verifyChecksums = verifyChecksums
-        options.transfer.partsPerFile = partsPerFile
-        options.transfer.transport.connectTimeout = .seconds(connectTimeout)
-        options.transfer.transport.stallTimeout = .seconds(stallTimeout)
-        options.transfer.transport.caBundle = caBundle
-        options.transfer.retry.maxAttempts = downloadAttempts
+        options.transfer = transfer.options
         options.loadTimeout = .seconds(loadTimeout)
         options.requestTimeout = .seconds(requestTimeout)
         options.failureBackoff = RetryPolicy(
@@ -161,7 +112,7 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = LoggingSetup.bootstrap(format: logFormat, level: logLevel)
+        let logger = log.bootstrap()
         let environment = ProcessEnvironment.current()
         let agent: Agent
         do {

@@ -10,23 +10,18 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct GCSProviderTests {
     final class World: @unchecked Sendable {
-        let temp: TemporaryDirectory
-        let logs: String
+        let workspace: ProviderWorkspace
         let gcs: FakeGCSServer
-        let store: ModelStore
-        let pool: TransferPool
+        var temp: TemporaryDirectory { workspace.temp }
+        var logs: String { workspace.logs }
+        var store: ModelStore { workspace.store }
+        var pool: TransferPool { workspace.pool }
 
         init(seed: (String) throws -> Void = { _ in }) async throws {
-            temp = try TemporaryDirectory("gcs")
-            logs = try temp.subdirectory("logs")
-            let seedDirectory = try temp.subdirectory("seed")
+            workspace = try ProviderWorkspace("gcs")
+            let seedDirectory = try workspace.temp.subdirectory("seed")
             try seed(seedDirectory)
-            gcs = try await FakeGCSServer(seed: seedDirectory, logDirectory: logs)
-            store = ModelStore(modelDir: temp.path + "/models")
-            try store.prepare(logger: Logger(label: "test"))
-            var settings = TransportSettings()
-            settings.stallTimeout = .seconds(2)
-            pool = TransferPool(lanes: 8, settings: settings)
+            gcs = try await FakeGCSServer(seed: seedDirectory, logDirectory: workspace.logs)
         }
 
         var environment: [String: String] { ["STORAGE_EMULATOR_HOST": "127.0.0.1:\(gcs.port)"] }
@@ -34,25 +29,14 @@ struct GCSProviderTests {
         func fetch(_ uri: String, _ environment: [String: String]? = nil) async throws -> (
             StagingDirectory, FetchReport
         ) {
-            let engine = TransferEngine(
-                pool: pool,
-                retry: RetryPolicy(maxAttempts: 4, initialDelay: .milliseconds(20), maxDelay: .milliseconds(100)),
-                parallelFiles: 8, partSize: 1 << 20, multipartThreshold: 2 << 20)
             let provider = StorageFactory.gcsProvider(
-                engine: engine, environment: environment ?? self.environment, logger: Logger(label: "t"))
-            let staging = try store.makeStaging(for: try ModelName(validating: "m"))
-            do {
-                let report = try await provider.fetch(
-                    try StorageLocation.parse(uri), into: staging, logger: Logger(label: "t"))
-                return (staging, report)
-            } catch {
-                staging.discard()
-                throw error
-            }
+                engine: workspace.engine(attempts: 4), environment: environment ?? self.environment,
+                logger: Logger(label: "t"))
+            return try await workspace.fetch(provider, uri)
         }
 
         func stop() async {
-            await pool.shutdown()
+            await workspace.stop()
             await gcs.stop()
         }
     }
@@ -89,7 +73,7 @@ struct GCSProviderTests {
         let client = GCSClient(
             baseURL: "http://127.0.0.1:\(w.gcs.port)",
             tokens: GCSTokenProvider(source: .anonymous, pool: w.pool, logger: Logger(label: "t")), pool: w.pool)
-        let paged = try await client.list(bucket: "models", prefix: "many/", maxResults: 7)
+        let paged = try await client.list(bucket: "models", prefix: "many/", pageSize: 7)
         #expect(paged.count == 1005 && Set(paged.map(\.key)).count == 1005)
         #expect(paged.allSatisfy { if case .crc32c = $0.checksum { true } else { false } })
         await w.stop()

@@ -32,7 +32,7 @@ struct S3IntegrationTests {
             let credentials = AWSCredentialProvider(
                 source: S3Configuration.credentialSource(environment: env, region: config.region), pool: pool,
                 logger: Logger(label: "t"), refreshMargin: refreshMargin)
-            let provider = S3StorageProvider(
+            let provider = BucketStorageProvider(
                 client: S3Client(config: config, credentials: credentials, pool: pool), engine: engine)
             for _ in 0..<2 {
                 let staging = try store.makeStaging(for: try ModelName(validating: "m"))

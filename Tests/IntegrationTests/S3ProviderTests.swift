@@ -10,51 +10,29 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct S3ProviderTests {
     final class World: @unchecked Sendable {
-        let temp: TemporaryDirectory
-        let logs: String
+        let workspace: ProviderWorkspace
         let rclone: RcloneS3Server
-        let store: ModelStore
-        let pool: TransferPool
+        var temp: TemporaryDirectory { workspace.temp }
+        var logs: String { workspace.logs }
+        var store: ModelStore { workspace.store }
+        var pool: TransferPool { workspace.pool }
 
         init() async throws {
-            temp = try TemporaryDirectory("s3")
-            logs = try temp.subdirectory("logs")
-            rclone = try await RcloneS3Server(root: temp.path + "/buckets", logDirectory: logs)
-            store = ModelStore(modelDir: temp.path + "/models")
-            try store.prepare(logger: Logger(label: "test"))
-            var settings = TransportSettings()
-            settings.stallTimeout = .seconds(2)
-            pool = TransferPool(lanes: 8, settings: settings)
-        }
-
-        func provider(
-            _ environment: [String: String], partSize: Int64 = 1 << 20, threshold: Int64 = 2 << 20, attempts: Int = 5
-        ) -> any StorageProvider {
-            let engine = TransferEngine(
-                pool: pool,
-                retry: RetryPolicy(
-                    maxAttempts: attempts, initialDelay: .milliseconds(20), maxDelay: .milliseconds(200)),
-                parallelFiles: 8, partSize: partSize, multipartThreshold: threshold)
-            return StorageFactory.s3Provider(engine: engine, environment: environment, logger: Logger(label: "test"))
+            workspace = try ProviderWorkspace("s3")
+            rclone = try await RcloneS3Server(root: workspace.temp.path + "/buckets", logDirectory: workspace.logs)
         }
 
         func fetch(
             _ uri: String, _ environment: [String: String]? = nil, partSize: Int64 = 1 << 20, threshold: Int64 = 2 << 20
         ) async throws -> (StagingDirectory, FetchReport) {
-            let staging = try store.makeStaging(for: try ModelName(validating: "m"))
-            do {
-                let provider = provider(environment ?? rclone.environment(), partSize: partSize, threshold: threshold)
-                let report = try await provider.fetch(
-                    try StorageLocation.parse(uri), into: staging, logger: Logger(label: "t"))
-                return (staging, report)
-            } catch {
-                staging.discard()
-                throw error
-            }
+            let provider = StorageFactory.s3Provider(
+                engine: workspace.engine(partSize: partSize, threshold: threshold),
+                environment: environment ?? rclone.environment(), logger: Logger(label: "test"))
+            return try await workspace.fetch(provider, uri)
         }
 
         func stop() async {
-            await pool.shutdown()
+            await workspace.stop()
             await rclone.stop()
         }
     }
@@ -115,7 +93,7 @@ struct S3ProviderTests {
             source: S3Configuration.credentialSource(environment: w.rclone.environment(), region: "us-east-1"),
             pool: w.pool, logger: Logger(label: "t"))
         let client = S3Client(config: config, credentials: credentials, pool: w.pool)
-        let paged = try await client.list(bucket: "models", prefix: "many/", maxKeys: 7)
+        let paged = try await client.list(bucket: "models", prefix: "many/", pageSize: 7)
         let whole = try await client.list(bucket: "models", prefix: "many/")
         #expect(paged.count == 1050 && paged.map(\.key) == whole.map(\.key))
         await w.stop()

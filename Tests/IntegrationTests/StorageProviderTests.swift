@@ -9,53 +9,34 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct HTTPStorageTests {
     final class World: @unchecked Sendable {
-        let temp: TemporaryDirectory
+        let workspace: ProviderWorkspace
         let root: String
         let server: FixtureServer
-        let store: ModelStore
-        let pool: TransferPool
+        var pool: TransferPool { workspace.pool }
 
         init() async throws {
-            temp = try TemporaryDirectory("http-storage")
-            root = try temp.subdirectory("files")
+            workspace = try ProviderWorkspace("http-storage", lanes: 4)
+            root = try workspace.temp.subdirectory("files")
             try FileManager.default.copyItem(atPath: IrisArtifacts.root + "/iris.tar.gz", toPath: root + "/iris.tar.gz")
             try FileManager.default.copyItem(atPath: IrisArtifacts.root + "/iris.zip", toPath: root + "/blob")
             try FileManager.default.copyItem(atPath: IrisArtifacts.directory, toPath: root + "/iris")
             var random = SystemRandomNumberGenerator()
             try Data((0..<(3 << 20)).map { _ in UInt8.random(in: 0...255, using: &random) })
                 .write(to: URL(fileURLWithPath: root + "/big.bin"))
-            server = try await FixtureServer(root: root, logDirectory: try temp.subdirectory("logs"))
-            store = ModelStore(modelDir: temp.path + "/models")
-            try store.prepare(logger: Logger(label: "test"))
-            var settings = TransportSettings()
-            settings.stallTimeout = .seconds(2)
-            pool = TransferPool(lanes: 4, settings: settings)
-        }
-
-        func provider(environment: [String: String] = [:], attempts: Int = 4) -> HTTPStorageProvider {
-            let engine = TransferEngine(
-                pool: pool,
-                retry: RetryPolicy(maxAttempts: attempts, initialDelay: .milliseconds(10), maxDelay: .milliseconds(50)),
-                parallelFiles: 4)
-            return HTTPStorageProvider(engine: engine, environment: environment)
+            server = try await FixtureServer(root: root, logDirectory: workspace.logs)
         }
 
         func fetch(_ url: String, environment: [String: String] = [:], attempts: Int = 4) async throws -> (
             StagingDirectory, FetchReport
         ) {
-            let staging = try store.makeStaging(for: try ModelName(validating: "m"))
-            do {
-                let report = try await provider(environment: environment, attempts: attempts)
-                    .fetch(.http(url: url), into: staging, logger: Logger(label: "test"))
-                return (staging, report)
-            } catch {
-                staging.discard()
-                throw error
-            }
+            // Production part sizes: a 3 MiB file is one probe request.
+            let engine = workspace.engine(partSize: 16 << 20, threshold: 64 << 20, attempts: attempts)
+            let provider = HTTPStorageProvider(engine: engine, environment: environment)
+            return try await workspace.fetch(provider, url)
         }
 
         func stop() async {
-            await pool.shutdown()
+            await workspace.stop()
             await server.stop()
         }
     }

@@ -22,7 +22,7 @@ public enum StorageFactory {
         let tokens = GCSTokenProvider(
             source: GCSCredentialSource.from(environment: environment), pool: engine.pool, logger: logger)
         let client = GCSClient(baseURL: GCSClient.baseURL(environment: environment), tokens: tokens, pool: engine.pool)
-        return GCSStorageProvider(client: client, engine: engine)
+        return BucketStorageProvider(client: client, engine: engine)
     }
 
     static func s3Provider(engine: TransferEngine, environment: [String: String], logger: Logger) -> any StorageProvider
@@ -31,7 +31,7 @@ public enum StorageFactory {
             let config = try S3Configuration.from(environment: environment)
             let source = S3Configuration.credentialSource(environment: environment, region: config.region)
             let credentials = AWSCredentialProvider(source: source, pool: engine.pool, logger: logger)
-            return S3StorageProvider(
+            return BucketStorageProvider(
                 client: S3Client(config: config, credentials: credentials, pool: engine.pool), engine: engine)
         } catch {
             return UnusableProvider(error: error)

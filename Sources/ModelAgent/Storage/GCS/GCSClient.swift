@@ -7,7 +7,8 @@ import Logging
 #endif
 
 /// Google Cloud Storage's JSON API: object listings and media downloads.
-public struct GCSClient: Sendable {
+public struct GCSClient: BucketClient {
+    public var scheme: String { "gs" }
     /// scheme://host[:port] of the API: `STORAGE_EMULATOR_HOST` or storage.googleapis.com.
     public let baseURL: String
     let tokens: GCSTokenProvider
@@ -35,9 +36,10 @@ public struct GCSClient: Sendable {
     }
 
     /// Every object whose name starts with `prefix`, following page tokens.
-    public func list(bucket: String, prefix: String, maxResults: Int = 1000, limit: Int? = nil) async throws
+    public func list(bucket: String, prefix: String, pageSize: Int = 1000, limit: Int? = nil) async throws
         -> [ListedObject]
     {
+        let maxResults = pageSize
         var objects: [ListedObject] = []
         var pageToken: String?
         repeat {
@@ -68,19 +70,9 @@ public struct GCSClient: Sendable {
         return objects
     }
 
-    /// The object at `key` itself and everything under `key/` (siblings stay out of the pages).
-    public func objects(bucket: String, key: String) async throws -> [ListedObject] {
-        if key.isEmpty || key.hasSuffix("/") { return try await list(bucket: bucket, prefix: key) }
-        var found = try await list(bucket: bucket, prefix: key + "/")
-        if let exact = try await list(bucket: bucket, prefix: key, maxResults: 1, limit: 1).first, exact.key == key {
-            found.insert(exact, at: 0)
-        }
-        return found
-    }
-
     /// A media download request, pinned to the listed generation so that every part
     /// comes from the same version of the object.
-    public func mediaRequest(bucket: String, object: ListedObject, range: ByteRange?) async throws -> HTTPRequest {
+    public func request(bucket: String, object: ListedObject, range: ByteRange?) async throws -> HTTPRequest {
         var url = "\(baseURL)/storage/v1/b/\(uriEncode(bucket))/o/\(uriEncode(object.key))?alt=media"
         if let generation = object.version { url += "&generation=\(uriEncode(generation))" }
         return try await authorized(url, range: range)

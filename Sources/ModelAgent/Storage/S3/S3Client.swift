@@ -1,7 +1,8 @@
 import Logging
 
 /// Signed requests to one S3-compatible service: ListObjectsV2 and (ranged) GetObject.
-public struct S3Client: Sendable {
+public struct S3Client: BucketClient {
+    public var scheme: String { "s3" }
     public let config: S3Configuration
     let credentials: AWSCredentialProvider
     let pool: TransferPool
@@ -32,10 +33,16 @@ public struct S3Client: Sendable {
         return request
     }
 
+    /// A signed GetObject for `object`, with If-Match handled by the engine.
+    public func request(bucket: String, object: ListedObject, range: ByteRange?) async throws -> HTTPRequest {
+        try await request(bucket: bucket, key: object.key, range: range)
+    }
+
     /// Every object whose key starts with `prefix`, following continuation tokens.
-    public func list(bucket: String, prefix: String, maxKeys: Int = 1000, limit: Int? = nil) async throws
+    public func list(bucket: String, prefix: String, pageSize: Int = 1000, limit: Int? = nil) async throws
         -> [ListedObject]
     {
+        let maxKeys = pageSize
         var objects: [ListedObject] = []
         var token: String?
         repeat {
@@ -69,17 +76,6 @@ public struct S3Client: Sendable {
             if let limit, objects.count >= limit { break }
         } while token != nil
         return objects
-    }
-
-    /// The objects a model URI names: the object at `key` itself, and everything under
-    /// `key/`. Listing `key/` rather than `key` keeps siblings (`m10/…`) out of the pages.
-    public func objects(bucket: String, key: String) async throws -> [ListedObject] {
-        if key.isEmpty || key.hasSuffix("/") { return try await list(bucket: bucket, prefix: key) }
-        var found = try await list(bucket: bucket, prefix: key + "/")
-        if let exact = try await list(bucket: bucket, prefix: key, maxKeys: 1, limit: 1).first, exact.key == key {
-            found.insert(exact, at: 0)
-        }
-        return found
     }
 
     /// A plain MD5 ETag (single-part upload) is the content's MD5; "…-N" ETags are not.
