@@ -162,6 +162,26 @@ struct AgentLifecycleTests {
         await h.shutdown()
     }
 
+    @Test("a model server that restarts under a running agent gets its models back at the next resync")
+    func serverRestartIsNoticed() async throws {
+        let h = try await MLServerHarness()
+        defer { Task { await h.shutdown() } }
+        try h.config.write([Entry("iris-a", h.url("iris.tar.gz"))])
+        let agent = try await h.startAgent(["--resync-interval", "1", "--retry-initial-delay", "0.2"])
+        try await agent.waitForStates(["iris-a": "Loaded"])
+        try await h.files.clearLog()
+        try await h.restartMLServer()
+        #expect(await !h.mlserver.isModelReady("iris-a"))
+        try await eventually("iris-a to be loaded again", timeout: .seconds(30)) {
+            await h.mlserver.isModelReady("iris-a")
+        }
+        #expect(try await h.mlserver.infer("iris-a") == [0, 2])
+        #expect(try await agent.model("iris-a")?.loads == 2)
+        #expect(try await h.files.log().isEmpty, "reloaded from disk, not downloaded again")
+        #expect(try !agent.messages(containing: "is no longer loaded in the model server").isEmpty)
+        await h.shutdown()
+    }
+
     @Test("a restart with a stale and a changed model on disk completes startup and converges")
     func restartWithStaleAndChanged() async throws {
         let h = try await MLServerHarness()

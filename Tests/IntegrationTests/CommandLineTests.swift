@@ -176,3 +176,36 @@ struct UnsupportedStorageTests {
         await server.stop()
     }
 }
+
+/// `--staging-dir`: downloads are assembled there and renamed into the model dir.
+@Suite(.timeLimit(.minutes(2)))
+struct StagingDirectoryTests {
+    @Test func aStagingDirOutsideTheModelDirIsUsedAndRefusedOnAnotherFilesystem() async throws {
+        let temp = try TemporaryDirectory("staging")
+        let server = try await FixtureServer(fakeV2: true, logDirectory: temp.path)
+        let source = try temp.subdirectory("artifact")
+        try write("weights", to: source + "/w.bin")
+        let config = try ConfigDirectory(path: temp.path + "/configs")
+        try config.write([ConfigDirectory.Entry("m", source)])
+        let agent = try await AgentProcess(
+            configDir: config.path, modelDir: temp.path + "/models", serverURL: server.baseURL,
+            arguments: AgentProcess.quickRetries + ["--staging-dir", temp.path + "/staging"], logDirectory: temp.path)
+        try await agent.waitForStates(["m": "Loaded"])
+        #expect(contents(of: temp.path + "/models") == ["m"], "nothing hidden in the model dir")
+        #expect(exists(temp.path + "/staging") && contents(of: temp.path + "/staging").isEmpty)
+        #expect(contents(of: temp.path + "/models/m").contains("w.bin"))
+        await agent.stop()
+
+        let child = try ChildProcess(
+            name: "model-agent", executable: try TestPaths.agentBinary(),
+            arguments: [
+                "--config-dir", config.path, "--model-dir", temp.path + "/models", "--port", "0",
+                "--staging-dir", "/dev/shm/model-agent-staging-\(getpid())",
+            ],
+            logPath: temp.path + "/refused.log")
+        #expect(try await child.waitForExit() == 2)
+        #expect(child.output.contains("is on another filesystem"))
+        try? FileManager.default.removeItem(atPath: "/dev/shm/model-agent-staging-\(getpid())")
+        await server.stop()
+    }
+}

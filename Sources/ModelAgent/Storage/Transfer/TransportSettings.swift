@@ -6,7 +6,9 @@ public struct TransportSettings: Sendable {
     /// PEM bundle replacing the system trust store.
     public var caBundle: String?
     public var verifyTLS = true
-    public var receiveBufferSize = 512 << 10
+    public var receiveBufferSize = 1 << 20
+    /// A lane idle this long frees its handle: buffer and idle connections.
+    public var idleRelease: Duration = .seconds(5)
     public var userAgent = "model-agent/\(agentVersion)"
 
     public init() {}
