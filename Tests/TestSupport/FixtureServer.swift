@@ -20,9 +20,11 @@ public final class FixtureServer: @unchecked Sendable {
         public let securityToken: String?
         public let injected: Bool?
         public let tunnel: Bool?
+        /// When the answer started, in seconds since the epoch.
+        public let time: Double
 
         enum CodingKeys: String, CodingKey {
-            case method, path, status, range, model, op, authorization, injected, tunnel
+            case method, path, status, range, model, op, authorization, injected, tunnel, time
             case xTestToken = "x-test-token"
             case ifMatch = "if-match"
             case securityToken = "x-amz-security-token"
