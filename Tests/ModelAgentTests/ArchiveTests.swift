@@ -55,7 +55,10 @@ import Testing
             let got = FileManager.default.contents(atPath: staging.root + "/" + path)
             #expect(got == FileManager.default.contents(atPath: source + "/" + path), "\(path) differs")
         }
-        #expect(try staging.inventory().files == expected.count)
+        let extracted = try FileManager.default.subpathsOfDirectory(atPath: staging.root).filter {
+            FileSystem.kind(staging.root + "/" + $0) == .file
+        }
+        #expect(extracted.count == expected.count)
     }
 
     @Test(arguments: [("t.tar", "w", ArchiveFormat.tar), ("t.tar.gz", "w:gz", .tarGzip)])

@@ -2,8 +2,6 @@ import Logging
 
 /// The running sidecar: config watch, reconciler, status server and their wiring.
 public final class Agent: Sendable {
-    public let options: AgentOptions
-    public let statusPort: Int
     private let logger: Logger
     private let watcher: ConfigWatcher
     private let reconciler: Reconciler
@@ -13,21 +11,17 @@ public final class Agent: Sendable {
     private let resync: Task<Void, Never>?
 
     private init(
-        options: AgentOptions, logger: Logger, watcher: ConfigWatcher, reconciler: Reconciler,
-        statusServer: StatusServer, dataPool: TransferPool, controlPool: TransferPool, resync: Task<Void, Never>?
+        logger: Logger, watcher: ConfigWatcher, reconciler: Reconciler, statusServer: StatusServer,
+        dataPool: TransferPool, controlPool: TransferPool, resync: Task<Void, Never>?
     ) {
-        self.options = options
         self.logger = logger
         self.watcher = watcher
         self.reconciler = reconciler
         self.statusServer = statusServer
-        self.statusPort = statusServer.port
         self.dataPool = dataPool
         self.controlPool = controlPool
         self.resync = resync
     }
-
-    public var isReady: Bool { reconciler.isReady }
 
     /// Prepares the directories, recovers what is on disk, starts watching models.json
     /// and serving status. Returns once everything runs; models converge in the background.
@@ -115,8 +109,8 @@ public final class Agent: Sendable {
             }
         }
         return Agent(
-            options: options, logger: logger, watcher: watcher, reconciler: reconciler, statusServer: statusServer,
-            dataPool: dataPool, controlPool: controlPool, resync: resync)
+            logger: logger, watcher: watcher, reconciler: reconciler, statusServer: statusServer, dataPool: dataPool,
+            controlPool: controlPool, resync: resync)
     }
 
     /// Stops watching, cancels downloads in flight (their staging is removed) and closes

@@ -43,25 +43,6 @@ public struct StagingDirectory: Sendable {
         return scratch + "/" + name
     }
 
-    /// Regular files under `root` and their total size.
-    public func inventory() throws -> FetchReport {
-        var report = FetchReport(files: 0, bytes: 0)
-        func walk(_ dir: String) throws {
-            for name in try FileSystem.listDirectory(dir) {
-                let path = dir + "/" + name
-                switch FileSystem.kind(path) {
-                case .directory: try walk(path)
-                case .file:
-                    report.files += 1
-                    report.bytes += try FileSystem.fileSize(path)
-                default: break
-                }
-            }
-        }
-        try walk(root)
-        return report
-    }
-
     public func discard() {
         try? FileSystem.removeTree(root)
         try? FileSystem.removeTree(scratch)

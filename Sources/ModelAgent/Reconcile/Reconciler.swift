@@ -94,8 +94,6 @@ public final class Reconciler: Sendable {
         }
     }
 
-    public var modelCount: Int { state.withLock { $0.controllers.count } }
-
     /// Stops every worker (in-flight downloads are cancelled and their staging removed)
     /// and waits up to `timeout` for them to wind down.
     public func shutdown(timeout: Duration) async {
