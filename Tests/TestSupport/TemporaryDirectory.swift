@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A fresh directory under the system temp dir, removed on deinit.
 public final class TemporaryDirectory: @unchecked Sendable {
@@ -31,23 +32,34 @@ public func contents(of directory: String) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
 }
 
-/// A TCP port free at the time of asking.
+private let usedPorts = Mutex<Set<Int>>([])
+
+/// A TCP port for a server a test starts on purpose. Ports come from below the kernel's
+/// ephemeral range: processes that bind port 0 (fixtures, the agent, MLServer's gRPC) only
+/// get ports from that range, so they can never take this one before its server binds it.
+/// No port is handed out twice in one test run.
 public func freePort() throws -> Int {
+    let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+        .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
+    let ephemeralStart = range?.first ?? 32768
+    for _ in 0..<500 {
+        let candidate = Int.random(in: 10000..<max(10001, ephemeralStart))
+        let fresh = usedPorts.withLock { $0.insert(candidate).inserted }
+        if fresh, canBind(candidate) { return candidate }
+    }
+    throw TestSetupError("no free port below \(ephemeralStart)")
+}
+
+private func canBind(_ port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-    }
-    guard bound == 0 else { throw TestSetupError("bind failed") }
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    } == 0
 }
 
 /// Polls `condition` until it holds or `timeout` passes.
