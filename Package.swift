@@ -25,11 +25,17 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         .target(
             name: "ModelAgent",
             dependencies: [
                 "CCurl",
                 "COpenSSL",
+                "CZlib",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -44,6 +50,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // Fuzz targets (scripts/fuzz): libFuzzer's driver and the harness that runs
+        // ModelAgent's FuzzEntryPoints; a plain build compiles the harness as a stub.
+        .target(name: "CFuzzShim", path: "Fuzz/CFuzzShim"),
+        .executableTarget(
+            name: "model-agent-fuzz",
+            dependencies: ["ModelAgent", "CFuzzShim", .product(name: "Logging", package: "swift-log")],
+            path: "Fuzz/Harness"
         ),
         .target(
             name: "TestSupport",

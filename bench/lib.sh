@@ -4,6 +4,8 @@
 # and sets `runs`, the `cases` and `tools` arrays, and `work` (a scratch directory).
 
 declare -A times
+# Row labels of the report, by case; a script may add its own.
+declare -A case_labels=([big]="1 GiB object" [small]="1,000 × 100 KiB")
 
 # Each tool once per case unmeasured (server page cache, server-side hashing), then
 # `runs` rounds in which every tool runs once, so drift hits all tools alike.
@@ -36,7 +38,7 @@ report() {
     echo "| case | tool | median s | runs (s) | model-agent ÷ tool |"
     echo "|---|---|---|---|---|"
     for case in "${cases[@]}"; do
-        label=$([ "$case" = big ] && echo "1 GiB object" || echo "1,000 × 100 KiB")
+        label="${case_labels[$case]:-$case}"
         ours=$(median "${times[$case,model-agent]}")
         for tool in "${tools[@]}"; do
             m=$(median "${times[$case,$tool]}")

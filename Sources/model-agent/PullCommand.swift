@@ -24,11 +24,16 @@ struct PullCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = log.bootstrap()
+        let environment = ProcessEnvironment.current()
+        SecretRedactor.shared.registerSecrets(inEnvironment: environment)
+        for index in stride(from: 0, to: pairs.count, by: 2) {
+            SecretRedactor.shared.registerSecrets(inURI: pairs[index])
+        }
         let options = transfer.options
         let pool = TransferPool(lanes: options.connections, settings: options.transport)
         let puller = Puller(
             router: StorageFactory.router(
-                pool: pool, options: options, environment: ProcessEnvironment.current(), logger: logger))
+                pool: pool, options: options, environment: environment, logger: logger))
         for index in stride(from: 0, to: pairs.count, by: 2) {
             let (uri, destination) = (pairs[index], pairs[index + 1])
             let started = ContinuousClock.now
@@ -39,13 +44,11 @@ struct PullCommand: AsyncParsableCommand {
                     "Successfully copied \(Redaction.uri(uri)) to \(destination)",
                     metadata: [
                         "files": .stringConvertible(report.files), "bytes": .stringConvertible(report.bytes),
-                        "duration_ms": .stringConvertible(
-                            Int(elapsed.components.seconds * 1000)
-                                + Int(elapsed.components.attoseconds / 1_000_000_000_000_000)),
+                        "duration_ms": .stringConvertible(elapsed.milliseconds),
                     ])
             } catch {
                 logger.error("Failed to download \(Redaction.uri(uri)) to \(destination): \(error)")
-                writeStandardError("model-agent pull: \(error)\n")
+                writeStandardError("model-agent pull: \(SecretRedactor.shared.redact("\(error)"))\n")
                 await pool.shutdown()
                 throw ExitCode(ExitStatus.failure)
             }

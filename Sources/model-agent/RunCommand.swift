@@ -36,6 +36,14 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Address the status endpoints listen on.")
     var bindAddress = "0.0.0.0"
 
+    @Option(help: "Connections clients may hold open on --port; the longest idle one makes room for a new one.")
+    var maxConnections = 256
+
+    @Option(
+        help:
+            "Seconds a connection may take to deliver a request head, idle between requests, or take over one request.")
+    var headerTimeout: Double = 30
+
     @Option(
         help: "Where downloads are assembled; must be on the model dir's filesystem (default: <model-dir>/.staging).")
     var stagingDir: String?
@@ -65,26 +73,23 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup(title: "Logging") var log: LogFlags
 
     func validate() throws {
-        func positive(_ value: Int, _ flag: String) throws {
-            if value < 1 { throw ValidationError("\(flag) must be at least 1") }
-        }
-        try positive(maxConcurrentDownloads, "--max-concurrent-downloads")
-        try positive(maxConcurrentLoads, "--max-concurrent-loads")
+        try FlagRanges.count(maxConcurrentDownloads, "--max-concurrent-downloads", 1...1024)
+        try FlagRanges.count(maxConcurrentLoads, "--max-concurrent-loads", 1...1024)
+        try FlagRanges.count(maxConnections, "--max-connections", 1...1_000_000)
         if !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
         if !(1...65535).contains(componentPort) {
             throw ValidationError("--component-port must be between 1 and 65535")
         }
-        for (value, flag) in [
-            (loadTimeout, "--load-timeout"),
-            (requestTimeout, "--request-timeout"), (retryInitialDelay, "--retry-initial-delay"),
-            (retryMaxDelay, "--retry-max-delay"),
-        ] where !(value > 0) {
-            throw ValidationError("\(flag) must be a positive number of seconds")
-        }
+        try FlagRanges.seconds(loadTimeout, "--load-timeout", 0.1...86_400)
+        try FlagRanges.seconds(requestTimeout, "--request-timeout", 0.1...3600)
+        try FlagRanges.seconds(retryInitialDelay, "--retry-initial-delay", 0.01...3600)
+        try FlagRanges.seconds(retryMaxDelay, "--retry-max-delay", 0.01...86_400)
+        try FlagRanges.seconds(headerTimeout, "--header-timeout", 0.1...3600)
+        if resyncInterval != 0 { try FlagRanges.seconds(resyncInterval, "--resync-interval (or 0)", 0.1...86_400) }
         if serverFlavor != "auto" && ServerFlavor(rawValue: serverFlavor) == nil {
             throw ValidationError("--server-flavor must be auto, triton, mlserver, kserve or generic")
         }
-        if resyncInterval < 0 { throw ValidationError("--resync-interval must not be negative") }
+
         if let serverURL, !(serverURL.hasPrefix("http://") || serverURL.hasPrefix("https://")) {
             throw ValidationError("--server-url must start with http:// or https://")
         }
@@ -99,6 +104,10 @@ struct RunCommand: AsyncParsableCommand {
         options.serverFlavor = ServerFlavor(rawValue: serverFlavor)
         options.statusHost = bindAddress
         options.statusPort = port
+        options.connectionLimits.maxConnections = maxConnections
+        options.connectionLimits.headerTimeout = .seconds(headerTimeout)
+        // The status port answers at once: a request gets as long as its head did.
+        options.connectionLimits.requestTimeout = .seconds(headerTimeout)
         options.maxConcurrentDownloads = maxConcurrentDownloads
         options.maxConcurrentLoads = maxConcurrentLoads
         options.resyncInterval = resyncInterval > 0 ? .seconds(resyncInterval) : nil
@@ -114,6 +123,9 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = log.bootstrap()
         let environment = ProcessEnvironment.current()
+        SecretRedactor.shared.registerSecrets(inEnvironment: environment)
+        // Signals are caught before startup, so a SIGHUP then is not the default death.
+        let signals = Signals()
         let agent: Agent
         do {
             agent = try await Agent.start(options: options(environment: environment), logger: logger)
@@ -121,24 +133,37 @@ struct RunCommand: AsyncParsableCommand {
             logger.critical("Failed to bring up agent, shutting down.", metadata: ["error": "\(error)"])
             throw ExitCode(ExitStatus.startup)
         }
-        await TerminationSignal.wait()
+        await signals.wait { await agent.reload(reason: "SIGHUP") }
         await agent.shutdown()
     }
 }
 
-/// Suspends until SIGTERM or SIGINT arrives.
-enum TerminationSignal {
-    static func wait() async {
+/// SIGTERM, SIGINT and SIGHUP, caught from creation on (queued until `wait`).
+final class Signals {
+    private let stream: AsyncStream<Int32>
+    private let sources: [any DispatchSourceSignal]
+
+    init() {
         let (stream, continuation) = AsyncStream<Int32>.makeStream()
+        self.stream = stream
         var sources: [any DispatchSourceSignal] = []
-        for number in [SIGTERM, SIGINT] {
+        for number in [SIGTERM, SIGINT, SIGHUP] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler { continuation.yield(number) }
             source.resume()
             sources.append(source)
         }
-        for await _ in stream { break }
+        self.sources = sources
+    }
+
+    /// Suspends until SIGTERM or SIGINT; each SIGHUP meanwhile runs `hangUp` (the
+    /// conventional "re-read your configuration", instead of the default of dying).
+    func wait(hangUp: @escaping @Sendable () async -> Void) async {
+        for await number in stream {
+            if number != SIGHUP { break }
+            await hangUp()
+        }
         for source in sources { source.cancel() }
     }
 }

@@ -35,17 +35,36 @@ struct TransferFlags: ParsableArguments {
     @Option(help: "PEM bundle of CAs trusted for https downloads (instead of the system store).")
     var caBundle: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Largest http(s) download, and largest total an archive may expand to (a Kubernetes quantity).",
+            valueName: "quantity"))
+    var maxDownloadSize = "100Gi"
+
+    @Option(help: "An archive may expand to at most this many times its own size (decompression bombs).")
+    var maxArchiveRatio = 100
+
+    @Option(
+        help: ArgumentHelp(
+            "Directory local sources (file://, pvc://, absolute paths) may be read from; repeatable (default: /mnt/pvc).",
+            valueName: "dir"))
+    var localSourceRoot: [String] = []
+
     func validate() throws {
-        for (value, flag) in [
-            (downloadConnections, "--download-connections"), (parallelFiles, "--parallel-files"),
-            (partSize, "--part-size"), (multipartThreshold, "--multipart-threshold"),
-            (partsPerFile, "--parts-per-file"), (downloadAttempts, "--download-attempts"),
-        ] where value < 1 {
-            throw ValidationError("\(flag) must be at least 1")
+        try FlagRanges.count(downloadConnections, "--download-connections", 1...1024)
+        try FlagRanges.count(parallelFiles, "--parallel-files", 1...1024)
+        try FlagRanges.count(partSize, "--part-size", 1...4096)
+        try FlagRanges.count(multipartThreshold, "--multipart-threshold", 1...1 << 20)
+        try FlagRanges.count(partsPerFile, "--parts-per-file", 1...256)
+        try FlagRanges.count(downloadAttempts, "--download-attempts", 1...100)
+        try FlagRanges.count(maxArchiveRatio, "--max-archive-ratio", 1...1_000_000)
+        try FlagRanges.seconds(connectTimeout, "--connect-timeout", 0.1...3600)
+        try FlagRanges.seconds(stallTimeout, "--stall-timeout", 0.1...3600)
+        if ((try? MemoryQuantity(parsing: maxDownloadSize))?.bytes ?? 0) < 1 {
+            throw ValidationError("--max-download-size must be a positive quantity such as 100Gi")
         }
-        for (value, flag) in [(connectTimeout, "--connect-timeout"), (stallTimeout, "--stall-timeout")]
-        where !(value > 0) {
-            throw ValidationError("\(flag) must be a positive number of seconds")
+        for root in localSourceRoot where !root.hasPrefix("/") {
+            throw ValidationError("--local-source-root must be an absolute path")
         }
     }
 
@@ -61,6 +80,9 @@ struct TransferFlags: ParsableArguments {
         options.transport.connectTimeout = .seconds(connectTimeout)
         options.transport.stallTimeout = .seconds(stallTimeout)
         options.transport.caBundle = caBundle
+        options.limits.maxDownloadBytes = (try? MemoryQuantity(parsing: maxDownloadSize))?.bytes ?? (100 << 30)
+        options.limits.maxArchiveRatio = maxArchiveRatio
+        options.localSourceRoots = localSourceRoot.isEmpty ? LocalStorageProvider.defaultRoots : localSourceRoot
         return options
     }
 }

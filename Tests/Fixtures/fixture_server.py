@@ -112,6 +112,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if rule and "redirect" in rule:
             self.record(rule.get("redirect_status", 302), injected=True)
             return self.send(rule.get("redirect_status", 302), b"", "text/plain", {"Location": rule["redirect"]})
+        if rule and rule.get("echo"):
+            # A careless server that copies the request (URL, every header) into its error body.
+            self.record(rule.get("status", 403), injected=True)
+            echoed = "%s %s\n%s" % (self.command, self.path, "".join("%s: %s\n" % kv for kv in self.headers.items()))
+            if rule.get("echo") == "xml":
+                echoed = "<Error><Code>AccessDenied</Code><Message>denied %s</Message><Request>%s</Request></Error>" % (
+                    self.path, echoed)
+            return self.send(rule.get("status", 403), echoed.encode(), "text/plain")
+        if rule and rule.get("endless"):
+            return self.endless_body(rule)
         if rule and "status" in rule:
             self.record(rule["status"], injected=True)
             return self.send(rule["status"], rule.get("body", "").encode(), rule.get("content_type", "text/plain"))
@@ -224,6 +234,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def endless_body(self, rule):
+        """A body without Content-Length that does not end (bounded here: `endless` bytes at
+        most, 1 GiB by default) until the client hangs up."""
+        self.record(200, injected=True)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        limit = rule["endless"] if isinstance(rule["endless"], int) and rule["endless"] > 1 else 1 << 30
+        chunk = b"\0" * (1 << 16)
+        sent = 0
+        try:
+            while sent < limit:
+                self.wfile.write(chunk)
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def fake_v2(self, path):
         parts = path.strip("/").split("/")

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 LOCK = threading.Lock()
 LOG = []
 COUNTER = [0]
+FAIL_METADATA = [0]
 ARGS = None
 PUBLIC_KEY = None
 
@@ -68,6 +69,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if flavor != "Google":
                 self.record(verdict="missing Metadata-Flavor")
                 return self.reply(403, {"error": "Metadata-Flavor: Google header required"})
+            with LOCK:
+                failing = FAIL_METADATA[0] > 0
+                if failing:
+                    FAIL_METADATA[0] -= 1
+            if failing:
+                self.record(verdict="failed on purpose")
+                return self.reply(503, {"error": "metadata server starting"})
             token = issue("metadata-token")
             self.record(verdict="ok", token=token)
             return self.reply(200, {"access_token": token, "expires_in": ARGS.lifetime, "token_type": "Bearer"})
@@ -127,7 +135,9 @@ def main():
     parser.add_argument("--client-secret", default="client-secret")
     parser.add_argument("--refresh-token", default="refresh-token")
     parser.add_argument("--lifetime", type=int, default=3600)
+    parser.add_argument("--fail-metadata", type=int, default=0, help="answer the first N metadata requests with 503")
     ARGS = parser.parse_args()
+    FAIL_METADATA[0] = ARGS.fail_metadata
     PUBLIC_KEY = serialization.load_pem_public_key(open(ARGS.public_key, "rb").read())
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     print("PORT %d" % server.server_address[1], flush=True)

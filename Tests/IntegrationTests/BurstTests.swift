@@ -80,6 +80,7 @@ struct BurstTests {
             arguments: [
                 "--enable-puller", "--config-dir", config.path, "--model-dir", temp.path + "/models",
                 "--component-port", String(port), "--port", "0", "--bind-address", "127.0.0.1",
+                "--local-source-root", temp.path,
             ],
             logPath: temp.path + "/agent.log")
         try await eventually("the load to reach the server on --component-port") {

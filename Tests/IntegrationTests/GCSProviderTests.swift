@@ -184,6 +184,30 @@ struct GCSProviderTests {
         await w.stop()
     }
 
+    @Test func aMetadataServerThatFailsAtFirstIsAskedAgainNotAbandoned() async throws {
+        let w = try await World { _ in }
+        let tokens = try await GoogleTokenServer(directory: try w.temp.subdirectory("md"), failMetadata: 2)
+        let provider = GCSTokenProvider(
+            source: .metadataServer(host: tokens.metadataHost), pool: w.pool, logger: Logger(label: "t"))
+        // Two failures are errors worth a retry (the download backs off), not "anonymous".
+        for _ in 0..<2 { await #expect(throws: CredentialError.self) { try await provider.token() } }
+        #expect(try await provider.token()?.hasPrefix("metadata-token-") == true)
+        #expect(try await tokens.log().map(\.verdict) == ["failed on purpose", "failed on purpose", "ok"])
+
+        // A metadata server that is absent at first and appears later is used once it does.
+        let port = try freePort()
+        let late = GCSTokenProvider(
+            source: .metadataServer(host: "127.0.0.1:\(port)"), pool: w.pool, logger: Logger(label: "t"),
+            absenceRecheck: .zero)
+        #expect(try await late.token() == nil)
+        let appeared = try await FixtureServer(
+            upstream: "http://\(tokens.metadataHost)", port: port, logDirectory: w.logs)
+        #expect(try await late.token()?.hasPrefix("metadata-token-") == true)
+        await appeared.stop()
+        await tokens.stop()
+        await w.stop()
+    }
+
     @Test func credentialSourcesFollowGooglesOrder() {
         #expect(GCSCredentialSource.from(environment: [:]) == .metadataServer(host: "metadata.google.internal"))
         #expect(
@@ -215,7 +239,7 @@ struct GCSProviderTests {
         for file in ["model.joblib", "model-settings.json"] {
             try Self.put(
                 seed, "models/sklearn/iris/" + file,
-                try Data(contentsOf: URL(fileURLWithPath: IrisArtifacts.directory + "/" + file)))
+                try Data(contentsOf: URL(fileURLWithPath: (try IrisArtifacts.directory) + "/" + file)))
         }
         let gcs = try await FakeGCSServer(seed: seed, logDirectory: h.logs)
         try h.config.write([ConfigDirectory.Entry("iris-gcs", "gs://models/sklearn/iris")])

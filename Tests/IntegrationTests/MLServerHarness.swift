@@ -19,9 +19,24 @@ final class MLServerHarness: @unchecked Sendable {
         modelDir = try temp.subdirectory("models")
         logs = try temp.subdirectory("logs")
         config = try ConfigDirectory(path: temp.path + "/configs", style: configStyle)
-        files = try await FixtureServer(root: IrisArtifacts.root, logDirectory: logs)
+        files = try await FixtureServer(root: (try IrisArtifacts.root), logDirectory: logs)
         mlserver = try await MLServerProcess(repository: modelDir, logDirectory: logs)
         proxy = try await FixtureServer(upstream: mlserver.baseURL, logDirectory: logs)
+    }
+
+    /// Runs `body` in a fresh harness and stops every process it started before returning,
+    /// whether `body` succeeds or throws, so no server outlives its test.
+    static func run(
+        configStyle: ConfigDirectory.Style = .kubelet, _ body: (MLServerHarness) async throws -> Void
+    ) async throws {
+        let harness = try await MLServerHarness(configStyle: configStyle)
+        do {
+            try await body(harness)
+        } catch {
+            await harness.shutdown()
+            throw error
+        }
+        await harness.shutdown()
     }
 
     func url(_ file: String) -> String { files.url(file: file) }
@@ -42,7 +57,7 @@ final class MLServerHarness: @unchecked Sendable {
 
     /// Files and directories in the model dir, without MLServer's settings.json.
     func modelDirEntries() -> [String] {
-        contents(of: modelDir).filter { $0 != "settings.json" }
+        contents(of: modelDir).filter { $0 != "settings.json" && $0 != ".model-agent.lock" }
     }
 
     func markers(of model: String) -> [String] {

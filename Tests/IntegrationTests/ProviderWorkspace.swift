@@ -4,20 +4,25 @@ import TestSupport
 @testable import ModelAgent
 
 /// What every storage-provider test needs: a model store in a temporary directory, a
-/// transfer pool with a short stall timeout, and a way to fetch into fresh staging.
+/// transfer pool, and a way to fetch into fresh staging.
 final class ProviderWorkspace: @unchecked Sendable {
     let temp: TemporaryDirectory
     let logs: String
     let store: ModelStore
     let pool: TransferPool
 
-    init(_ prefix: String, lanes: Int = 8) throws {
+    /// Long enough that a machine pausing under load (seen: 30 s while other tests wrote and
+    /// deleted GiBs) causes no retry that a test counting requests would see; the stall
+    /// tests pass a short one and stall the server for far longer.
+    static let patientStallTimeout: Duration = .seconds(60)
+
+    init(_ prefix: String, lanes: Int = 8, stallTimeout: Duration = ProviderWorkspace.patientStallTimeout) throws {
         temp = try TemporaryDirectory(prefix)
         logs = try temp.subdirectory("logs")
         store = ModelStore(modelDir: temp.path + "/models")
         try store.prepare(logger: Logger(label: "test"))
         var settings = TransportSettings()
-        settings.stallTimeout = .seconds(2)
+        settings.stallTimeout = stallTimeout
         pool = TransferPool(lanes: lanes, settings: settings)
     }
 

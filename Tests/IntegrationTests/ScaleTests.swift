@@ -11,14 +11,26 @@ struct ScaleTests {
         let source = try temp.subdirectory("artifact")
         try write("weights", to: source + "/weights.bin")
         let server = try await FixtureServer(fakeV2: true, logDirectory: logs)
-        defer { Task { await server.stop() } }
+        var agent: AgentProcess?
+        try await withCleanup {
+            try await fiveHundredModels(server: server, temp: temp, logs: logs, source: source) { agent = $0 }
+        } cleanup: {
+            await agent?.stop()
+            await server.stop()
+        }
+    }
+
+    private func fiveHundredModels(
+        server: FixtureServer, temp: TemporaryDirectory, logs: String, source: String,
+        started: (AgentProcess) -> Void
+    ) async throws {
         let config = try ConfigDirectory(path: temp.path + "/configs")
         let names = (0..<500).map { String(format: "m%03d", $0) }
         try config.write(names.map { ConfigDirectory.Entry($0, source) })
 
         let agent = try await AgentProcess(
             configDir: config.path, modelDir: temp.path + "/models", serverURL: server.baseURL, logDirectory: logs)
-        defer { Task { await agent.stop() } }
+        started(agent)
         var maxThreads = 0
         try await eventually("500 models to load", timeout: .seconds(120), interval: .milliseconds(200)) {
             maxThreads = max(maxThreads, agent.process.threadCount)
@@ -39,8 +51,6 @@ struct ScaleTests {
             try await agent.models().isEmpty
         }
         #expect(try await server.operations().filter { $0.op == "unload" }.count == 500)
-        #expect(contents(of: temp.path + "/models") == [".staging"])
-        await agent.stop()
-        await server.stop()
+        #expect(contents(of: temp.path + "/models") == [".model-agent.lock", ".staging"])
     }
 }

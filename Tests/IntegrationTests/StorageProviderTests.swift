@@ -14,12 +14,13 @@ struct HTTPStorageTests {
         let server: FixtureServer
         var pool: TransferPool { workspace.pool }
 
-        init() async throws {
-            workspace = try ProviderWorkspace("http-storage", lanes: 4)
+        init(stallTimeout: Duration = ProviderWorkspace.patientStallTimeout) async throws {
+            workspace = try ProviderWorkspace("http-storage", lanes: 4, stallTimeout: stallTimeout)
             root = try workspace.temp.subdirectory("files")
-            try FileManager.default.copyItem(atPath: IrisArtifacts.root + "/iris.tar.gz", toPath: root + "/iris.tar.gz")
-            try FileManager.default.copyItem(atPath: IrisArtifacts.root + "/iris.zip", toPath: root + "/blob")
-            try FileManager.default.copyItem(atPath: IrisArtifacts.directory, toPath: root + "/iris")
+            try FileManager.default.copyItem(
+                atPath: (try IrisArtifacts.root) + "/iris.tar.gz", toPath: root + "/iris.tar.gz")
+            try FileManager.default.copyItem(atPath: (try IrisArtifacts.root) + "/iris.zip", toPath: root + "/blob")
+            try FileManager.default.copyItem(atPath: (try IrisArtifacts.directory), toPath: root + "/iris")
             var random = SystemRandomNumberGenerator()
             try Data((0..<(3 << 20)).map { _ in UInt8.random(in: 0...255, using: &random) })
                 .write(to: URL(fileURLWithPath: root + "/big.bin"))
@@ -106,14 +107,15 @@ struct HTTPStorageTests {
     }
 
     @Test func aStalledTransferIsAbortedAndRetried() async throws {
-        let w = try await World()
-        // The server goes silent for 30 s; with a 2 s stall timeout the transfer resumes long before.
+        let w = try await World(stallTimeout: .seconds(2))
+        // The server goes silent for 2 minutes; with a 2 s stall timeout the transfer resumes
+        // long before (the bound leaves room for a machine that pauses under load).
         try await w.server.addRules([
-            ["path": "/files/big.bin", "stall_after": 50_000, "stall_seconds": 30, "times": 1]
+            ["path": "/files/big.bin", "stall_after": 50_000, "stall_seconds": 120, "times": 1]
         ])
         let started = ContinuousClock.now
         let (staging, _) = try await w.fetch(w.server.url(file: "big.bin"))
-        #expect(ContinuousClock.now - started < .seconds(15))
+        #expect(ContinuousClock.now - started < .seconds(60))
         #expect(
             FileManager.default.contents(atPath: staging.root + "/big.bin")
                 == FileManager.default.contents(atPath: w.root + "/big.bin"))
@@ -136,6 +138,14 @@ struct HTTPStorageTests {
         let tokens = try await w.server.log().map { $0.xTestToken ?? "-" }
         #expect(tokens == ["s3cr3t", "s3cr3t", "s3cr3t", "-"])
 
+        // Same host, another port: another origin, so a `host:port-headers` value stays behind.
+        let other = try await FixtureServer(root: w.root, logDirectory: w.workspace.logs)
+        try await w.server.addRules([["path": "/files/other-port", "redirect": other.url(file: "iris.tar.gz")]])
+        _ = try await w.fetch(w.server.url(file: "other-port"), environment: environment)
+        #expect(try await w.server.log().last?.xTestToken == "s3cr3t")
+        #expect(try await other.log().map { $0.xTestToken ?? "-" } == ["-"])
+        await other.stop()
+
         let bad = await #expect(throws: ConfigurationError.self) {
             try await w.fetch(w.server.url(file: "iris.tar.gz"), environment: ["127.0.0.1-headers": "{not json s3cr3t"])
         }
@@ -152,14 +162,17 @@ struct HTTPStorageTests {
                 "-c",
                 """
                 import tarfile, sys
+                # Written sparse (the zeros are a hole), so the test costs the disk one
+                # GiB, the agent's copy, not three.
                 size = (1 << 30) + 1
-                with open(sys.argv[1] + "/huge.bin", "wb") as f:
-                    f.truncate(size - 6); f.seek(size - 6); f.write(b"TAIL!!")
-                with tarfile.open(sys.argv[1] + "/huge.tar", "w") as t: t.add(sys.argv[1] + "/huge.bin", arcname="huge.bin")
+                info = tarfile.TarInfo("huge.bin"); info.size = size
+                with open(sys.argv[1] + "/huge.tar", "wb") as f:
+                    f.write(info.tobuf(format=tarfile.GNU_FORMAT))
+                    f.seek(size - 6, 1); f.write(b"TAIL!!")
+                    f.write(bytes((-size) % 512 + 1024))
                 """,
                 w.root,
             ])
-        try FileManager.default.removeItem(atPath: w.root + "/huge.bin")
         let (staging, report) = try await w.fetch(w.server.url(file: "huge.tar"))
         #expect(report.bytes == (1 << 30) + 1)
         let file = try OpenFile(reading: staging.root + "/huge.bin")
@@ -173,12 +186,13 @@ struct HTTPStorageTests {
 }
 
 @Suite struct LocalStorageTests {
-    func fetch(_ path: String, store: ModelStore) async throws -> (StagingDirectory, FetchReport) {
+    func fetch(_ path: String, store: ModelStore, roots: [String]? = nil) async throws -> (
+        StagingDirectory, FetchReport
+    ) {
         let staging = try store.makeStaging(for: try ModelName(validating: "m"))
-        return (
-            staging,
-            try await LocalStorageProvider().fetch(.local(path: path), into: staging, logger: Logger(label: "t"))
-        )
+        let provider = LocalStorageProvider(
+            roots: roots ?? [FileSystem.parentPath(store.modelDir)], forbidden: [store.modelDir, store.stagingRoot])
+        return (staging, try await provider.fetch(.local(path: path), into: staging, logger: Logger(label: "t")))
     }
 
     @Test func copiesAFileOrADirectoryFollowingSymlinks() async throws {
@@ -198,6 +212,21 @@ struct HTTPStorageTests {
 
         let (single, _) = try await fetch(temp.path + "/src/sub/w.bin", store: store)
         #expect(contents(of: single.root) == ["w.bin"])
+
+        // Links that reach one directory twice (each level doubling the tree) are refused.
+        for level in 0..<4 {
+            let dir = temp.path + "/dag/l\(level)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for link in ["a", "b"] {
+                try FileManager.default.createSymbolicLink(
+                    atPath: dir + "/" + link, withDestinationPath: "../l\(level + 1)")
+            }
+        }
+        try write("leaf", to: temp.path + "/dag/l4/file.txt")
+        let twice = await #expect(throws: LocalSourceError.self) {
+            try await fetch(temp.path + "/dag/l0", store: store)
+        }
+        #expect(twice?.description.contains("a second time") == true)
 
         try FileManager.default.createDirectory(atPath: temp.path + "/empty", withIntermediateDirectories: true)
         await #expect(throws: LocalSourceError.self) { try await fetch(temp.path + "/empty", store: store) }

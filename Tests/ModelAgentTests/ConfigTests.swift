@@ -37,11 +37,10 @@ import Testing
         #expect(try q("100m").normalized == "0.1")
         #expect(try q("1.5").normalized == "1.5")
         #expect(try q("0").normalized == "0")
-        #expect(try q("-1Ki").normalized == "-1024")
         #expect(try q("1n").normalized == "0.000000001")
     }
 
-    @Test(arguments: ["", "abc", "1.2.3", "Mi", "1Qi", "1e", "1e99", "--1", "1 Gi"])
+    @Test(arguments: ["", "abc", "1.2.3", "Mi", "1Qi", "1e", "1e99", "--1", "1 Gi", "-1Ki"])
     func refuses(_ text: String) {
         #expect(throws: InvalidQuantity.self) { try MemoryQuantity(parsing: text) }
     }

@@ -148,7 +148,7 @@ import Testing
         #expect(try StorageLocation.parse("/mnt/pvc/m") == .local(path: "/mnt/pvc/m"))
         #expect(try StorageLocation.parse("HTTPS://h/m.tgz") == .http(url: "HTTPS://h/m.tgz"))
         for bad in [
-            "", "s3:/x", "s3:://x", "hdfs://n/p", "pvc://claim/p", "abfs://c/p", "models/x", "s3:///key", "file://rel",
+            "", "s3:/x", "s3:://x", "hdfs://n/p", "pvc:///p", "abfs://c/p", "models/x", "s3:///key", "file://rel",
         ] {
             #expect(throws: UnsupportedStorage.self) { try StorageLocation.parse(bad) }
         }
@@ -305,5 +305,15 @@ import Testing
         #expect(UTCTime.parseISO8601("2015-08-30T14:36:00+02:00")?.seconds == 1_440_938_160)
         #expect(UTCTime(seconds: 1_440_938_160).amzDate == "20150830T123600Z")
         #expect(UTCTime.parseISO8601("garbage") == nil)
+    }
+}
+
+extension TextTests {
+    @Test func serverAnswersAndTimestampsAreDecodedProperly() {
+        #expect(LoadFailure.extractReason(Array(#"{"error": "say \"hi\" \u00e9"}"#.utf8)) == "say \"hi\" é")
+        #expect(LoadFailure.extractReason(Array(#"{"detail": "no error key"}"#.utf8)) == #"{"detail": "no error key"}"#)
+        #expect(UTCTime(seconds: 1_440_938_160).iso8601 == "2015-08-30T12:36:00Z")
+        let stamp = AgentLogHandler.timestamp()
+        #expect(stamp.count == 24 && stamp.hasSuffix("Z") && stamp.dropFirst(19).hasPrefix("."))
     }
 }

@@ -11,9 +11,14 @@ public final class AgentProcess: @unchecked Sendable {
         "--retry-initial-delay", "0.2", "--retry-max-delay", "1", "--resync-interval", "0",
     ]
 
+    /// Where tests keep local model sources (the agent reads only /mnt/pvc by default).
+    public static let testSourceRoots = [FileManager.default.temporaryDirectory.path, TestPaths.repositoryRoot]
+
+    /// `localSourceRoots` empty: the agent's default (/mnt/pvc).
     public init(
         configDir: String, modelDir: String, serverURL: String, arguments: [String] = AgentProcess.quickRetries,
-        environment: [String: String] = [:], logDirectory: String
+        environment: [String: String] = [:], localSourceRoots: [String] = AgentProcess.testSourceRoots,
+        logDirectory: String
     ) async throws {
         var env = ProcessInfo.processInfo.environment
         env.merge(environment) { $1 }
@@ -22,7 +27,7 @@ public final class AgentProcess: @unchecked Sendable {
             arguments: [
                 "--enable-puller", "--config-dir", configDir, "--model-dir", modelDir, "--server-url", serverURL,
                 "--port", "0", "--bind-address", "127.0.0.1",
-            ] + arguments,
+            ] + localSourceRoots.flatMap { ["--local-source-root", $0] } + arguments,
             environment: env, logPath: logDirectory + "/agent-\(UUID().uuidString.prefix(6)).log")
         let line = try await process.waitForLine(containing: "Starting agent http server")
         struct Started: Decodable { let port: Int }
@@ -47,6 +52,16 @@ public final class AgentProcess: @unchecked Sendable {
 
     public func model(_ name: String) async throws -> Model? {
         try await models().first { $0.name == name }
+    }
+
+    /// Reads of models.json that parsed (model_agent_config_reloads_total{result="applied"}):
+    /// an event to wait for after a write that should change nothing.
+    public func configReads() async throws -> Int {
+        let text = try await TestHTTP.get("\(statusURL)/metrics").text
+        let line = text.split(separator: "\n").first {
+            $0.hasPrefix(#"model_agent_config_reloads_total{result="applied"}"#)
+        }
+        return line.flatMap { $0.split(separator: " ").last }.flatMap { Int(Double($0) ?? -1) } ?? 0
     }
 
     public func isReady() async -> Bool {

@@ -97,7 +97,7 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Waits for a line containing `text`; returns that line.
     @discardableResult
-    public func waitForLine(containing text: String, timeout: Duration = .seconds(30)) async throws -> String {
+    public func waitForLine(containing text: String, timeout: Duration = .seconds(120)) async throws -> String {
         var found: String?
         try await eventually("\(name) to print \(text)", timeout: timeout, interval: .milliseconds(50)) {
             if let line = output.split(separator: "\n").first(where: { $0.contains(text) }) {

@@ -42,7 +42,8 @@ public final class FixtureServer: @unchecked Sendable {
         process = try ChildProcess(
             name: "fixture", executable: python, arguments: arguments,
             logPath: logDirectory + "/fixture-\(UUID().uuidString.prefix(6)).log")
-        let line = try await process.waitForLine(containing: "PORT ")
+        // Generous: a python start on a loaded 2-core machine has been seen to take over 30 s.
+        let line = try await process.waitForLine(containing: "PORT ", timeout: .seconds(120))
         self.port = Int(line.split(separator: " ").last!)!
     }
 

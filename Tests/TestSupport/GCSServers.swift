@@ -26,7 +26,7 @@ public final class FakeGCSServer: @unchecked Sendable {
                 "-external-url", "http://127.0.0.1:\(port)", "-log-level", "warn",
             ],
             logPath: logDirectory + "/fake-gcs-\(port).log")
-        try await eventually("fake-gcs-server to answer", timeout: .seconds(30)) {
+        try await eventually("fake-gcs-server to answer", timeout: .seconds(120)) {
             (try? await TestHTTP.get(self.endpoint + "/storage/v1/b").status) == 200
         }
     }
@@ -61,7 +61,8 @@ public final class GoogleTokenServer: @unchecked Sendable {
         public let token: String?
     }
 
-    public init(directory: String, lifetime: Int = 3600) async throws {
+    /// `failMetadata`: the first N metadata-server requests are answered 503.
+    public init(directory: String, lifetime: Int = 3600, failMetadata: Int = 0) async throws {
         let script = """
             import json, sys
             from cryptography.hazmat.primitives import serialization
@@ -78,10 +79,12 @@ public final class GoogleTokenServer: @unchecked Sendable {
             name: "token-server", executable: try TestPaths.venvTool("tools", "python3"),
             arguments: [
                 TestPaths.fixtures + "/token_server.py", "--public-key", directory + "/public.pem",
-                "--client-email", Self.clientEmail, "--lifetime", String(lifetime),
+                "--client-email", Self.clientEmail, "--lifetime", String(lifetime), "--fail-metadata",
+                String(failMetadata),
             ],
             logPath: directory + "/token-server.log")
-        let line = try await process.waitForLine(containing: "PORT ")
+        // Generous: a python start on a loaded 2-core machine has been seen to take over 30 s.
+        let line = try await process.waitForLine(containing: "PORT ", timeout: .seconds(120))
         port = Int(line.split(separator: " ").last!)!
         let pem = try String(contentsOfFile: directory + "/private.pem", encoding: .utf8)
         serviceAccountFile = directory + "/service-account.json"

@@ -4,15 +4,16 @@ import Foundation
 /// name, so MLServer uses the directory name), also packed as .tar.gz, .tgz and .zip.
 /// Built once per test run with the MLServer venv's scikit-learn.
 public enum IrisArtifacts {
-    public static let root: String = {
-        do {
-            return try build()
-        } catch {
-            fatalError("cannot build the iris artifacts: \(error)")
-        }
-    }()
+    /// Built on first use; a failure fails the test that asked (not the whole run).
+    private static let built: Result<String, any Error> = Result { try build() }
 
-    public static var directory: String { root + "/iris" }
+    public static var root: String {
+        get throws { try built.get() }
+    }
+
+    public static var directory: String {
+        get throws { try root + "/iris" }
+    }
 
     private static func build() throws -> String {
         let base = FileManager.default.temporaryDirectory.path + "/model-agent-iris-\(getpid())"

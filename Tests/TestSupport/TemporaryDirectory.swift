@@ -26,6 +26,18 @@ public func write(_ text: String, to path: String) throws {
     try Data(text.utf8).write(to: URL(fileURLWithPath: path))
 }
 
+/// Runs `body`, then `cleanup` whether `body` threw or not: an async `defer`, so servers a
+/// test started are stopped before the next test begins.
+public func withCleanup(_ body: () async throws -> Void, cleanup: () async -> Void) async throws {
+    do {
+        try await body()
+    } catch {
+        await cleanup()
+        throw error
+    }
+    await cleanup()
+}
+
 public func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
 
 public func contents(of directory: String) -> [String] {
@@ -64,7 +76,7 @@ private func canBind(_ port: Int) -> Bool {
 
 /// Polls `condition` until it holds or `timeout` passes.
 public func eventually(
-    _ what: String, timeout: Duration = .seconds(30), interval: Duration = .milliseconds(100),
+    _ what: String, timeout: Duration = .seconds(60), interval: Duration = .milliseconds(100),
     _ condition: () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + timeout

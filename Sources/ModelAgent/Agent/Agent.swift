@@ -9,11 +9,17 @@ public final class Agent: Sendable {
     private let dataPool: TransferPool
     private let controlPool: TransferPool
     private let resync: Task<Void, Never>?
+    private let loader: ConfigLoader
+    /// Held for the agent's lifetime: no second agent may manage the model dir meanwhile.
+    private let lock: [ModelDirLock]
 
     private init(
         logger: Logger, watcher: ConfigWatcher, reconciler: Reconciler, statusServer: StatusServer,
-        dataPool: TransferPool, controlPool: TransferPool, resync: Task<Void, Never>?
+        dataPool: TransferPool, controlPool: TransferPool, resync: Task<Void, Never>?, loader: ConfigLoader,
+        lock: [ModelDirLock]
     ) {
+        self.loader = loader
+        self.lock = lock
         self.logger = logger
         self.watcher = watcher
         self.reconciler = reconciler
@@ -41,7 +47,9 @@ public final class Agent: Sendable {
             throw StartupError("config dir \(configDir) is not a directory")
         }
         let store = ModelStore(modelDir: options.modelDir, stagingRoot: options.stagingDir)
+        let lock: [ModelDirLock]
         do {
+            lock = try store.lock()
             try store.prepare(logger: logger)
         } catch {
             throw StartupError("\(error)")
@@ -52,23 +60,26 @@ public final class Agent: Sendable {
         var controlSettings = TransportSettings()
         controlSettings.connectTimeout = options.transfer.transport.connectTimeout
         let controlPool = TransferPool(lanes: options.maxConcurrentLoads + 4, settings: controlSettings)
-        let server = ModelServerClient(
+        let metrics = AgentMetrics()
+        var server = ModelServerClient(
             baseURL: options.serverURL, pool: controlPool, loadTimeout: options.loadTimeout,
             requestTimeout: options.requestTimeout, retry: options.serverRetry)
+        server.onCall = { operation, ok in operation == "load" ? metrics.loaded(ok) : metrics.unloaded(ok) }
         let board = StatusBoard()
-        let metrics = AgentMetrics()
         let context = WorkerContext(
             store: store,
             storage: StorageFactory.router(
-                pool: dataPool, options: options.transfer, environment: options.environment, logger: logger),
+                pool: dataPool, options: options.transfer, environment: options.environment, logger: logger,
+                protectedPaths: [configDir, store.modelDir, store.stagingRoot]),
             server: server, gate: ServerReadinessGate(client: server, flavor: options.serverFlavor, logger: logger),
             downloads: AsyncLimiter(limit: options.maxConcurrentDownloads),
             loads: AsyncLimiter(limit: options.maxConcurrentLoads), board: board, metrics: metrics, logger: logger,
             failureBackoff: options.failureBackoff)
         let reconciler = Reconciler(context: context, disk: disk)
+        let health = ConfigHealth()
         let loader = ConfigLoader(
-            configDir: configDir, debounce: options.configDebounce, logger: logger, metrics: metrics,
-            apply: { reconciler.apply($0) }, unavailable: { reconciler.configUnavailable() })
+            configDir: configDir, debounce: options.configDebounce, logger: logger, metrics: metrics, health: health,
+            apply: { reconciler.apply($0, keep: $1) }, unavailable: { reconciler.configUnavailable() })
 
         // The watch exists before the first read, so a change made while we read (or
         // while the first downloads run) produces an event and is applied.
@@ -88,7 +99,9 @@ public final class Agent: Sendable {
         do {
             statusServer = try await StatusServer.start(
                 host: options.statusHost, port: options.statusPort,
-                sources: StatusSources(board: board, metrics: metrics, isReady: { reconciler.isReady }))
+                sources: StatusSources(
+                    board: board, metrics: metrics, config: health, isReady: { reconciler.isReady }),
+                limits: options.connectionLimits)
         } catch {
             watcher.stop()
             throw StartupError("cannot listen on \(options.statusHost):\(options.statusPort): \(error)")
@@ -110,7 +123,14 @@ public final class Agent: Sendable {
         }
         return Agent(
             logger: logger, watcher: watcher, reconciler: reconciler, statusServer: statusServer, dataPool: dataPool,
-            controlPool: controlPool, resync: resync)
+            controlPool: controlPool, resync: resync, loader: loader, lock: lock)
+    }
+
+    /// Re-reads models.json now and re-checks every model with the server (SIGHUP).
+    public func reload(reason: String) async {
+        logger.info("Re-reading models.json (\(reason))")
+        await loader.reload(reason: reason)
+        reconciler.recheckServed()
     }
 
     /// Stops watching, cancels downloads in flight (their staging is removed) and closes

@@ -9,6 +9,8 @@ public struct AgentOptions: Sendable {
     public var serverFlavor: ServerFlavor?
     public var statusHost = "0.0.0.0"
     public var statusPort = 9081
+    /// Connections clients may hold on the agent's port, and how long one may idle.
+    public var connectionLimits = ConnectionGuard.Limits()
     public var maxConcurrentDownloads = 4
     public var maxConcurrentLoads = 2
     /// Periodic re-read of models.json and re-check of the server; nil disables.
@@ -43,6 +45,10 @@ public struct TransferOptions: Sendable {
     public var transport = TransportSettings()
     /// Attempts per file (or part) before the model's download counts as failed.
     public var retry = RetryPolicy(maxAttempts: 5, initialDelay: .milliseconds(500), maxDelay: .seconds(30))
+    /// Bounds on http(s) bodies and archive expansion.
+    public var limits = DownloadLimits()
+    /// Directories local sources (`file://`, `pvc://`, absolute paths) may be read from.
+    public var localSourceRoots = LocalStorageProvider.defaultRoots
 
     public init() {}
 }

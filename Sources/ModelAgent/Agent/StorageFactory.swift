@@ -2,16 +2,18 @@ import Logging
 
 /// Builds the storage providers over one transfer pool, configured from the environment.
 public enum StorageFactory {
+    /// `protectedPaths`: directories local sources may never be read from (the agent's own).
     public static func router(
-        pool: TransferPool, options: TransferOptions, environment: [String: String], logger: Logger
+        pool: TransferPool, options: TransferOptions, environment: [String: String], logger: Logger,
+        protectedPaths: [String] = []
     ) -> StorageRouter {
         let engine = TransferEngine(
             pool: pool, retry: options.retry, parallelFiles: options.parallelFiles, partSize: options.partSize,
             multipartThreshold: options.multipartThreshold, verifyChecksums: options.verifyChecksums,
             partsPerFile: options.partsPerFile)
         return StorageRouter(
-            http: HTTPStorageProvider(engine: engine, environment: environment),
-            local: LocalStorageProvider(),
+            http: HTTPStorageProvider(engine: engine, environment: environment, limits: options.limits),
+            local: LocalStorageProvider(roots: options.localSourceRoots, forbidden: protectedPaths),
             s3: s3Provider(engine: engine, environment: environment, logger: logger),
             gcs: gcsProvider(engine: engine, environment: environment, logger: logger))
     }

@@ -24,6 +24,15 @@ public struct ModelSpec: Hashable, Sendable {
     /// The hex SHA-256 of `canonicalJSON`; the suffix of the SUCCESS marker.
     public var hash: String { Digest.sha256Hex(canonicalJSON) }
 
+    /// The marker's content with the URI as logs may show it.
+    public var redactedJSON: String {
+        JSONText.object([
+            ("storageUri", JSONText.quoted(Redaction.uri(storageUri))),
+            ("framework", JSONText.quoted(framework)),
+            ("memory", JSONText.quoted(memory.original)),
+        ])
+    }
+
     /// The marker's content: the spec in the field order KServe's agent writes.
     public var markerJSON: String {
         JSONText.object([

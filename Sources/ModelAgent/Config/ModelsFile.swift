@@ -91,6 +91,9 @@ private struct RawEntry: Decodable {
 
     let result: Result<ModelsFile.Entry, Refused>
 
+    static let maximumURILength = 8192
+    static let maximumFrameworkLength = 256
+
     private enum Keys: String, CodingKey {
         case modelName, modelSpec
     }
@@ -117,6 +120,14 @@ private struct RawEntry: Decodable {
                 throw Refused(name: name, reason: "modelSpec.storageUri is missing or empty")
             }
             let framework = try spec.decodeIfPresent(String.self, forKey: .framework) ?? ""
+            // The spec is written into the marker, which is read back with a size limit.
+            guard uri.utf8.count <= Self.maximumURILength, framework.utf8.count <= Self.maximumFrameworkLength else {
+                throw Refused(
+                    name: name,
+                    reason:
+                        "storageUri longer than \(Self.maximumURILength) bytes or framework longer than \(Self.maximumFrameworkLength)"
+                )
+            }
             let memory = try Self.decodeMemory(spec)
             result = .success(
                 .init(name: name!, spec: ModelSpec(storageUri: uri, framework: framework, memory: memory)))

@@ -1,22 +1,51 @@
 /// Refuses a download that cannot fit, before the first byte: the listed size plus
-/// headroom (2%, at least 64 MiB) must be free on the model directory's filesystem.
+/// headroom must be free on the model directory's filesystem. The headroom is 2 % of
+/// the size with a floor of 1 MiB, so a small model fits a small volume.
 public enum DiskSpace {
+    public static func headroom(for bytes: Int64) -> Int64 { max(1 << 20, bytes / 50) }
+
+    /// What must stay free when the size is not known up front: 2 % of what is free now.
+    static func headroom(forAvailable available: Int64) -> Int64 { max(1 << 20, available / 50) }
+
+    /// Also keeps the floor every writer leaves free (`FileSystem.Volume.floor`), so a
+    /// download that passes this check is never stopped by that floor halfway.
     public static func ensureRoom(for bytes: Int64, at path: String) throws {
-        let available = try FileSystem.availableBytes(path)
-        let needed = bytes + max(64 << 20, bytes / 50)
-        if available < needed {
-            throw InsufficientDiskSpace(path: path, needed: needed, available: available)
+        let volume = try FileSystem.volume(path)
+        let (needed, overflow) = bytes.addingReportingOverflow(max(headroom(for: bytes), volume.floor))
+        if overflow || volume.available < needed {
+            throw InsufficientDiskSpace(path: path, needed: overflow ? .max : needed, available: volume.available)
         }
+    }
+
+    /// The most a download of unknown size may write under `path`: free space less
+    /// headroom and less the writers' floor.
+    static func writableBytes(at path: String) throws -> Int64 {
+        let volume = try FileSystem.volume(path)
+        return max(0, volume.available - max(headroom(forAvailable: volume.available), volume.floor))
     }
 }
 
+/// The volume cannot hold a model. Retrying soon would only fill it again, so this needs
+/// an operator (a larger volume, fewer models): the model is retried on the long backoff.
 public struct InsufficientDiskSpace: Error, RetryClassifying, CustomStringConvertible {
     public let path: String
     public let needed: Int64
     public let available: Int64
-    /// Space may be freed later (other models removed), so retrying with backoff is right.
-    public var isTransient: Bool { true }
+    public var what = "the model"
+    public var isTransient: Bool { false }
     public var description: String {
-        "not enough disk space under \(path): the model needs \(needed) bytes with headroom, \(available) are free"
+        "not enough disk space under \(path): \(what) needs \(needed) bytes with headroom, \(available) are free; "
+            + "free space or enlarge the volume"
     }
+}
+
+/// Upper bounds for what one download may write, from flags.
+public struct DownloadLimits: Sendable, Equatable {
+    /// One http(s) body (whose size a listing cannot announce) and what one archive
+    /// expands to may not exceed this (`--max-download-size`).
+    public var maxDownloadBytes: Int64 = 100 << 30
+    /// An archive may expand to at most this many times its own size (`--max-archive-ratio`).
+    public var maxArchiveRatio = 100
+
+    public init() {}
 }

@@ -19,13 +19,17 @@ public enum MarkerFile {
 
     /// The spec a marker holds, if its content decodes and hashes to its own name.
     public static func read(_ path: String) throws(InvalidMarker) -> ModelSpec {
-        let name = FileSystem.lastComponent(path)
         let bytes: [UInt8]
         do {
             bytes = try FileSystem.readFile(path, limit: 64 << 10)
         } catch {
             throw InvalidMarker(path: path, reason: "\(error)")
         }
+        return try parse(bytes, name: FileSystem.lastComponent(path), path: path)
+    }
+
+    /// The spec in a marker's content, checked against the marker's file name.
+    static func parse(_ bytes: [UInt8], name: String, path: String) throws(InvalidMarker) -> ModelSpec {
         let content: Content
         do {
             content = try JSONDecoder().decode(Content.self, from: Data(bytes))

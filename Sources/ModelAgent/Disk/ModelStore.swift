@@ -24,12 +24,14 @@ public struct ModelStore: Sendable {
     }
 
     /// Creates the directories, checks that staging can rename into the model dir, and
-    /// removes what an interrupted run left in staging.
+    /// removes what an interrupted run left in staging (an agent takes the model dir's
+    /// lock first: `lock()`, so the cleanup never removes another agent's work).
     public func prepare(logger: Logger) throws {
-        do {
-            try FileSystem.makeDirectories(modelDir)
-        } catch {
-            throw StoreError("cannot use model dir \(modelDir): \(error)")
+        try makeModelDir()
+        // The cleanup below deletes anything that looks like staging: never the models.
+        if FileSystem.isInside(Self.canonical(modelDir), Self.canonical(stagingRoot)) {
+            throw StoreError(
+                "staging dir \(stagingRoot) holds the model dir \(modelDir); give staging a directory of its own")
         }
         do {
             try FileSystem.makeDirectories(stagingRoot)
@@ -47,6 +49,36 @@ public struct ModelStore: Sendable {
         }
     }
 
+    private func makeModelDir() throws {
+        do {
+            try FileSystem.makeDirectories(modelDir)
+        } catch {
+            throw StoreError("cannot use model dir \(modelDir): \(error)")
+        }
+    }
+
+    /// Takes the model dir's exclusive lock, and the staging dir's when it lies elsewhere
+    /// (two agents sharing one would delete each other's downloads); held as long as the
+    /// returned objects live.
+    public func lock() throws -> [ModelDirLock] {
+        try makeModelDir()
+        var locks = [try ModelDirLock(modelDir: modelDir)]
+        do {
+            try FileSystem.makeDirectories(stagingRoot)
+        } catch {
+            throw StoreError("cannot use staging dir \(stagingRoot): \(error)")
+        }
+        if !FileSystem.isInside(Self.canonical(stagingRoot), Self.canonical(modelDir)) {
+            locks.append(try ModelDirLock(modelDir: stagingRoot))
+        }
+        return locks
+    }
+
+    /// The path with symlinks and ".." resolved (as text when it does not exist yet).
+    static func canonical(_ path: String) -> String {
+        FileSystem.realPath(path) ?? FileSystem.lexicallyNormalized(path)
+    }
+
     static func isStagingEntry(_ name: String) -> Bool {
         let suffixes = [".staging", ".scratch", ".trash", ".marker"]
         guard let suffix = suffixes.first(where: { name.hasSuffix($0) }) else { return false }
@@ -59,6 +91,10 @@ public struct ModelStore: Sendable {
     public func recover(logger: Logger) throws -> [ModelName: DiskState] {
         logger.info("Syncing from model dir \(modelDir)")
         var found: [ModelName: DiskState] = [:]
+        var recoveredURIs: [String] = []
+        // The log lines below show URIs redacted by structure; their secrets are registered
+        // at the end, in one update, for whatever logs them later.
+        defer { SecretRedactor.shared.registerSecrets(inURIs: recoveredURIs) }
         for entry in try FileSystem.listDirectory(modelDir).sorted() {
             let path = modelDir + "/" + entry
             guard !entry.hasPrefix("."), FileSystem.kind(path) == .directory else { continue }
@@ -80,8 +116,9 @@ public struct ModelStore: Sendable {
             }
             if specs.count == 1 && markers == 1 {
                 found[name] = .complete(specs[0])
+                recoveredURIs.append(specs[0].storageUri)
                 logger.info(
-                    "recovered model \(name) with spec \(specs[0].markerJSON)",
+                    "recovered model \(name) with spec \(specs[0].redactedJSON)",
                     metadata: ["model": "\(name)", "uri": "\(Redaction.uri(specs[0].storageUri))"])
             } else if markers > 0 {
                 found[name] = .invalidMarker

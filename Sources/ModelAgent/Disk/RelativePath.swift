@@ -22,5 +22,8 @@ public struct UnsafePath: Error, RetryClassifying, CustomStringConvertible {
     public let path: String
     public let reason: String
     public var isTransient: Bool { false }
-    public var description: String { "refusing path \(JSONText.quoted(path)): \(reason)" }
+    public var description: String {
+        let shown = path.count > 256 ? String(path.prefix(256)) + "…" : path
+        return "refusing path \(JSONText.quoted(shown)): \(reason)"
+    }
 }

@@ -287,15 +287,10 @@ actor ModelController {
         do {
             try await context.server.load(name, logger: logger)
         } catch let failure as LoadFailure {
-            context.metrics.loaded(false)
             logger.error("Failed to load model \(name) with status [\(failure.status)] and resp:\(failure.reason)")
             throw failure
-        } catch {
-            context.metrics.loaded(false)
-            throw error
         }
         served = .loaded(target)
-        context.metrics.loaded(true)
         context.board.update(name, uri: target.storageUri) { $0.loads += 1 }
         logger.info(
             "Successfully loaded model \(name)",
@@ -306,14 +301,8 @@ actor ModelController {
         context.board.update(name, uri: uri) { $0.state = .unloading }
         logger.info("unloading model \(name)")
         try await context.gate.wait()
-        do {
-            try await context.server.unload(name, logger: logger)
-        } catch {
-            context.metrics.unloaded(false)
-            throw error
-        }
+        try await context.server.unload(name, logger: logger)
         served = .absent
-        context.metrics.unloaded(true)
         context.board.update(name, uri: uri) { $0.unloads += 1 }
         logger.info("Successfully unloaded model \(name)")
     }

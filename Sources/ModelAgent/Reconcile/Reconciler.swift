@@ -25,7 +25,9 @@ public final class Reconciler: Sendable {
 
     /// Makes `desired` the target: new models are added, changed ones replaced, missing
     /// ones removed. On the first call, models found on disk but not desired are removed.
-    public func apply(_ desired: [ModelName: ModelSpec]) {
+    /// Models in `keep` (named by a refused entry) are left as they are: a marked one on
+    /// disk at startup is served from its marker.
+    public func apply(_ desired: [ModelName: ModelSpec], keep: Set<ModelName> = []) {
         state.withLock { s in
             for name in desired.keys.sorted() {
                 let spec = desired[name]!
@@ -45,12 +47,21 @@ public final class Reconciler: Sendable {
                     controller.desire(spec)
                 }
             }
-            for (name, controller) in s.controllers where desired[name] == nil {
+            for (name, controller) in s.controllers where desired[name] == nil && !keep.contains(name) {
                 if controller.desire(nil) { logger.info("removing model \(name)", metadata: ["model": "\(name)"]) }
             }
             if !s.configured {
                 s.configured = true
                 for (name, found) in s.disk.sorted(by: { $0.key < $1.key }) {
+                    if keep.contains(name) {
+                        if case .complete(let spec) = found {
+                            let controller = makeController(name, disk: found)
+                            s.controllers[name] = controller
+                            context.board.update(name, uri: spec.storageUri) { _ in }
+                            controller.desire(spec)
+                        }
+                        continue
+                    }
                     switch found {
                     case .complete, .invalidMarker:
                         logger.info("removing model \(name)", metadata: ["model": "\(name)"])
@@ -69,10 +80,26 @@ public final class Reconciler: Sendable {
         }
     }
 
-    /// Called when models.json could not be read at all; readiness then only waits for
-    /// the work that is already known.
+    /// Called when models.json cannot be used before any good read: the models whose
+    /// markers verify are the last good state, so they are served (loaded if the server
+    /// lost them) until a usable models.json says otherwise. Readiness then waits for them.
     public func configUnavailable() {
-        state.withLock { $0.configAttempted = true }
+        state.withLock { s in
+            if !s.configured {
+                for (name, found) in s.disk.sorted(by: { $0.key < $1.key }) {
+                    guard case .complete(let spec) = found, s.controllers[name] == nil else { continue }
+                    logger.info(
+                        "serving model \(name) from its marker until models.json can be used",
+                        metadata: ["model": "\(name)", "uri": "\(Redaction.uri(spec.storageUri))"])
+                    s.disk[name] = nil
+                    let controller = makeController(name, disk: found)
+                    s.controllers[name] = controller
+                    context.board.update(name, uri: spec.storageUri) { _ in }
+                    controller.desire(spec)
+                }
+            }
+            s.configAttempted = true
+        }
     }
 
     /// Asks every model's worker to check that the server still has it loaded (the

@@ -1,5 +1,11 @@
 import Logging
 
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
 /// The V2 model repository API of the co-located model server (MLServer, Triton,
 /// KServe's python server): health, per-model readiness, load and unload.
 public struct ModelServerClient: Sendable {
@@ -11,6 +17,9 @@ public struct ModelServerClient: Sendable {
     public var requestTimeout: Duration
     /// Retries of one call on connection errors, 5xx and 429.
     public var retry: RetryPolicy
+    /// Hears about every load and unload call sent ("load"/"unload", answered 2xx or not),
+    /// retries included: what `model_agent_loads_total` counts.
+    public var onCall: @Sendable (_ operation: String, _ succeeded: Bool) -> Void = { _, _ in }
 
     public init(
         baseURL: String, pool: TransferPool, loadTimeout: Duration, requestTimeout: Duration, retry: RetryPolicy
@@ -30,19 +39,34 @@ public struct ModelServerClient: Sendable {
         return (try? await pool.perform(request, sink: .memory(limit: 1 << 20)).status) == 200
     }
 
-    /// The server's self-description from `GET /v2` (`name`, `version`), if it gives one.
-    public func metadata() async -> (name: String, version: String)? {
+    /// What `GET /v2` said about the server.
+    public enum Metadata: Sendable, Equatable {
+        case described(name: String, version: String)
+        /// The server answered, but not with V2 server metadata (KServe's agent never asks,
+        /// so a server may well not implement it): the reason, for the log.
+        case undescribed(String)
+        /// No answer, or one worth asking again for (5xx, 429): not listening yet, busy.
+        case unreachable
+    }
+
+    /// The server's self-description from `GET /v2` (`name`, `version`).
+    public func metadata() async -> Metadata {
         let request = HTTPRequest(url: baseURL + "/v2", timeout: requestTimeout)
-        guard let response = try? await pool.perform(request, sink: .memory(limit: 1 << 20)), response.status == 200
-        else { return nil }
-        let text = String(decoding: response.body, as: UTF8.self)
-        func field(_ key: String) -> String? {
-            guard let range = text.firstRange(of: "\"\(key)\"") else { return nil }
-            let rest = text[range.upperBound...].drop { $0 == " " || $0 == ":" }
-            guard rest.first == "\"" else { return nil }
-            return String(rest.dropFirst().prefix { $0 != "\"" })
+        guard let response = try? await pool.perform(request, sink: .memory(limit: 1 << 20)) else {
+            return .unreachable
         }
-        return field("name").map { ($0, field("version") ?? "") }
+        guard response.status == 200 else {
+            if response.status >= 500 || response.status == 429 { return .unreachable }
+            return .undescribed("GET /v2 answered \(response.status)")
+        }
+        struct Body: Decodable {
+            var name: String
+            var version: String?
+        }
+        guard let body = try? JSONDecoder().decode(Body.self, from: Data(response.body)) else {
+            return .undescribed("GET /v2 did not answer with V2 server metadata")
+        }
+        return .described(name: body.name, version: body.version ?? "")
     }
 
     /// Whether the server has the model loaded: 200 means yes; 404 (MLServer, KServe) and
@@ -64,9 +88,12 @@ public struct ModelServerClient: Sendable {
             do {
                 response = try await call(
                     "POST", "/v2/repository/models/\(name)/load", timeout: loadTimeout, context: "load \(name)")
-            } catch let error as ServerUnreachable where error.timedOut {
-                throw LoadTimedOut(model: name, timeout: loadTimeout)
+            } catch let error as ServerUnreachable {
+                onCall("load", false)
+                if error.timedOut { throw LoadTimedOut(model: name, timeout: loadTimeout) }
+                throw error
             }
+            onCall("load", (200..<300).contains(response.status))
             if !(200..<300).contains(response.status) {
                 throw LoadFailure(model: name, operation: "load", status: response.status, body: response.body)
             }
@@ -82,8 +109,15 @@ public struct ModelServerClient: Sendable {
     /// Unloads; a 404 means the server does not have the model, which is the goal.
     public func unload(_ name: ModelName, logger: Logger) async throws {
         try await retry.run { _ in
-            let response = try await call(
-                "POST", "/v2/repository/models/\(name)/unload", timeout: requestTimeout, context: "unload \(name)")
+            let response: HTTPResponse
+            do {
+                response = try await call(
+                    "POST", "/v2/repository/models/\(name)/unload", timeout: requestTimeout, context: "unload \(name)")
+            } catch {
+                onCall("unload", false)
+                throw error
+            }
+            onCall("unload", (200..<300).contains(response.status) || response.status == 404)
             if !(200..<300).contains(response.status) && response.status != 404 {
                 throw LoadFailure(model: name, operation: "unload", status: response.status, body: response.body)
             }
@@ -126,36 +160,20 @@ public struct LoadFailure: Error, RetryClassifying, CustomStringConvertible {
     }
 
     /// 5xx and 429 may pass; other statuses say the request itself cannot succeed.
-    public var isTransient: Bool { status >= 500 || status == 429 || status == 408 }
+    public var isTransient: Bool { isTransientHTTPStatus(status) }
 
     public var description: String {
         "\(operation) of model \(model) failed with status \(status)" + (reason.isEmpty ? "" : ": \(reason)")
     }
 
     static func extractReason(_ body: [UInt8]) -> String {
-        let text = String(decoding: body, as: UTF8.self).trimmingWhitespace()
-        var reason = text
-        if text.hasPrefix("{"), let range = text.firstRange(of: "\"error\"") {
-            let after = text[range.upperBound...].drop { $0 == " " || $0 == ":" }
-            if after.first == "\"" {
-                var value = ""
-                var escaped = false
-                for c in after.dropFirst() {
-                    if escaped {
-                        value.append(c == "n" ? "\n" : c)
-                        escaped = false
-                    } else if c == "\\" {
-                        escaped = true
-                    } else if c == "\"" {
-                        break
-                    } else {
-                        value.append(c)
-                    }
-                }
-                reason = value.trimmingWhitespace()
-            }
-        }
-        return reason.count > 512 ? String(reason.prefix(512)) + "…" : reason
+        struct Envelope: Decodable { var error: String }
+        let reason =
+            ((try? JSONDecoder().decode(Envelope.self, from: Data(body)))?.error
+            ?? String(decoding: body, as: UTF8.self)).trimmingWhitespace()
+        // Redacted before it is cut, so no secret survives as a fragment.
+        let clean = SecretRedactor.shared.redact(reason)
+        return clean.count > 512 ? String(clean.prefix(512)) + "…" : clean
     }
 }
 

@@ -23,7 +23,8 @@ enum ProtoText {
                 continue
             }
             if c == "\"" || c == "'" {
-                i = endOfString(text, from: i)
+                guard let end = endOfString(text, from: i) else { break }
+                i = end
                 continue
             }
             if c == "{" || c == "[" || c == "<" {
@@ -49,7 +50,9 @@ enum ProtoText {
                 guard i < text.endIndex else { break }
                 let valueStart = i
                 if text[i] == "\"" || text[i] == "'" {
-                    i = endOfString(text, from: i)
+                    // An unterminated string runs to the end of the text: no field there.
+                    guard let end = endOfString(text, from: i) else { break }
+                    i = end
                     let raw = text[text.index(after: valueStart)..<text.index(before: i)]
                     fields.append(Field(key: key, valueRange: valueStart..<i, value: String(raw)))
                 } else if text[i] != "{" && text[i] != "[" && text[i] != "<" {
@@ -63,7 +66,9 @@ enum ProtoText {
         return fields
     }
 
-    private static func endOfString(_ text: String, from start: String.Index) -> String.Index {
+    /// The index after the closing quote of the string starting at `start`; nil when the
+    /// string is not closed.
+    private static func endOfString(_ text: String, from start: String.Index) -> String.Index? {
         let quote = text[start]
         var i = text.index(after: start)
         while i < text.endIndex {
@@ -75,7 +80,7 @@ enum ProtoText {
             if text[i] == quote { return text.index(after: i) }
             i = text.index(after: i)
         }
-        return text.endIndex
+        return nil
     }
 
     /// `text` with the top-level `name` set to `name` (replaced, or added first).

@@ -66,12 +66,32 @@ public final class ServerReadinessGate: Sendable {
         var delay = Duration.milliseconds(100)
         var announced = false
         var description = ""
+        // GET /v2 without an answer while the server says it is ready: after a few polls it
+        // is a server that does not implement it (or hangs on it), not one still starting.
+        var unansweredWhileReady = 0
         while true {
             var flavor = state.withLock { $0.flavor }
-            if flavor == nil, let metadata = await client.metadata() {
-                flavor = ServerFlavor.detect(serverName: metadata.name)
-                description = " (\(metadata.name) \(metadata.version))"
-                state.withLock { $0.flavor = flavor }
+            if flavor == nil {
+                switch await client.metadata() {
+                case .described(let name, let version):
+                    flavor = ServerFlavor.detect(serverName: name)
+                    description = " (\(name) \(version); flavor from GET /v2)"
+                case .undescribed(let reason):
+                    // Any V2 server has the health endpoint; without a name it is generic.
+                    if await client.probe(ServerFlavor.generic.readinessPath) {
+                        flavor = .generic
+                        description = " (\(reason), so treated as a generic V2 server)"
+                    }
+                case .unreachable:
+                    if await client.probe(ServerFlavor.generic.readinessPath) {
+                        unansweredWhileReady += 1
+                        if unansweredWhileReady >= 3 {
+                            flavor = .generic
+                            description = " (GET /v2 does not answer, so treated as a generic V2 server)"
+                        }
+                    }
+                }
+                if let flavor { state.withLock { $0.flavor = flavor } }
             }
             if let flavor, await client.probe(flavor.readinessPath) { break }
             if !announced {

@@ -16,6 +16,7 @@ public final class AgentMetrics: Sendable {
     private let configRejected: Counter
     private let modelsByState: [ModelState: Gauge]
     private let ready: Gauge
+    private let configValid: Gauge
 
     public init() {
         func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -48,6 +49,8 @@ public final class AgentMetrics: Sendable {
         }
         modelsByState = gauges
         ready = registry.makeGauge(descriptor: name("ready", "", "1 once the initial reconcile has completed"))
+        configValid = registry.makeGauge(
+            descriptor: name("config_valid", "", "1 when the last read of models.json could be used"))
     }
 
     func downloaded(bytes: Int64, duration: Duration) {
@@ -62,7 +65,8 @@ public final class AgentMetrics: Sendable {
     func configRead(applied: Bool) { applied ? configApplied.increment() : configRejected.increment() }
 
     /// The Prometheus text exposition, with gauges refreshed from `board`.
-    public func render(board: StatusBoard, isReady: Bool) -> [UInt8] {
+    public func render(board: StatusBoard, isReady: Bool, configValid valid: Bool = true) -> [UInt8] {
+        configValid.set(to: valid ? 1 : 0)
         var counts: [ModelState: Int] = [:]
         for status in board.snapshot() { counts[status.state, default: 0] += 1 }
         for (state, gauge) in modelsByState { gauge.set(to: Double(counts[state] ?? 0)) }

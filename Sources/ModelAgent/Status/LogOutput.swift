@@ -62,7 +62,10 @@ public struct AgentLogHandler: LogHandler {
         if let extra = event.metadata { fields.merge(extra) { $1 } }
         if let error = event.error { fields["error"] = .string("\(error)") }
         let caller = "\(event.file.split(separator: "/").suffix(2).joined(separator: "/")):\(event.line)"
-        let message = "\(event.message)"
+        // The last guard: whatever produced the text, no known secret leaves in a log line.
+        let redactor = SecretRedactor.shared
+        let message = redactor.redact("\(event.message)")
+        for (key, value) in fields { fields[key] = Self.redacted(value, redactor) }
         switch format {
         case .json:
             var pairs: [(String, String)] = [
@@ -78,6 +81,17 @@ public struct AgentLogHandler: LogHandler {
             var line = "\(Self.timestamp()) \(Self.zapLevel(event.level).uppercased()) \(message)"
             for key in fields.keys.sorted() { line += " \(key)=\(fields[key]!)" }
             output.write(line)
+        }
+    }
+
+    static func redacted(_ value: Logger.Metadata.Value, _ redactor: SecretRedactor) -> Logger.Metadata.Value {
+        switch value {
+        case .string(let s): return .string(redactor.redact(s))
+        case .stringConvertible(let v):
+            if v is any BinaryInteger || v is Double { return value }
+            return .string(redactor.redact("\(v)"))
+        case .array(let items): return .array(items.map { redacted($0, redactor) })
+        case .dictionary(let dict): return .dictionary(dict.mapValues { redacted($0, redactor) })
         }
     }
 
@@ -104,18 +118,11 @@ public struct AgentLogHandler: LogHandler {
         }
     }
 
-    /// ISO 8601 UTC with milliseconds, without Foundation's formatters.
+    /// ISO 8601 UTC with milliseconds.
     static func timestamp() -> String {
         let now = wallClockSeconds()
-        var seconds = time_t(now)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func pad(_ v: Int32, _ width: Int = 2) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
-        }
-        let millis = Int32((now - Double(seconds)) * 1000)
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1))-\(pad(parts.tm_mday))T"
-            + "\(pad(parts.tm_hour)):\(pad(parts.tm_min)):\(pad(parts.tm_sec)).\(pad(millis, 3))Z"
+        let whole = UTCTime(seconds: Int(now))
+        let millis = String(Int((now - Double(whole.seconds)) * 1000))
+        return whole.iso8601.dropLast() + "." + String(repeating: "0", count: 3 - millis.count) + millis + "Z"
     }
 }

@@ -6,11 +6,16 @@ import NIOPosix
 public struct StatusSources: Sendable {
     public var board: StatusBoard
     public var metrics: AgentMetrics
+    public var config: ConfigHealth
     public var isReady: @Sendable () -> Bool
 
-    public init(board: StatusBoard, metrics: AgentMetrics, isReady: @escaping @Sendable () -> Bool) {
+    public init(
+        board: StatusBoard, metrics: AgentMetrics, config: ConfigHealth = ConfigHealth(),
+        isReady: @escaping @Sendable () -> Bool
+    ) {
         self.board = board
         self.metrics = metrics
+        self.config = config
         self.isReady = isReady
     }
 }
@@ -29,15 +34,19 @@ public final class StatusServer: Sendable {
         self.channel = channel
     }
 
-    public static func start(host: String, port: Int, sources: StatusSources) async throws -> StatusServer {
+    public static func start(
+        host: String, port: Int, sources: StatusSources, limits: ConnectionGuard.Limits = ConnectionGuard.Limits()
+    ) async throws -> StatusServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let connections = ConnectionGuard(limits: ConnectionGuard.raisingDescriptorLimit(fitting: limits))
         do {
             let channel = try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 64)
+                .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                        try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(connections))
                         try channel.pipeline.syncOperations.addHandler(StatusHandler(sources: sources))
                     }
                 }
@@ -110,7 +119,8 @@ private final class StatusHandler: ChannelInboundHandler {
         case "/metrics":
             return (
                 .ok, "text/plain; version=0.0.4",
-                sources.metrics.render(board: sources.board, isReady: sources.isReady())
+                sources.metrics.render(
+                    board: sources.board, isReady: sources.isReady(), configValid: sources.config.currentProblem == nil)
             )
         case "/v1/models":
             let items = sources.board.snapshot().map(\.json).joined(separator: ",")
@@ -127,9 +137,15 @@ private final class StatusHandler: ChannelInboundHandler {
         }
     }
 
+    /// Ready once the initial sync ran. A models.json that cannot be used does not take
+    /// the pod out of service (the last good state is served), but the answer says so.
     private func readiness() -> (HTTPResponseStatus, String, [UInt8]) {
-        sources.isReady()
-            ? (.ok, "text/plain", Array("ready\n".utf8))
-            : (.serviceUnavailable, "text/plain", Array("initial model sync in progress\n".utf8))
+        let note =
+            sources.config.currentProblem.map {
+                "; serving the last good state, because " + SecretRedactor.shared.redact($0)
+            } ?? ""
+        return sources.isReady()
+            ? (.ok, "text/plain", Array("ready\(note)\n".utf8))
+            : (.serviceUnavailable, "text/plain", Array("initial model sync in progress\(note)\n".utf8))
     }
 }

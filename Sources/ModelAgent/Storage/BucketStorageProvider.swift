@@ -44,12 +44,14 @@ public struct BucketStorageProvider: StorageProvider {
         let scheme = client.scheme
         let files = try plan.map { item in
             let object = item.object
-            let file = RemoteFile(
+            var file = RemoteFile(
                 displayName: "\(scheme)://\(bucket)/\(object.key)", expectedSize: object.size,
                 checksum: object.checksum, etag: object.etag
             ) { range in
                 try await client.request(bucket: bucket, object: object, range: range)
             }
+            // Never write past the listed end (the disk check counted the listed sizes).
+            file.maximumSize = object.size
             return (file: file, path: try destination.preparePath(item.path))
         }
         let bytes = try await engine.download(files, logger: logger)

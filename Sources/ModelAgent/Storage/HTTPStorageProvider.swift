@@ -11,10 +11,12 @@ import Logging
 public struct HTTPStorageProvider: StorageProvider {
     let engine: TransferEngine
     let environment: [String: String]
+    let limits: DownloadLimits
 
-    public init(engine: TransferEngine, environment: [String: String]) {
+    public init(engine: TransferEngine, environment: [String: String], limits: DownloadLimits = DownloadLimits()) {
         self.engine = engine
         self.environment = environment
+        self.limits = limits
     }
 
     public func fetch(_ location: StorageLocation, into destination: StagingDirectory, logger: Logger) async throws
@@ -26,16 +28,35 @@ public struct HTTPStorageProvider: StorageProvider {
         let fileName = try Self.fileName(of: parts, uri: url)
         let credentials = try HostHeaders.lookup(for: parts, in: environment)
         let download = try destination.scratchFile("download")
-        let file = RemoteFile(displayName: Redaction.uri(url)) { range in
+        // The body's size is known only once it arrives: bound it by the flag and by what
+        // the volume can take, so an endless body fails instead of filling the disk.
+        let writable = try DiskSpace.writableBytes(at: destination.root)
+        var file = RemoteFile(displayName: Redaction.uri(url)) { range in
             var request = HTTPRequest(url: url, range: range)
             request.credentials = credentials
             return request
         }
-        let result = try await engine.downloadReportingHeaders(file, to: download, logger: logger)
+        file.maximumSize = min(limits.maxDownloadBytes, writable)
+        let result: (bytes: Int64, headers: [String: String])
+        do {
+            result = try await engine.downloadReportingHeaders(file, to: download, logger: logger)
+        } catch let failure as DownloadFailed {
+            guard case TransferError.bodyTooLarge(let limit)? = failure.underlying as? TransferError else {
+                throw failure
+            }
+            if limit < limits.maxDownloadBytes {
+                throw InsufficientDiskSpace(
+                    path: destination.root, needed: limit + 1,
+                    available: try FileSystem.availableBytes(destination.root),
+                    what: "\(Redaction.uri(url)) (still growing at \(limit) bytes)")
+            }
+            throw DownloadTooLarge(uri: url, limit: limit)
+        }
+        let limits = self.limits
         if let format = ArchiveFormat.detect(fileName: fileName, contentType: result.headers["content-type"]) {
             logger.info("Extracting \(format) archive \(fileName)", metadata: ["bytes": "\(result.bytes)"])
             let report = try await BlockingExecutor.shared.run {
-                let report = try ArchiveFormat.extract(format, archive: download, into: destination)
+                let report = try ArchiveFormat.extract(format, archive: download, into: destination, limits: limits)
                 try FileSystem.removeFile(download)
                 return report
             }
@@ -63,12 +84,26 @@ public struct HTTPStorageProvider: StorageProvider {
 /// appear in logs or errors.
 enum HostHeaders {
     static func lookup(for url: URLParts, in environment: [String: String]) throws -> [(name: String, value: String)] {
-        let keys = [url.authority + "-headers", url.host + "-headers"]
+        let keys = [url.hostAndPort + "-headers", url.host + "-headers"]
         guard let key = keys.first(where: { environment[$0] != nil }), let raw = environment[key] else { return [] }
-        guard let object = try? JSONDecoder().decode([String: String].self, from: Data(raw.utf8)) else {
+        guard let object = decode(raw) else {
             throw ConfigurationError("env \(key) must hold a JSON object of header names to string values")
         }
         return object.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) }
+    }
+
+    static func decode(_ raw: String) -> [String: String]? {
+        try? JSONDecoder().decode([String: String].self, from: Data(raw.utf8))
+    }
+}
+
+/// An http(s) body grew past `--max-download-size`.
+public struct DownloadTooLarge: Error, RetryClassifying, CustomStringConvertible {
+    public let uri: String
+    public let limit: Int64
+    public var isTransient: Bool { false }
+    public var description: String {
+        "\(Redaction.uri(uri)) is larger than \(limit) bytes, the --max-download-size limit; raise it if the file is right"
     }
 }
 

@@ -7,6 +7,11 @@ public enum StorageLocation: Sendable, Equatable, CustomStringConvertible {
 
     public static func parse(_ uri: String) throws(UnsupportedStorage) -> StorageLocation {
         if uri.isEmpty { throw UnsupportedStorage(uri: uri, reason: "there is no storageUri supplied") }
+        // Control characters and NUL are never part of a usable URI or path (a NUL would cut
+        // a path short in every system call).
+        if uri.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
+            throw UnsupportedStorage(uri: uri, reason: "the URI holds control characters")
+        }
         if uri.hasPrefix("/") { return .local(path: uri) }
         guard let schemeEnd = uri.firstRange(of: "://") else {
             throw UnsupportedStorage(uri: uri, reason: "there is no protocol specified for the storageUri")
@@ -16,6 +21,26 @@ public enum StorageLocation: Sendable, Equatable, CustomStringConvertible {
         switch scheme {
         case "http", "https":
             guard !rest.isEmpty else { throw UnsupportedStorage(uri: uri, reason: "the URL has no host") }
+            guard !rest.contains(" ") else {
+                throw UnsupportedStorage(uri: uri, reason: "the URL holds spaces; percent-encode them (%20)")
+            }
+            // A URL parser ends the authority at '?' or '#', so such characters in a password
+            // would send it elsewhere (and show it in logs): they must be percent-encoded.
+            let authority = rest[..<(rest.firstIndex(of: "/") ?? rest.endIndex)]
+            if let at = authority.lastIndex(of: "@"), authority[..<at].contains(where: { $0 == "?" || $0 == "#" }) {
+                throw UnsupportedStorage(
+                    uri: uri, reason: "the URL's user-info holds '?' or '#'; percent-encode them (%3F, %23)")
+            }
+            if authority.filter({ $0 == "@" }).count > 1 {
+                throw UnsupportedStorage(uri: uri, reason: "the URL's user-info holds '@'; percent-encode it (%40)")
+            }
+            let hostAndPort = authority.lastIndex(of: "@").map { authority[authority.index(after: $0)...] } ?? authority
+            guard isHostAndPort(hostAndPort.prefix { $0 != "?" && $0 != "#" }) else {
+                // Often a '/' in a password ("http://u:pa/ss@h/"), which ends the authority early.
+                throw UnsupportedStorage(
+                    uri: uri,
+                    reason: "the URL's host[:port] is not valid (a port is 1-65535; a '/' in user-info is written %2F)")
+            }
             return .http(url: uri)
         case "s3", "gs":
             let parts = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
@@ -28,13 +53,48 @@ public enum StorageLocation: Sendable, Equatable, CustomStringConvertible {
                 throw UnsupportedStorage(uri: uri, reason: "file:// URIs must hold an absolute path (file:///path)")
             }
             return .local(path: rest)
+        case "pvc":
+            // As KServe mounts it: pvc://<claim>/<path> is <path> on the claim, mounted at /mnt/pvc.
+            let parts = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+            guard !parts[0].isEmpty else { throw UnsupportedStorage(uri: uri, reason: "the claim name is empty") }
+            return .local(path: "/mnt/pvc" + (parts.count > 1 ? "/" + parts[1] : ""))
         default:
             throw UnsupportedStorage(
                 uri: uri,
                 reason:
-                    "protocol \(scheme):// is not supported (supported: s3://, gs://, http://, https://, file://, absolute paths)"
+                    "protocol \(scheme):// is not supported (supported: s3://, gs://, http://, https://, file://, pvc://, absolute paths)"
             )
         }
+    }
+
+    /// `host`, `host:port` or `[v6]:port`, with a numeric port.
+    static func isHostAndPort(_ text: Substring) -> Bool {
+        var host = text
+        var port: Substring?
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return false }
+            host = text[...close]
+            let after = text[text.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { return false }
+                port = after.dropFirst()
+            }
+        } else if let colon = text.lastIndex(of: ":") {
+            host = text[..<colon]
+            port = text[text.index(after: colon)...]
+        }
+        // An empty port ("host:") means the default, as RFC 3986 allows.
+        if let port, !port.isEmpty {
+            guard port.count <= 5, port.allSatisfy({ $0.isASCII && $0.isNumber }), let number = Int(port),
+                (1...65535).contains(number)
+            else { return false }
+        }
+        // Internationalized names are left to libcurl (IDN); ASCII must be host characters.
+        return !host.isEmpty
+            && host.unicodeScalars.allSatisfy {
+                !$0.isASCII || $0.properties.isAlphabetic || ("0"..."9").contains($0)
+                    || "-._~%[]:".unicodeScalars.contains($0)
+            }
     }
 
     public var description: String {

@@ -41,17 +41,57 @@ public enum FileSystem {
         return Int64(st.st_size)
     }
 
+    /// Device and inode of what `path` resolves to: the identity of a file or directory.
+    public static func identity(_ path: String) throws -> FileIdentity {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw SystemError("stat", path: path) }
+        return FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+
     public static func deviceID(_ path: String) throws -> UInt64 {
         var st = stat()
         guard stat(path, &st) == 0 else { throw SystemError("stat", path: path) }
         return UInt64(st.st_dev)
     }
 
+    /// Free space and size of a filesystem, and the floor writers leave free on it:
+    /// 1 % of its size, at least 16 MiB, at most 1 GiB.
+    public struct Volume: Sendable {
+        public let available: Int64
+        public let total: Int64
+        public var floor: Int64 { max(16 << 20, min(total / 100, 1 << 30)) }
+    }
+
+    public static func volume(_ path: String) throws -> Volume {
+        var vfs = statvfs()
+        guard statvfs(path, &vfs) == 0 else { throw SystemError("statvfs", path: path) }
+        return volume(vfs)
+    }
+
+    static func volume(fd: Int32, path: String) throws -> Volume {
+        var vfs = statvfs()
+        guard fstatvfs(fd, &vfs) == 0 else { throw SystemError("fstatvfs", path: path) }
+        return volume(vfs)
+    }
+
+    /// Saturating, never trapping: some volumes (FUSE, CSI drivers) report UINT64_MAX.
+    private static func volume(_ vfs: statvfs) -> Volume {
+        let blockSize = Int64(clamping: vfs.f_frsize)
+        func bytes(_ blocks: UInt) -> Int64 {
+            let (value, overflow) = Int64(clamping: blocks).multipliedReportingOverflow(by: blockSize)
+            return overflow ? .max : value
+        }
+        return Volume(available: bytes(vfs.f_bavail), total: bytes(vfs.f_blocks))
+    }
+
     /// Bytes available to an unprivileged writer on the filesystem holding `path`.
     public static func availableBytes(_ path: String) throws -> Int64 {
         var vfs = statvfs()
         guard statvfs(path, &vfs) == 0 else { throw SystemError("statvfs", path: path) }
-        return Int64(vfs.f_bavail) * Int64(vfs.f_frsize)
+        // Some volumes (FUSE, CSI drivers) report UINT64_MAX: saturate, never trap.
+        let (bytes, overflow) = Int64(clamping: vfs.f_bavail).multipliedReportingOverflow(
+            by: Int64(clamping: vfs.f_frsize))
+        return overflow ? .max : bytes
     }
 
     public static func makeDirectory(_ path: String, mode: mode_t = 0o755) throws {
@@ -109,10 +149,16 @@ public enum FileSystem {
         if unlink(path) != 0 && errno != ENOENT { throw SystemError("unlink", path: path) }
     }
 
+    /// Reads a regular file (symlinks followed) whole. Anything else is refused: opened
+    /// without blocking, so a FIFO put in place of models.json or a marker cannot stall
+    /// the agent, and never read, so a device cannot feed it endless bytes.
     public static func readFile(_ path: String, limit: Int = 64 << 20) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open", path: path) }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SystemError("fstat", path: path) }
+        guard kind(of: st.st_mode) == .file else { throw NotARegularFile(path: path) }
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 << 10)
         while true {
@@ -203,6 +249,33 @@ public enum FileSystem {
         }
     }
 
+    /// The canonical absolute path (symlinks, "." and ".." resolved), or nil if it does not exist.
+    public static func realPath(_ path: String) -> String? {
+        guard let resolved = Glibc.realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// An absolute path with "." and ".." resolved as text (no symlinks followed).
+    public static func lexicallyNormalized(_ path: String) -> String {
+        var parts: [Substring] = []
+        for part in absolute(path).split(separator: "/") {
+            if part == "." { continue }
+            if part == ".." {
+                _ = parts.popLast()
+                continue
+            }
+            parts.append(part)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
+    /// Whether `path` is `directory` or lies below it (both canonical).
+    public static func isInside(_ path: String, _ directory: String) -> Bool {
+        if directory == "/" { return path.hasPrefix("/") }
+        return path == directory || path.hasPrefix(directory + "/")
+    }
+
     public static func parentPath(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         if slash == path.startIndex { return "/" }
@@ -227,6 +300,11 @@ public enum FileSystem {
         while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
         return p
     }
+}
+
+public struct FileIdentity: Hashable, Sendable {
+    public let device: UInt64
+    public let inode: UInt64
 }
 
 extension FileSystem {

@@ -1,6 +1,11 @@
+import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #endif
+
+/// Bytes written outside preallocated space by every file of the process.
+private let bytesWrittenByAllFiles = Atomic<Int64>(0)
 
 /// An owned file descriptor for positional writes; closed on deinit. Positional writes
 /// let parallel ranged parts land in one file without sharing a file offset.
@@ -8,6 +13,13 @@ public final class OpenFile: @unchecked Sendable {
     // Immutable after init; pwrite on one descriptor from several threads is safe.
     public let fd: Int32
     public let path: String
+    /// Blocks reserved by `preallocate`: writes inside them cannot fill the volume.
+    private let reserved = Atomic<Int64>(0)
+
+    /// How often writers look at the volume (bytes written by all files together):
+    /// concurrent downloads of unknown size, extractions and many small files each passed
+    /// a check at their start, so together they could still fill the volume.
+    static let spaceCheckInterval: Int64 = 16 << 20
 
     public init(creating path: String, mode: mode_t = 0o644) throws {
         let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
@@ -27,6 +39,13 @@ public final class OpenFile: @unchecked Sendable {
 
     /// Writes all of `buffer` at `offset`.
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: Int64) throws {
+        let count = Int64(buffer.count)
+        if offset + count > reserved.load(ordering: .relaxed) {
+            let before = bytesWrittenByAllFiles.add(count, ordering: .relaxed).oldValue
+            if before / Self.spaceCheckInterval != (before + count) / Self.spaceCheckInterval {
+                try ensureVolumeNotFull()
+            }
+        }
         var done = 0
         while done < buffer.count {
             let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
@@ -54,6 +73,7 @@ public final class OpenFile: @unchecked Sendable {
     /// halfway through a download.
     public func preallocate(_ length: Int64) throws {
         guard length > 0 else { return }
+        defer { reserved.store(length, ordering: .relaxed) }
         let rc = posix_fallocate(fd, 0, off_t(length))
         if rc == EOPNOTSUPP || rc == EINVAL {
             // Filesystems without fallocate (some overlay setups): size it instead.
@@ -61,6 +81,11 @@ public final class OpenFile: @unchecked Sendable {
         } else if rc != 0 {
             throw SystemError("fallocate", path: path, code: rc)
         }
+    }
+
+    private func ensureVolumeNotFull() throws {
+        guard let volume = try? FileSystem.volume(fd: fd, path: path) else { return }
+        if volume.available < volume.floor { throw SystemError("write", path: path, code: ENOSPC) }
     }
 
     public func truncate(_ length: Int64) throws {

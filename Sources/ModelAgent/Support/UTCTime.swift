@@ -28,6 +28,13 @@ public struct UTCTime: Sendable, Equatable {
             + Self.pad(p.tm_min) + Self.pad(p.tm_sec) + "Z"
     }
 
+    /// "2015-08-30T12:36:00Z".
+    public var iso8601: String {
+        let p = parts
+        return Self.pad(p.tm_year + 1900, 4) + "-" + Self.pad(p.tm_mon + 1) + "-" + Self.pad(p.tm_mday) + "T"
+            + Self.pad(p.tm_hour) + ":" + Self.pad(p.tm_min) + ":" + Self.pad(p.tm_sec) + "Z"
+    }
+
     /// "20150830", the date of a SigV4 credential scope.
     public var dateStamp: String { String(amzDate.prefix(8)) }
 

@@ -31,18 +31,22 @@ public enum ArchiveFormat: Sendable, Equatable {
     }
 
     /// Unpacks the archive at `path` into `destination`, refusing entries that would land
-    /// outside it, links and devices. Entry sizes are not capped.
-    public static func extract(_ format: ArchiveFormat, archive path: String, into destination: StagingDirectory) throws
-        -> FetchReport
-    {
+    /// outside it, links and devices. Entry sizes are not capped one by one; together they
+    /// must fit the extraction budget (free disk, `--max-archive-ratio`, `--max-download-size`).
+    public static func extract(
+        _ format: ArchiveFormat, archive path: String, into destination: StagingDirectory,
+        limits: DownloadLimits = DownloadLimits()
+    ) throws -> FetchReport {
         let file = try OpenFile(reading: path)
+        let budget = try ExtractionBudget.forArchive(size: try file.size(), at: destination.root, limits: limits)
         switch sniff(format, file) {
         case .zip:
-            return try ZipExtractor(file: file).extract(into: destination)
+            return try ZipExtractor(file: file).extract(into: destination, budget: budget)
         case .tar:
-            return try TarExtractor(source: FileSpanSource(file: file)).extract(into: destination)
+            return try TarExtractor(source: FileSpanSource(file: file)).extract(into: destination, budget: budget)
         case .tarGzip:
-            return try TarExtractor(source: GzipSource(FileSpanSource(file: file))).extract(into: destination)
+            return try TarExtractor(source: ZlibInflater(FileSpanSource(file: file), wrapper: .gzip))
+                .extract(into: destination, budget: budget)
         }
     }
 }

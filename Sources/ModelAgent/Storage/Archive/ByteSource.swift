@@ -45,73 +45,30 @@ final class FileSpanSource: ByteSource {
     }
 }
 
-/// Buffers a source and lets a decoder hand back bytes it read ahead.
-final class BufferedInput {
-    private let source: any ByteSource
-    private var buffer: [UInt8]
-    private var position = 0
-    private var end = 0
-    private var pushedBack: [UInt8] = []
-    private(set) var finished = false
+/// Bytes already in memory (fuzzing, tests).
+final class MemorySource: ByteSource {
+    private let bytes: [UInt8]
+    private var offset = 0
 
-    init(_ source: any ByteSource, capacity: Int = 256 << 10) {
-        self.source = source
-        buffer = [UInt8](repeating: 0, count: capacity)
-    }
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-    /// The next byte, or nil at the end of the source.
-    @inline(__always)
-    func nextByte() throws -> UInt8? {
-        if let b = pushedBack.popLast() { return b }
-        if position == end {
-            if finished { return nil }
-            try refill()
-            if position == end { return nil }
-        }
-        let b = buffer[position]
-        position += 1
-        return b
-    }
-
-    /// Copies up to `target.count` bytes; returns how many (0 at the end).
-    func read(into target: UnsafeMutableRawBufferPointer) throws -> Int {
-        if target.isEmpty { return 0 }
-        if !pushedBack.isEmpty {
-            var n = 0
-            while n < target.count, let b = pushedBack.popLast() {
-                target[n] = b
-                n += 1
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let n = min(buffer.count, bytes.count - offset)
+        if n > 0 {
+            bytes.withUnsafeBytes { source in
+                buffer.baseAddress!.copyMemory(from: source.baseAddress! + offset, byteCount: n)
             }
-            return n
+            offset += n
         }
-        if position == end {
-            if finished { return 0 }
-            try refill()
-            if position == end { return 0 }
-        }
-        let n = min(target.count, end - position)
-        buffer.withUnsafeBytes { source in
-            target.baseAddress!.copyMemory(from: source.baseAddress! + position, byteCount: n)
-        }
-        position += n
         return n
-    }
-
-    /// Returns bytes (in stream order) so the next reads see them first.
-    func unread(_ bytes: [UInt8]) {
-        pushedBack.append(contentsOf: bytes.reversed())
-    }
-
-    private func refill() throws {
-        let n = try buffer.withUnsafeMutableBytes { try source.read(into: $0) }
-        position = 0
-        end = n
-        if n == 0 { finished = true }
     }
 }
 
 public struct ArchiveError: Error, RetryClassifying, CustomStringConvertible {
     public let description: String
     public var isTransient: Bool { false }
-    init(_ description: String) { self.description = description }
+    /// Entry names come from the archive and may be a megabyte long: the reason is cut.
+    init(_ description: String) {
+        self.description = description.count > 1024 ? String(description.prefix(1024)) + "…" : description
+    }
 }

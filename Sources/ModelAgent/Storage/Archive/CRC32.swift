@@ -1,19 +1,21 @@
-/// Table-driven CRC-32 (reflected, slicing by 8). One type serves the zip/gzip
-/// polynomial and Castagnoli's (CRC-32C, used by Google Cloud Storage).
+import CZlib
+
+/// CRC-32 checksums. The zip/gzip polynomial (IEEE) is zlib's `crc32_z`; Castagnoli's
+/// (CRC-32C, used by Google Cloud Storage), which zlib lacks, is table-driven here
+/// (reflected, slicing by 8).
 public struct CRC32: Sendable {
-    public static let ieeePolynomial: UInt32 = 0xEDB8_8320
     public static let castagnoliPolynomial: UInt32 = 0x82F6_3B78
 
-    private static let ieeeTables = makeTables(ieeePolynomial)
     private static let castagnoliTables = makeTables(castagnoliPolynomial)
 
-    private let tables: [UInt32]
+    /// Nil for IEEE (zlib computes it).
+    private let tables: [UInt32]?
     public private(set) var value: UInt32 = 0
 
-    public static func ieee() -> CRC32 { CRC32(tables: ieeeTables) }
+    public static func ieee() -> CRC32 { CRC32(tables: nil) }
     public static func castagnoli() -> CRC32 { CRC32(tables: castagnoliTables) }
 
-    private init(tables: [UInt32]) { self.tables = tables }
+    private init(tables: [UInt32]?) { self.tables = tables }
 
     private static func makeTables(_ polynomial: UInt32) -> [UInt32] {
         var t = [UInt32](repeating: 0, count: 8 * 256)
@@ -32,6 +34,14 @@ public struct CRC32: Sendable {
     }
 
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let tables else {
+            if let base = bytes.baseAddress, bytes.count > 0 {
+                value = UInt32(
+                    truncatingIfNeeded: crc32_z(
+                        UInt(value), base.assumingMemoryBound(to: Bytef.self), bytes.count))
+            }
+            return
+        }
         var crc = ~value
         tables.withUnsafeBufferPointer { t in
             guard var pointer = bytes.baseAddress else { return }

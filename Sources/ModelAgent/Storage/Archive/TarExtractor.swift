@@ -1,5 +1,9 @@
 /// Unpacks a tar stream: ustar, pax extended headers (long names, sizes over 8 GiB) and
 /// GNU long names. Sizes are honoured exactly; nothing is truncated.
+///
+/// Every number in a header comes from outside: sizes are checked to be non-negative
+/// and to leave room for their padding, pax records are bounds-checked, and each
+/// entry's size is charged to the extraction budget before a byte is written.
 final class TarExtractor {
     private let source: any ByteSource
     private var block = [UInt8](repeating: 0, count: 512)
@@ -9,12 +13,13 @@ final class TarExtractor {
         self.source = source
     }
 
-    func extract(into destination: StagingDirectory) throws -> FetchReport {
+    func extract(into destination: StagingDirectory, budget: ExtractionBudget) throws -> FetchReport {
         var report = FetchReport(files: 0, bytes: 0)
         var paxPath: String?
         var paxSize: Int64?
         var longName: String?
         var sawEntry = false
+        var entries = 0
         while true {
             guard try readBlock() else {
                 if sawEntry { return report }
@@ -26,11 +31,18 @@ final class TarExtractor {
             }
             try verifyChecksum()
             sawEntry = true
+            entries += 1
+            guard entries <= ExtractionBudget.maximumEntries else {
+                throw ArchiveError("tar archive has more than \(ExtractionBudget.maximumEntries) entries")
+            }
             let type = block[156]
+            let isMetadata = [UInt8(ascii: "x"), UInt8(ascii: "g"), UInt8(ascii: "L"), UInt8(ascii: "K")].contains(type)
             var size = try number(at: 124, length: 12)
-            if let paxSize { size = paxSize }
+            // Pax attributes and GNU long names describe the next real entry, never another
+            // metadata header.
+            if !isMetadata, let paxSize { size = paxSize }
             var name: String
-            if let override = paxPath ?? longName {
+            if !isMetadata, let override = paxPath ?? longName {
                 name = override
             } else {
                 name = string(at: 0, length: 100)
@@ -41,8 +53,7 @@ final class TarExtractor {
 
             switch type {
             case UInt8(ascii: "x"):
-                let records = try readData(size)
-                let pax = Self.parsePax(records)
+                let pax = try Self.parsePax(try readData(size))
                 paxPath = pax.path
                 paxSize = pax.size
                 continue
@@ -64,14 +75,19 @@ final class TarExtractor {
 
             switch type {
             case UInt8(ascii: "0"), 0, UInt8(ascii: "7"):
+                try budget.charge(size, entry: name)
                 let file = try destination.createFile(name)
                 try copy(size, to: file)
                 if mode & 0o111 != 0 { try? FileSystem.setExecutable(file.path) }
                 report.files += 1
                 report.bytes += size
             case UInt8(ascii: "5"):
+                // A directory has no data; a size here would only make the reader inflate
+                // (and discard) whatever it declares.
+                guard size == 0 else {
+                    throw ArchiveError("tar directory entry \(JSONText.quoted(name)) declares \(size) bytes of data")
+                }
                 if (try? RelativePath.normalize(name)) != nil { try destination.makeDirectory(name) }
-                try skip(size)
             case UInt8(ascii: "1"), UInt8(ascii: "2"):
                 throw ArchiveError(
                     "tar entry \(JSONText.quoted(name)) is a link; links are not supported in model archives")
@@ -83,12 +99,23 @@ final class TarExtractor {
     }
 
     /// Reads what follows the end-of-archive blocks, so a compressed stream's trailer
-    /// (gzip's CRC-32 and length) is reached and verified.
+    /// (gzip's CRC-32 and length) is reached and verified. Writers pad to whole records
+    /// (10 KiB by default); more than a few MiB after the end is not padding.
     private func drain() throws {
+        var trailing = 0
         try copyBuffer.withUnsafeMutableBytes { buffer in
-            while try source.read(into: buffer) > 0 {}
+            while true {
+                let n = try source.read(into: buffer)
+                if n == 0 { return }
+                trailing += n
+                guard trailing <= Self.maximumTrailingBytes else {
+                    throw ArchiveError("tar archive has more than \(Self.maximumTrailingBytes >> 20) MiB after its end")
+                }
+            }
         }
     }
+
+    static let maximumTrailingBytes = 4 << 20
 
     private func readBlock() throws -> Bool {
         var done = 0
@@ -115,17 +142,20 @@ final class TarExtractor {
         String(decoding: block[offset..<offset + length].prefix { $0 != 0 }, as: UTF8.self)
     }
 
-    /// Octal digits, or base-256 when the high bit of the first byte is set.
+    /// Octal digits, or base-256 when the high bit of the first byte is set (GNU's
+    /// negative base-256 numbers are refused, not wrapped).
     private func number(at offset: Int, length: Int) throws -> Int64 {
         let field = block[offset..<offset + length]
         if let first = field.first, first & 0x80 != 0 {
-            var value: Int64 = Int64(first & 0x7f)
+            guard first & 0x40 == 0 else { throw ArchiveError("tar header holds a negative number") }
+            var value = Int64(first & 0x3f)
             for b in field.dropFirst() {
-                guard value < (Int64.max >> 8) else { throw ArchiveError("tar number field overflows") }
+                guard value <= (Int64.max >> 8) else { throw ArchiveError("tar number field overflows") }
                 value = value << 8 | Int64(b)
             }
             return value
         }
+        // At most 12 octal digits: below 2^36, no overflow possible.
         var value: Int64 = 0
         var seen = false
         for b in field {
@@ -139,7 +169,16 @@ final class TarExtractor {
         return value
     }
 
+    /// `size` rounded up to whole 512-byte blocks, or an error when that does not fit.
+    static func paddedSize(_ size: Int64) throws -> Int64 {
+        guard size >= 0 else { throw ArchiveError("tar entry has a negative size") }
+        let (padded, overflow) = size.addingReportingOverflow((512 - size % 512) % 512)
+        guard !overflow else { throw ArchiveError("tar entry size \(size) is out of range") }
+        return padded
+    }
+
     private func readData(_ size: Int64) throws -> [UInt8] {
+        guard size >= 0 else { throw ArchiveError("tar metadata entry has a negative size") }
         guard size <= 1 << 20 else { throw ArchiveError("tar metadata entry is too large") }
         var data = [UInt8](repeating: 0, count: Int(size))
         try data.withUnsafeMutableBytes { try source.readExactly(into: $0, what: "tar metadata") }
@@ -148,6 +187,7 @@ final class TarExtractor {
     }
 
     private func copy(_ size: Int64, to file: OpenFile) throws {
+        _ = try Self.paddedSize(size)
         var remaining = size
         var offset: Int64 = 0
         try copyBuffer.withUnsafeMutableBytes { buffer in
@@ -163,17 +203,6 @@ final class TarExtractor {
         try skipPadding(size)
     }
 
-    private func skip(_ size: Int64) throws {
-        var remaining = size + (512 - size % 512) % 512
-        try copyBuffer.withUnsafeMutableBytes { buffer in
-            while remaining > 0 {
-                let want = Int(min(Int64(buffer.count), remaining))
-                try source.readExactly(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<want]), what: "tar data")
-                remaining -= Int64(want)
-            }
-        }
-    }
-
     private func skipPadding(_ size: Int64) throws {
         let padding = Int((512 - size % 512) % 512)
         if padding > 0 {
@@ -184,23 +213,42 @@ final class TarExtractor {
         }
     }
 
-    /// Records are "<length> <key>=<value>\n".
-    static func parsePax(_ data: [UInt8]) -> (path: String?, size: Int64?) {
+    /// Records are "<length> <key>=<value>\n", the length counting the whole record.
+    static func parsePax(_ data: [UInt8]) throws -> (path: String?, size: Int64?) {
         var path: String?
         var size: Int64?
-        var rest = data[...]
-        while let space = rest.firstIndex(of: 0x20), let length = Int(String(decoding: rest[..<space], as: UTF8.self)),
-            length > 0, rest.startIndex + length <= rest.endIndex
-        {
-            let record = rest[rest.index(after: space)..<(rest.startIndex + length - 1)]
+        var start = 0
+        while start < data.count {
+            guard let space = data[start...].firstIndex(of: 0x20), space > start, space - start <= 8,
+                let parsed = decimal(data[start..<space]), let length = Int(exactly: parsed),
+                length >= space - start + 2, length <= data.count - start,
+                data[start + length - 1] == 0x0a
+            else {
+                throw ArchiveError("tar pax header is malformed")
+            }
+            let record = data[(space + 1)..<(start + length - 1)]
             if let equals = record.firstIndex(of: UInt8(ascii: "=")) {
                 let key = String(decoding: record[..<equals], as: UTF8.self)
-                let value = String(decoding: record[record.index(after: equals)...], as: UTF8.self)
-                if key == "path" { path = value }
-                if key == "size" { size = Int64(value) }
+                let value = record[(equals + 1)...]
+                if key == "path" { path = String(decoding: value, as: UTF8.self) }
+                if key == "size" {
+                    guard let parsed = decimal(value) else { throw ArchiveError("tar pax size is not a valid size") }
+                    size = parsed
+                }
             }
-            rest = rest[(rest.startIndex + length)...]
+            start += length
         }
         return (path, size)
+    }
+
+    /// Unsigned decimal digits only (no sign, at most 18 digits), so it fits Int64.
+    private static func decimal(_ digits: ArraySlice<UInt8>) -> Int64? {
+        guard !digits.isEmpty, digits.count <= 18 else { return nil }
+        var value: Int64 = 0
+        for b in digits {
+            guard b >= 0x30 && b <= 0x39 else { return nil }
+            value = value * 10 + Int64(b - 0x30)
+        }
+        return value
     }
 }

@@ -1,8 +1,15 @@
 /// Unpacks a zip file from its central directory (zip64 included). Entries are stored
-/// or deflated; each is checked against its CRC-32 and size.
+/// or deflated (zlib); each is checked against its CRC-32 and size.
+///
+/// Offsets and sizes come from the file: each is converted with `Int64(exactly:)`, every
+/// sum is checked, and the declared sizes of all entries are charged to the extraction
+/// budget before the first byte is written, so a zip bomb is refused up front.
 final class ZipExtractor {
     private let file: OpenFile
     private let fileSize: Int64
+
+    /// The central directory is read into memory; real ones are a few KiB per thousand entries.
+    static let maximumDirectorySize: Int64 = 64 << 20
 
     private struct Entry {
         var name: String
@@ -20,9 +27,16 @@ final class ZipExtractor {
         fileSize = try file.size()
     }
 
-    func extract(into destination: StagingDirectory) throws -> FetchReport {
+    func extract(into destination: StagingDirectory, budget: ExtractionBudget) throws -> FetchReport {
+        let entries = try centralDirectory()
+        guard entries.count <= ExtractionBudget.maximumEntries else {
+            throw ArchiveError("zip archive has more than \(ExtractionBudget.maximumEntries) entries")
+        }
+        for entry in entries where !entry.name.hasSuffix("/") {
+            try budget.charge(entry.size, entry: entry.name)
+        }
         var report = FetchReport(files: 0, bytes: 0)
-        for entry in try centralDirectory() {
+        for entry in entries {
             if entry.name.hasSuffix("/") {
                 if (try? RelativePath.normalize(entry.name)) != nil { try destination.makeDirectory(entry.name) }
                 continue
@@ -45,13 +59,15 @@ final class ZipExtractor {
         guard le32(local, 0) == 0x0403_4b50 else {
             throw ArchiveError("zip entry \(JSONText.quoted(entry.name)) has no local header")
         }
-        let dataOffset = entry.localHeaderOffset + 30 + Int64(le16(local, 26)) + Int64(le16(local, 28))
-        guard dataOffset + entry.compressedSize <= fileSize else { throw ArchiveError("zip archive is truncated") }
+        let headerLength = Int64(30 + Int(le16(local, 26)) + Int(le16(local, 28)))
+        guard let dataOffset = sum(entry.localHeaderOffset, headerLength),
+            let dataEnd = sum(dataOffset, entry.compressedSize), dataEnd <= fileSize
+        else { throw ArchiveError("zip archive is truncated") }
         let raw = FileSpanSource(file: file, offset: dataOffset, length: entry.compressedSize)
         let source: any ByteSource
         switch entry.method {
         case 0: source = raw
-        case 8: source = Inflater(input: BufferedInput(raw))
+        case 8: source = try ZlibInflater(raw, wrapper: .raw)
         default:
             throw ArchiveError(
                 "zip entry \(JSONText.quoted(entry.name)) uses compression method \(entry.method); only stored and deflate are supported"
@@ -62,17 +78,21 @@ final class ZipExtractor {
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         try buffer.withUnsafeMutableBytes { raw in
             while true {
-                let n = try source.read(into: raw)
+                // Never read far past the declared size: a lying entry stops here, not at the disk's end.
+                let left = entry.size - written
+                let room = left >= Int64(raw.count) ? raw.count : Int(left) + 1
+                let n = try source.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[..<room]))
                 if n == 0 { break }
                 let chunk = UnsafeRawBufferPointer(rebasing: raw[..<n])
-                crc.update(chunk)
-                try out.write(chunk, at: written)
                 written += Int64(n)
                 if written > entry.size { break }
+                crc.update(chunk)
+                try out.write(chunk, at: written - Int64(n))
             }
         }
         guard written == entry.size else {
-            throw ArchiveError("zip entry \(JSONText.quoted(entry.name)) is \(written) bytes, expected \(entry.size)")
+            throw ArchiveError(
+                "zip entry \(JSONText.quoted(entry.name)) holds more or fewer bytes than the \(entry.size) it declares")
         }
         guard crc.value == entry.crc else {
             throw ArchiveError("zip entry \(JSONText.quoted(entry.name)) is corrupt: CRC-32 mismatch")
@@ -91,15 +111,18 @@ final class ZipExtractor {
         var size = Int64(le32(tail, eocd + 12))
         var offset = Int64(le32(tail, eocd + 16))
         if eocd >= 20, le32(tail, eocd - 20) == 0x0706_4b50 {
-            let recordOffset = Int64(le64(tail, eocd - 20 + 8))
+            let recordOffset = try int64(le64(tail, eocd - 20 + 8), "zip64 end record offset")
             let record = try bytes(at: recordOffset, count: 56)
             guard le32(record, 0) == 0x0606_4b50 else { throw ArchiveError("zip64 end record is missing") }
-            count = Int64(le64(record, 32))
-            size = Int64(le64(record, 40))
-            offset = Int64(le64(record, 48))
+            count = try int64(le64(record, 32), "zip64 entry count")
+            size = try int64(le64(record, 40), "zip64 central directory size")
+            offset = try int64(le64(record, 48), "zip64 central directory offset")
         }
-        guard offset >= 0, size >= 0, offset + size <= fileSize, count <= size / 46 + 1 else {
+        guard let end = sum(offset, size), end <= fileSize, count <= size / 46 + 1 else {
             throw ArchiveError("zip central directory is out of bounds")
+        }
+        guard size <= Self.maximumDirectorySize else {
+            throw ArchiveError("zip central directory is larger than \(Self.maximumDirectorySize >> 20) MiB")
         }
         let directory = try bytes(at: offset, count: Int(size))
         var entries: [Entry] = []
@@ -126,13 +149,20 @@ final class ZipExtractor {
                 let id = le16(directory, extra)
                 let length = Int(le16(directory, extra + 2))
                 if id == 0x0001 {
+                    // Only the fields whose 32-bit value is saturated are present, in this order.
                     var field = extra + 4
-                    if entry.size == 0xffff_ffff { entry.size = Int64(le64(directory, field)); field += 8 }
+                    let fieldEnd = min(extra + 4 + length, extraEnd)
+                    func next(_ what: String) throws -> Int64 {
+                        guard field + 8 <= fieldEnd else { throw ArchiveError("zip64 extra field is too short") }
+                        defer { field += 8 }
+                        return try int64(le64(directory, field), what)
+                    }
+                    if entry.size == 0xffff_ffff { entry.size = try next("zip64 entry size") }
                     if entry.compressedSize == 0xffff_ffff {
-                        entry.compressedSize = Int64(le64(directory, field)); field += 8
+                        entry.compressedSize = try next("zip64 compressed size")
                     }
                     if entry.localHeaderOffset == 0xffff_ffff {
-                        entry.localHeaderOffset = Int64(le64(directory, field))
+                        entry.localHeaderOffset = try next("zip64 local header offset")
                     }
                 }
                 extra += 4 + length
@@ -143,8 +173,20 @@ final class ZipExtractor {
         return entries
     }
 
+    private func int64(_ value: UInt64, _ what: String) throws -> Int64 {
+        guard let result = Int64(exactly: value) else { throw ArchiveError("\(what) is out of range") }
+        return result
+    }
+
+    private func sum(_ a: Int64, _ b: Int64) -> Int64? {
+        let (result, overflow) = a.addingReportingOverflow(b)
+        return overflow ? nil : result
+    }
+
     private func bytes(at offset: Int64, count: Int) throws -> [UInt8] {
-        guard offset >= 0, offset + Int64(count) <= fileSize else { throw ArchiveError("zip archive is truncated") }
+        guard offset >= 0, let end = sum(offset, Int64(count)), end <= fileSize else {
+            throw ArchiveError("zip archive is truncated")
+        }
         var out = [UInt8](repeating: 0, count: count)
         var done = 0
         try out.withUnsafeMutableBytes { raw in
@@ -160,13 +202,13 @@ final class ZipExtractor {
 }
 
 private func le16(_ b: [UInt8], _ i: Int) -> UInt16 {
-    i + 2 <= b.count ? UInt16(b[i]) | UInt16(b[i + 1]) << 8 : 0
+    i >= 0 && i + 2 <= b.count ? UInt16(b[i]) | UInt16(b[i + 1]) << 8 : 0
 }
 
 private func le32(_ b: [UInt8], _ i: Int) -> UInt32 {
-    i + 4 <= b.count ? UInt32(le16(b, i)) | UInt32(le16(b, i + 2)) << 16 : 0
+    UInt32(le16(b, i)) | UInt32(le16(b, i + 2)) << 16
 }
 
 private func le64(_ b: [UInt8], _ i: Int) -> UInt64 {
-    i + 8 <= b.count ? UInt64(le32(b, i)) | UInt64(le32(b, i + 4)) << 32 : 0
+    UInt64(le32(b, i)) | UInt64(le32(b, i + 4)) << 32
 }

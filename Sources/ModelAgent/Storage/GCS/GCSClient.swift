@@ -52,19 +52,9 @@ public struct GCSClient: BucketClient {
             guard response.status == 200 else {
                 throw GCSError(operation: "list gs://\(bucket)/\(prefix)", status: response.status, body: response.body)
             }
-            let page: Page
-            do {
-                page = try JSONDecoder().decode(Page.self, from: Data(response.body))
-            } catch {
-                throw GCSError(operation: "list gs://\(bucket)/\(prefix)", status: 200, message: "unreadable listing")
-            }
-            for item in page.items ?? [] {
-                objects.append(
-                    ListedObject(
-                        key: item.name, size: Int64(item.size ?? "") ?? 0, version: item.generation,
-                        checksum: Self.checksum(crc32c: item.crc32c, md5: item.md5Hash)))
-            }
-            pageToken = page.nextPageToken.flatMap { $0.isEmpty ? nil : $0 }
+            let page = try Self.parsePage(response.body, operation: "list gs://\(bucket)/\(prefix)")
+            objects += page.objects
+            pageToken = page.nextPageToken
             if let limit, objects.count >= limit { break }
         } while pageToken != nil
         return objects
@@ -76,6 +66,31 @@ public struct GCSClient: BucketClient {
         var url = "\(baseURL)/storage/v1/b/\(uriEncode(bucket))/o/\(uriEncode(object.key))?alt=media"
         if let generation = object.version { url += "&generation=\(uriEncode(generation))" }
         return try await authorized(url, range: range)
+    }
+
+    /// One page of an objects listing: its objects and the next page's token, if any.
+    static func parsePage(_ body: [UInt8], operation: String) throws -> (
+        objects: [ListedObject], nextPageToken: String?
+    ) {
+        let page: Page
+        do {
+            page = try JSONDecoder().decode(Page.self, from: Data(body))
+        } catch {
+            throw GCSError(operation: operation, status: 200, message: "unreadable listing")
+        }
+        var objects: [ListedObject] = []
+        for item in page.items ?? [] {
+            guard let size = Int64(item.size ?? ""), size >= 0 else {
+                throw GCSError(
+                    operation: operation, status: 200, message: "object \(JSONText.quoted(item.name)) has no valid size"
+                )
+            }
+            objects.append(
+                ListedObject(
+                    key: item.name, size: size, version: item.generation,
+                    checksum: Self.checksum(crc32c: item.crc32c, md5: item.md5Hash)))
+        }
+        return (objects, page.nextPageToken.flatMap { $0.isEmpty ? nil : $0 })
     }
 
     /// CRC32C is preferred: it is what every object has (composite ones lack MD5) and far
@@ -114,17 +129,11 @@ public struct GCSError: Error, RetryClassifying, CustomStringConvertible {
         self.message = message
     }
 
+    /// Only the parsed `error.message` is kept, never the raw body.
     init(operation: String, status: Int, body: [UInt8]) {
-        struct Envelope: Decodable {
-            struct Detail: Decodable { var message: String? }
-            var error: Detail?
-        }
-        let message = (try? JSONDecoder().decode(Envelope.self, from: Data(body)))?.error?.message
-        self.init(
-            operation: operation, status: status,
-            message: message ?? String(decoding: body.prefix(300), as: UTF8.self).trimmingWhitespace())
+        self.init(operation: operation, status: status, message: ErrorDocument.reason(body) ?? "")
     }
 
-    public var isTransient: Bool { status >= 500 || status == 429 || status == 408 }
+    public var isTransient: Bool { isTransientHTTPStatus(status) }
     public var description: String { "\(operation): HTTP \(status)" + (message.isEmpty ? "" : ": \(message)") }
 }

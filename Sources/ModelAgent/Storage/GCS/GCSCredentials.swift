@@ -35,28 +35,58 @@ public actor GCSTokenProvider {
     private let refreshMargin: Int
     private var cached: (token: String, expires: Int)?
     private var pending: Task<(token: String, expires: Int)?, any Error>?
-    private var metadataUnavailable = false
+    /// No metadata server answered (nothing resolves or listens there): anonymous
+    /// requests until this time, then the server is asked again.
+    private var anonymousUntil: ContinuousClock.Instant?
+    private let absenceRecheck: Duration
+    /// Timeouts in a row: off GCP, `metadata.google.internal` may hang instead of failing,
+    /// so after a few the server is taken as absent (and asked again later).
+    private var timeoutsInARow = 0
+    static let timeoutsMeaningAbsent = 3
 
-    public init(source: GCSCredentialSource, pool: TransferPool, logger: Logger, refreshMargin: Int = 300) {
+    /// `absenceRecheck`: how long "no metadata server here" is believed before asking again.
+    public init(
+        source: GCSCredentialSource, pool: TransferPool, logger: Logger, refreshMargin: Int = 300,
+        absenceRecheck: Duration = .seconds(60)
+    ) {
         self.source = source
         self.pool = pool
         self.logger = logger
         self.refreshMargin = refreshMargin
+        self.absenceRecheck = absenceRecheck
     }
 
+    /// The current token; nil means anonymous. A metadata server that is there but
+    /// fails (a timeout or an error status, common while GKE's Workload Identity starts)
+    /// throws a transient error, so the download is retried with backoff and recovers
+    /// once the server answers, instead of going anonymous for good.
     public func token() async throws -> String? {
         if case .anonymous = source { return nil }
-        if metadataUnavailable { return nil }
+        if let anonymousUntil, ContinuousClock.now < anonymousUntil { return nil }
         if let cached, cached.expires - refreshMargin > UTCTime.now().seconds { return cached.token }
         if let pending { return try await pending.value?.token }
         let task = Task { [source, pool, logger] in try await Self.fetch(source, pool: pool, logger: logger) }
         pending = task
         defer { pending = nil }
-        guard let fresh = try await task.value else {
-            metadataUnavailable = true
-            logger.info("No GCS credentials found (no key file, no metadata server); using anonymous requests")
+        let answer: (token: String, expires: Int)?
+        do {
+            answer = try await task.value
+            timeoutsInARow = 0
+        } catch let error as MetadataTimeout {
+            timeoutsInARow += 1
+            guard timeoutsInARow >= Self.timeoutsMeaningAbsent else { throw error }
+            timeoutsInARow = 0
+            answer = nil
+        }
+        guard let fresh = answer else {
+            if anonymousUntil == nil {
+                logger.info("No GCS credentials found (no key file, no metadata server); using anonymous requests")
+            }
+            anonymousUntil = ContinuousClock.now + absenceRecheck
             return nil
         }
+        if anonymousUntil != nil { logger.info("The metadata server answers now; GCS requests carry its token") }
+        anonymousUntil = nil
         cached = fresh
         return fresh.token
     }
@@ -93,6 +123,9 @@ public actor GCSTokenProvider {
             key = try JSONDecoder().decode(KeyFile.self, from: Data(try FileSystem.readFile(path, limit: 1 << 20)))
         } catch {
             throw CredentialError("cannot read GOOGLE_APPLICATION_CREDENTIALS \(path): not a credentials JSON file")
+        }
+        for secret in [key.private_key, key.client_secret, key.refresh_token].compactMap({ $0 }) {
+            SecretRedactor.shared.register(secret)
         }
         let form: [(String, String)]
         let tokenURI: String
@@ -144,7 +177,8 @@ public actor GCSTokenProvider {
         return signingInput + "." + Base64.encode(try signer.sign(Array(signingInput.utf8)), url: true)
     }
 
-    /// Nil when there is no metadata server to ask (not on GCP).
+    /// Nil when there is no metadata server to ask (not on GCP: its name does not
+    /// resolve, or nothing listens there). Any other failure is an error worth a retry.
     private static func fromMetadataServer(_ host: String, pool: TransferPool) async throws -> (
         token: String, expires: Int
     )? {
@@ -153,7 +187,12 @@ public actor GCSTokenProvider {
             url: base + "/computeMetadata/v1/instance/service-accounts/default/token", timeout: .seconds(5))
         request.headers = [(name: "Metadata-Flavor", value: "Google")]
         let attempt = try await pool.attempt(request, sink: .memory(limit: 1 << 20))
-        if attempt.error != nil { return nil }
+        if let error = attempt.error {
+            // 6: the name does not resolve; 7: nothing accepts the connection; 28: no answer in time.
+            if case .curl(let code, _) = error, code == 6 || code == 7 { return nil }
+            if case .curl(28, _) = error { throw MetadataTimeout(host: host) }
+            throw CredentialError("metadata server \(host) did not answer: \(error)")
+        }
         return try answer(attempt.response, what: "metadata server \(host)")
     }
 
@@ -170,11 +209,27 @@ public actor GCSTokenProvider {
     }
 
     private static func answer(_ response: HTTPResponse, what: String) throws -> (token: String, expires: Int) {
-        guard response.status == 200,
-            let answer = try? JSONDecoder().decode(TokenAnswer.self, from: Data(response.body))
-        else {
+        guard response.status == 200, let answer = parseTokenAnswer(response.body) else {
             throw CredentialError("\(what) refused the token request: HTTP \(response.status)")
         }
-        return (answer.access_token, UTCTime.now().seconds + (answer.expires_in ?? 3600))
+        SecretRedactor.shared.register(answer.token, key: "gcs-token:" + what)
+        return answer
     }
+
+    /// `{"access_token": …, "expires_in": seconds}`; nil when the answer is not that. A
+    /// lifetime outside a day is taken as an hour.
+    static func parseTokenAnswer(_ body: [UInt8], now: Int = UTCTime.now().seconds) -> (token: String, expires: Int)? {
+        guard let answer = try? JSONDecoder().decode(TokenAnswer.self, from: Data(body)), !answer.access_token.isEmpty
+        else { return nil }
+        let lifetime = answer.expires_in.flatMap { (1...86_400).contains($0) ? $0 : nil } ?? 3600
+        return (answer.access_token, now + lifetime)
+    }
+}
+
+/// The metadata server did not answer in time: a transient failure, unless it keeps
+/// happening (then there is no metadata server, as off GCP where its name may hang).
+struct MetadataTimeout: Error, RetryClassifying, CustomStringConvertible {
+    let host: String
+    var isTransient: Bool { true }
+    var description: String { "metadata server \(host) did not answer in time" }
 }

@@ -40,9 +40,11 @@ public actor AWSCredentialProvider {
     private let pool: TransferPool
     private let logger: Logger
     private let refreshMargin: Int
-    private var cached: AWSCredentials?
+    private var cached: (credentials: AWSCredentials, refreshAt: Int)?
     private var pending: Task<AWSCredentials, any Error>?
     private let now: @Sendable () -> UTCTime
+    /// How long credentials without a parseable expiry are taken to live.
+    static let assumedLifetime = 900 + 300
 
     public init(
         source: AWSCredentialSource, pool: TransferPool, logger: Logger, refreshMargin: Int = 300,
@@ -61,9 +63,7 @@ public actor AWSCredentialProvider {
         case .anonymous: return nil
         case .fixed(let credentials): return credentials
         case .webIdentity(let role, let tokenFile, let session, let endpoint):
-            if let cached, let expiration = cached.expiration, expiration.seconds - refreshMargin > now().seconds {
-                return cached
-            }
+            if let cached, cached.refreshAt > now().seconds { return cached.credentials }
             if let pending { return try await pending.value }
             let task = Task { [pool, logger] in
                 try await STSWebIdentity.assumeRole(
@@ -73,7 +73,10 @@ public actor AWSCredentialProvider {
             pending = task
             defer { pending = nil }
             let fresh = try await task.value
-            cached = fresh
+            // Without a readable expiry, keys are still reused for a while (not an STS call
+            // per request): STS keys live an hour at least.
+            let lifetime = fresh.expiration.map { $0.seconds - now().seconds } ?? Self.assumedLifetime
+            cached = (fresh, now().seconds + max(0, lifetime - refreshMargin))
             return fresh
         }
     }
@@ -105,21 +108,27 @@ enum STSWebIdentity {
         } catch {
             throw CredentialError("STS at \(Redaction.uri(endpoint)) unreachable: \(error)")
         }
-        let xml = XMLScanner(response.body)
-        guard response.status == 200, let result = xml.elements("Credentials").first,
-            let key = result.value("AccessKeyId"), let secret = result.value("SecretAccessKey")
-        else {
-            let code = xml.value("Code") ?? "HTTP \(response.status)"
-            let message = xml.value("Message") ?? ""
-            throw CredentialError("STS AssumeRoleWithWebIdentity for \(role) failed: \(code) \(message)")
-        }
-        let expiration = result.value("Expiration").flatMap(UTCTime.parseISO8601)
+        let credentials = try parseAnswer(status: response.status, body: response.body, role: role)
+        SecretRedactor.shared.register(
+            [credentials.secretAccessKey, credentials.sessionToken].compactMap { $0 }, key: "sts:" + role)
         logger.info(
             "Assumed role \(role) with web identity",
-            metadata: ["expires": "\(result.value("Expiration") ?? "unknown")"])
+            metadata: ["expires": "\(credentials.expiration?.iso8601 ?? "unknown")"])
+        return credentials
+    }
+
+    /// The credentials in an AssumeRoleWithWebIdentity answer, or the error it reports.
+    static func parseAnswer(status: Int, body: [UInt8], role: String) throws -> AWSCredentials {
+        let xml = XMLScanner(body)
+        guard status == 200, let result = xml.elements("Credentials").first,
+            let key = result.value("AccessKeyId"), let secret = result.value("SecretAccessKey")
+        else {
+            let reason = ErrorDocument.reason(body) ?? "HTTP \(status)"
+            throw CredentialError("STS AssumeRoleWithWebIdentity for \(role) failed: \(reason)")
+        }
         return AWSCredentials(
             accessKeyId: key, secretAccessKey: secret, sessionToken: result.value("SessionToken"),
-            expiration: expiration)
+            expiration: result.value("Expiration").flatMap(UTCTime.parseISO8601))
     }
 }
 

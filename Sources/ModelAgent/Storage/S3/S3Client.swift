@@ -55,27 +55,40 @@ public struct S3Client: BucketClient {
             guard response.status == 200 else {
                 throw S3Error(operation: "list s3://\(bucket)/\(prefix)", status: response.status, body: response.body)
             }
-            let xml = XMLScanner(response.body)
-            let urlEncoded = xml.value("EncodingType")?.lowercased() == "url"
-            for item in xml.elements("Contents") {
-                guard var key = item.value("Key") else { continue }
-                if urlEncoded { key = percentDecoded(Substring(key.replacingPlus())) ?? key }
-                let etag = item.value("ETag")
-                objects.append(
-                    ListedObject(
-                        key: key, size: Int64(item.value("Size") ?? "") ?? 0, etag: etag,
-                        checksum: etag.flatMap(Self.md5FromETag)))
-            }
-            let truncated = xml.value("IsTruncated")?.lowercased() == "true"
-            token = truncated ? xml.value("NextContinuationToken") : nil
-            if truncated && token == nil {
-                throw S3Error(
-                    operation: "list s3://\(bucket)/\(prefix)", status: 200, code: "NoContinuationToken",
-                    message: "truncated listing without a continuation token")
-            }
+            let page = try Self.parseListPage(response.body, operation: "list s3://\(bucket)/\(prefix)")
+            objects += page.objects
+            token = page.continuationToken
             if let limit, objects.count >= limit { break }
         } while token != nil
         return objects
+    }
+
+    /// One ListObjectsV2 answer: its objects and the token of the next page, if any.
+    static func parseListPage(_ body: [UInt8], operation: String) throws -> (
+        objects: [ListedObject], continuationToken: String?
+    ) {
+        let xml = XMLScanner(body)
+        let urlEncoded = xml.value("EncodingType")?.lowercased() == "url"
+        var objects: [ListedObject] = []
+        for item in xml.elements("Contents") {
+            guard var key = item.value("Key") else { continue }
+            if urlEncoded { key = percentDecoded(Substring(key.replacingPlus())) ?? key }
+            let etag = item.value("ETag")
+            guard let size = Int64(item.value("Size") ?? ""), size >= 0 else {
+                throw S3Error(
+                    operation: operation, status: 200, code: "InvalidListing",
+                    message: "object \(JSONText.quoted(key)) has no valid Size")
+            }
+            objects.append(ListedObject(key: key, size: size, etag: etag, checksum: etag.flatMap(Self.md5FromETag)))
+        }
+        let truncated = xml.value("IsTruncated")?.lowercased() == "true"
+        let token = truncated ? xml.value("NextContinuationToken") : nil
+        if truncated && token == nil {
+            throw S3Error(
+                operation: operation, status: 200, code: "NoContinuationToken",
+                message: "truncated listing without a continuation token")
+        }
+        return (objects, token)
     }
 
     /// A plain MD5 ETag (single-part upload) is the content's MD5; "…-N" ETags are not.
@@ -96,9 +109,10 @@ public struct S3Error: Error, RetryClassifying, CustomStringConvertible {
 
     init(operation: String, status: Int, body: [UInt8]) {
         let xml = XMLScanner(body)
+        let message = xml.value("Message") ?? ""
         self.init(
-            operation: operation, status: status, code: xml.value("Code") ?? "HTTP \(status)",
-            message: xml.value("Message") ?? "")
+            operation: operation, status: status, code: String((xml.value("Code") ?? "HTTP \(status)").prefix(64)),
+            message: ErrorDocument.bounded(message))
     }
 
     init(operation: String, status: Int, code: String, message: String) {
@@ -108,7 +122,8 @@ public struct S3Error: Error, RetryClassifying, CustomStringConvertible {
         self.message = message
     }
 
-    public var isTransient: Bool { status >= 500 || status == 429 || code == "SlowDown" || code == "RequestTimeout" }
+    /// S3 also throttles and times out under 400/503 with these codes.
+    public var isTransient: Bool { isTransientHTTPStatus(status) || code == "SlowDown" || code == "RequestTimeout" }
     public var description: String {
         "\(operation): \(status) \(code)" + (message.isEmpty ? "" : ": \(message)")
     }

@@ -1,0 +1,136 @@
+// Compiled only into the fuzz build (scripts/fuzz passes -DFUZZING): nothing of it ships.
+#if FUZZING
+
+    /// One entry point per parser of bytes from outside the process, for the libFuzzer
+    /// targets in `Fuzz/` (`scripts/fuzz`). Each takes arbitrary bytes and must return or
+    /// throw, never trap; everything it writes stays under `scratch`.
+    public enum FuzzEntryPoints {
+        public static let targets: [String] = [
+            "models-json", "quantity", "marker", "tar", "zip", "gzip", "xml", "pbtxt", "gcs-json", "uri",
+        ]
+
+        /// Runs target `name` on `data`; false for an unknown name.
+        public static func run(_ name: String, _ data: UnsafeRawBufferPointer, scratch: String) -> Bool {
+            let bytes = Array(data)
+            switch name {
+            case "models-json": modelsJSON(bytes)
+            case "quantity": quantity(bytes)
+            case "marker":
+                _ = try? MarkerFile.parse(bytes, name: MarkerFile.prefix + String(repeating: "0", count: 64), path: "m")
+            case "tar":
+                extract(scratch) { staging, budget in
+                    try TarExtractor(source: MemorySource(bytes)).extract(into: staging, budget: budget)
+                }
+            case "zip": zip(bytes, scratch: scratch)
+            case "gzip": gzip(bytes, scratch: scratch)
+            case "xml": xml(bytes)
+            case "pbtxt": pbtxt(bytes)
+            case "gcs-json": gcsJSON(bytes)
+            case "uri": uri(bytes)
+            default: return false
+            }
+            return true
+        }
+
+        private static func modelsJSON(_ bytes: [UInt8]) {
+            guard let file = try? ModelsFile.parse(bytes) else { return }
+            for entry in file.entries {
+                _ = entry.spec.hash
+                _ = entry.spec.markerJSON
+                _ = Redaction.uri(entry.spec.storageUri)
+                _ = try? StorageLocation.parse(entry.spec.storageUri)
+            }
+            for refusal in file.refusals { _ = refusal.description }
+        }
+
+        private static func quantity(_ bytes: [UInt8]) {
+            guard let quantity = try? MemoryQuantity(parsing: String(decoding: bytes, as: UTF8.self)) else { return }
+            _ = quantity.normalized
+            _ = quantity.bytes
+        }
+
+        /// Extracts into a fresh staging directory under `scratch`, with a 64 MiB budget.
+        private static func extract(
+            _ scratch: String, _ body: (StagingDirectory, ExtractionBudget) throws -> FetchReport
+        ) {
+            let base = scratch + "/" + randomID()
+            let staging = StagingDirectory(root: base + ".staging", scratch: base + ".scratch")
+            defer { staging.discard() }
+            guard (try? FileSystem.makeDirectories(staging.root)) != nil else { return }
+            _ = try? body(staging, ExtractionBudget(limit: 64 << 20, bound: .maximum))
+        }
+
+        private static func zip(_ bytes: [UInt8], scratch: String) {
+            let path = scratch + "/input.zip"
+            defer { try? FileSystem.removeFile(path) }
+            guard (try? FileSystem.writeFile(path, bytes)) != nil, let file = try? OpenFile(reading: path) else {
+                return
+            }
+            extract(scratch) { staging, budget in try ZipExtractor(file: file).extract(into: staging, budget: budget) }
+        }
+
+        /// The first byte picks raw DEFLATE or gzip; the output is read (up to 64 MiB) and,
+        /// for gzip, also fed to the tar reader as a .tar.gz would be.
+        private static func gzip(_ bytes: [UInt8], scratch: String) {
+            guard let first = bytes.first else { return }
+            let rest = Array(bytes.dropFirst())
+            guard let inflater = try? ZlibInflater(MemorySource(rest), wrapper: first & 1 == 0 ? .gzip : .raw) else {
+                return
+            }
+            var buffer = [UInt8](repeating: 0, count: 64 << 10)
+            var total = 0
+            while total < 64 << 20 {
+                guard let n = try? buffer.withUnsafeMutableBytes({ try inflater.read(into: $0) }), n > 0 else { break }
+                total += n
+            }
+            if first & 2 != 0 {
+                extract(scratch) { staging, budget in
+                    let source = try ZlibInflater(MemorySource(rest), wrapper: .gzip)
+                    return try TarExtractor(source: source).extract(into: staging, budget: budget)
+                }
+            }
+        }
+
+        /// S3 listings and errors, STS answers: everything the XML scanner reads.
+        private static func xml(_ bytes: [UInt8]) {
+            _ = try? S3Client.parseListPage(bytes, operation: "list")
+            _ = try? STSWebIdentity.parseAnswer(status: 200, body: bytes, role: "r")
+            _ = S3Error(operation: "get", status: 403, body: bytes).description
+            _ = ErrorDocument.reason(bytes)
+            for element in XMLScanner(bytes).elements("Contents") { _ = element.value("Key") }
+        }
+
+        private static func pbtxt(_ bytes: [UInt8]) {
+            let text = String(decoding: bytes, as: UTF8.self)
+            _ = ProtoText.topLevelFields(text)
+            _ = ProtoText.settingName("model", in: text)
+        }
+
+        /// GCS listings, token answers and error documents, and MLServer settings files.
+        private static func gcsJSON(_ bytes: [UInt8]) {
+            _ = try? GCSClient.parsePage(bytes, operation: "list")
+            _ = GCSTokenProvider.parseTokenAnswer(bytes, now: 1_700_000_000)
+            _ = GCSError(operation: "list", status: 403, body: bytes).description
+            _ = LoadFailure.extractReason(bytes)
+            _ = HostHeaders.decode(String(decoding: bytes, as: UTF8.self))
+        }
+
+        private static func uri(_ bytes: [UInt8]) {
+            let text = String(decoding: bytes, as: UTF8.self)
+            _ = try? StorageLocation.parse(text)
+            _ = Redaction.uri(text)
+            SecretRedactor().registerSecrets(inURI: text)
+            if let url = URLParts(text) {
+                _ = url.host
+                _ = url.origin
+                _ = url.path
+                _ = try? HTTPStorageProvider.fileName(of: url, uri: text)
+                _ = url.resolve(text)
+            }
+            _ = percentDecoded(Substring(text))
+            _ = try? RelativePath.normalize(text)
+            _ = try? ModelName(validating: text)
+            _ = UTCTime.parseISO8601(text)
+        }
+    }
+#endif

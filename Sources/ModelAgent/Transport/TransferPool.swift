@@ -1,0 +1,174 @@
+import Dispatch
+import Synchronization
+
+/// A fixed set of lanes (threads, each with its own libcurl handle and connections)
+/// fed from one FIFO queue. The lane count bounds threads, sockets and the memory held
+/// in receive buffers, whatever the number of models or files. Work goes to the lane
+/// that went idle last, so a download needing six connections keeps using the same six
+/// threads (and their malloc arenas) instead of touching all of them.
+public final class TransferPool: Sendable {
+    private struct Job: Sendable {
+        let request: HTTPRequest
+        let sink: ResponseSink
+        let cancel: CancelFlag
+        let continuation: CheckedContinuation<TransferAttempt, any Error>
+    }
+
+    private struct Queue {
+        var jobs: [Job?] = []
+        var head = 0
+        var closed = false
+        /// Cancel flags of the transfers running now, by lane.
+        var running: [Int: CancelFlag] = [:]
+        /// Lanes waiting for work, the most recently idle last.
+        var idle: [Int] = []
+
+        mutating func push(_ job: Job) { jobs.append(job) }
+
+        mutating func pop() -> Job? {
+            guard head < jobs.count else { return nil }
+            let job = jobs[head]
+            jobs[head] = nil
+            head += 1
+            if head > 64 && head * 2 > jobs.count {
+                jobs.removeFirst(head)
+                head = 0
+            }
+            return job
+        }
+    }
+
+    private let queue = Mutex(Queue())
+    /// One per lane: a lane sleeps on its own semaphore so that it can be woken by name.
+    private let wakeups: [DispatchSemaphore]
+    private let finished = DispatchSemaphore(value: 0)
+    public let lanes: Int
+
+    public init(lanes: Int, settings: TransportSettings) {
+        self.lanes = max(1, lanes)
+        wakeups = (0..<self.lanes).map { _ in DispatchSemaphore(value: 0) }
+        for lane in 0..<self.lanes {
+            startDetachedThread { [self] in
+                self.runLane(lane, settings: settings)
+                self.finished.signal()
+            }
+        }
+    }
+
+    /// Performs `request` on the next free lane; throws on any failure.
+    public func perform(_ request: HTTPRequest, sink: ResponseSink = .memory(limit: 16 << 20)) async throws
+        -> HTTPResponse
+    {
+        let attempt = try await attempt(request, sink: sink)
+        if let error = attempt.error { throw error }
+        return attempt.response
+    }
+
+    /// Performs `request` on the next free lane and reports how far it got, failure or
+    /// not. Throws only CancellationError: cancelling the calling task aborts the
+    /// transfer at its next progress callback.
+    public func attempt(_ request: HTTPRequest, sink: ResponseSink = .memory(limit: 16 << 20)) async throws
+        -> TransferAttempt
+    {
+        let cancel = CancelFlag()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let (accepted, lane) = queue.withLock { queue -> (Bool, Int?) in
+                    guard !queue.closed else { return (false, nil) }
+                    queue.push(Job(request: request, sink: sink, cancel: cancel, continuation: continuation))
+                    return (true, queue.idle.popLast())
+                }
+                if !accepted {
+                    continuation.resume(throwing: CancellationError())
+                } else if let lane {
+                    wakeups[lane].signal()
+                }
+            }
+        } onCancel: {
+            cancel.set()
+        }
+    }
+
+    /// Cancels what is queued or running, and waits (up to `timeout`) until every lane
+    /// has released its libcurl handle. Exiting the process before that races OpenSSL's
+    /// exit-time cleanup against lanes still closing TLS connections.
+    public func shutdown(timeout: Duration = .seconds(5)) async {
+        let (queued, running, idle) = queue.withLock { q -> ([Job], [CancelFlag], [Int]) in
+            q.closed = true
+            var queued: [Job] = []
+            while let job = q.pop() { queued.append(job) }
+            defer { q.idle = [] }
+            return (queued, Array(q.running.values), q.idle)
+        }
+        for job in queued { job.continuation.resume(throwing: CancellationError()) }
+        for flag in running { flag.set() }
+        for lane in idle { wakeups[lane].signal() }
+        let deadline = DispatchTime.now() + .milliseconds(timeout.milliseconds)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            startDetachedThread { [self] in
+                for _ in 0..<lanes { _ = finished.wait(timeout: deadline) }
+                continuation.resume()
+            }
+        }
+    }
+
+    private enum Next {
+        case job(Job)
+        case wait
+        case exit
+    }
+
+    private func runLane(_ lane: Int, settings: TransportSettings) {
+        // Created on demand and dropped after an idle spell: the handle holds the receive
+        // buffer and idle connections, which a sidecar should not keep between downloads.
+        var easy: CurlEasy?
+        while true {
+            let next = queue.withLock { q -> Next in
+                if let job = q.pop() {
+                    q.running[lane] = job.cancel
+                    return .job(job)
+                }
+                if q.closed { return .exit }
+                q.idle.append(lane)
+                return .wait
+            }
+            switch next {
+            case .exit:
+                return
+            case .wait:
+                guard easy != nil else {
+                    wakeups[lane].wait()
+                    continue
+                }
+                let deadline = DispatchTime.now() + .milliseconds(settings.idleRelease.milliseconds)
+                if wakeups[lane].wait(timeout: deadline) == .timedOut {
+                    let stillIdle = queue.withLock { q -> Bool in
+                        guard let index = q.idle.lastIndex(of: lane) else { return false }
+                        q.idle.remove(at: index)
+                        return true
+                    }
+                    if stillIdle {
+                        easy = nil
+                    } else {
+                        wakeups[lane].wait()  // picked just now: its wake-up is on the way
+                    }
+                }
+            case .job(let job):
+                defer { queue.withLock { _ = $0.running.removeValue(forKey: lane) } }
+                if job.cancel.isSet {
+                    job.continuation.resume(throwing: CancellationError())
+                    continue
+                }
+                let handle = easy ?? CurlEasy(settings: settings)
+                easy = handle
+                let attempt = handle.perform(job.request, sink: job.sink, cancel: job.cancel)
+                if handle.needsReplacement { easy = nil }
+                if job.cancel.isSet {
+                    job.continuation.resume(throwing: CancellationError())
+                } else {
+                    job.continuation.resume(returning: attempt)
+                }
+            }
+        }
+    }
+}
