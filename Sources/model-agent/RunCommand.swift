@@ -1,11 +1,6 @@
 import ArgumentParser
-import Dispatch
 import Logging
 import ModelAgent
-
-#if canImport(Glibc)
-    import Glibc
-#endif
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -124,8 +119,7 @@ struct RunCommand: AsyncParsableCommand {
         let logger = log.bootstrap()
         let environment = ProcessEnvironment.current()
         SecretRedactor.shared.registerSecrets(inEnvironment: environment)
-        // Signals are caught before startup, so a SIGHUP then is not the default death.
-        let signals = Signals()
+        let signals = AgentSignals()
         let agent: Agent
         do {
             agent = try await Agent.start(options: options(environment: environment), logger: logger)
@@ -133,37 +127,11 @@ struct RunCommand: AsyncParsableCommand {
             logger.critical("Failed to bring up agent, shutting down.", metadata: ["error": "\(error)"])
             throw ExitCode(ExitStatus.startup)
         }
-        await signals.wait { await agent.reload(reason: "SIGHUP") }
-        await agent.shutdown()
-    }
-}
-
-/// SIGTERM, SIGINT and SIGHUP, caught from creation on (queued until `wait`).
-final class Signals {
-    private let stream: AsyncStream<Int32>
-    private let sources: [any DispatchSourceSignal]
-
-    init() {
-        let (stream, continuation) = AsyncStream<Int32>.makeStream()
-        self.stream = stream
-        var sources: [any DispatchSourceSignal] = []
-        for number in [SIGTERM, SIGINT, SIGHUP] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { continuation.yield(number) }
-            source.resume()
-            sources.append(source)
+        do {
+            try await agent.run(signals: signals)
+        } catch {
+            logger.critical("The agent stopped on an error.", metadata: ["error": "\(error)"])
+            throw ExitCode(ExitStatus.failure)
         }
-        self.sources = sources
-    }
-
-    /// Suspends until SIGTERM or SIGINT; each SIGHUP meanwhile runs `hangUp` (the
-    /// conventional "re-read your configuration", instead of the default of dying).
-    func wait(hangUp: @escaping @Sendable () async -> Void) async {
-        for await number in stream {
-            if number != SIGHUP { break }
-            await hangUp()
-        }
-        for source in sources { source.cancel() }
     }
 }

@@ -1,4 +1,5 @@
 import Logging
+import ServiceLifecycle
 
 /// The running sidecar: config watch, reconciler, status server and their wiring.
 public final class Agent: Sendable {
@@ -8,14 +9,14 @@ public final class Agent: Sendable {
     private let statusServer: StatusServer
     private let dataPool: TransferPool
     private let controlPool: TransferPool
-    private let resync: Task<Void, Never>?
+    private let resyncInterval: Duration?
     private let loader: ConfigLoader
     /// Held for the agent's lifetime: no second agent may manage the model dir meanwhile.
     private let lock: [ModelDirLock]
 
     private init(
         logger: Logger, watcher: ConfigWatcher, reconciler: Reconciler, statusServer: StatusServer,
-        dataPool: TransferPool, controlPool: TransferPool, resync: Task<Void, Never>?, loader: ConfigLoader,
+        dataPool: TransferPool, controlPool: TransferPool, resyncInterval: Duration?, loader: ConfigLoader,
         lock: [ModelDirLock]
     ) {
         self.loader = loader
@@ -26,11 +27,12 @@ public final class Agent: Sendable {
         self.statusServer = statusServer
         self.dataPool = dataPool
         self.controlPool = controlPool
-        self.resync = resync
+        self.resyncInterval = resyncInterval
     }
 
     /// Prepares the directories, recovers what is on disk, starts watching models.json
-    /// and serving status. Returns once everything runs; models converge in the background.
+    /// and serving status. Returns once everything runs; models converge in the background
+    /// until `run` returns.
     public static func start(options: AgentOptions, logger: Logger) async throws -> Agent {
         logger.info("Initializing model agent with config-dir \(options.configDir), model-dir \(options.modelDir)")
         let configDir = FileSystem.absolute(options.configDir)
@@ -110,20 +112,40 @@ public final class Agent: Sendable {
             "Starting agent http server...",
             metadata: ["port": .stringConvertible(statusServer.port), "host": "\(options.statusHost)"])
 
-        var resync: Task<Void, Never>?
-        if let interval = options.resyncInterval {
-            resync = Task {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: interval)
-                    if Task.isCancelled { return }
-                    await loader.reload(reason: "resync")
-                    reconciler.recheckServed()
-                }
-            }
-        }
         return Agent(
             logger: logger, watcher: watcher, reconciler: reconciler, statusServer: statusServer, dataPool: dataPool,
-            controlPool: controlPool, resync: resync, loader: loader, lock: lock)
+            controlPool: controlPool, resyncInterval: options.resyncInterval, loader: loader, lock: lock)
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down: one ServiceGroup owns every
+    /// long-running part and the signals (SIGHUP re-reads models.json).
+    public func run(signals: AgentSignals) async throws {
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(
+                service: ReconcilerService(reconciler: reconciler, pools: [dataPool, controlPool], logger: logger),
+                serviceName: "reconciler"),
+            .init(service: StatusService(server: statusServer), serviceName: "status-server"),
+            .init(service: ConfigWatchService(watcher: watcher), serviceName: "config-watch"),
+        ]
+        if let resyncInterval {
+            services.append(
+                .init(
+                    service: ResyncService(interval: resyncInterval, loader: loader, reconciler: reconciler),
+                    serviceName: "resync"))
+        }
+        services.append(
+            .init(service: SignalService(agent: self, signals: signals, logger: logger), serviceName: "signals"))
+        // The signal service returns on SIGTERM/SIGINT: the group then shuts everything down
+        // in reverse order. Any other service returning early (none should) does the same.
+        for index in services.indices {
+            services[index].successTerminationBehavior = .gracefullyShutdownGroup
+            services[index].failureTerminationBehavior = .gracefullyShutdownGroup
+        }
+        var groupLogger = logger
+        groupLogger.logLevel = max(logger.logLevel, .info)
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(services: services, logger: groupLogger))
+        try await group.run()
     }
 
     /// Re-reads models.json now and re-checks every model with the server (SIGHUP).
@@ -133,19 +155,6 @@ public final class Agent: Sendable {
         reconciler.recheckServed()
     }
 
-    /// Stops watching, cancels downloads in flight (their staging is removed) and closes
-    /// the status server. Models stay loaded in the server: the pod is going away, and
-    /// a restarted agent recovers them from their markers.
-    public func shutdown() async {
-        logger.info("Received TERM signal, attempting to gracefully shutdown servers.")
-        watcher.stop()
-        resync?.cancel()
-        await reconciler.shutdown(timeout: .seconds(10))
-        await statusServer.stop()
-        await dataPool.shutdown()
-        await controlPool.shutdown()
-        logger.info("Shutdown complete, exiting...")
-    }
 }
 
 public struct StartupError: Error, CustomStringConvertible, Sendable {

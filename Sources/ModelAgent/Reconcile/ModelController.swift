@@ -1,18 +1,10 @@
 import Logging
 import Synchronization
 
-/// One model's worker: an actor on its own serial DispatchQueue that moves the model
-/// from what is on disk and in the server towards the latest desired spec. New wishes
-/// overwrite old ones (latest wins); a download made obsolete is cancelled.
+/// One model's worker: an actor on its own serial DispatchQueue that performs the steps
+/// its `ModelStateMachine` decides, towards the latest desired spec. New wishes overwrite
+/// old ones (latest wins); a download made obsolete is cancelled.
 actor ModelController {
-    /// What the model server holds under this name, as far as the agent knows.
-    enum Served: Equatable {
-        /// Not checked since startup: files exist, the server may or may not have them.
-        case unknown
-        case absent
-        case loaded(ModelSpec)
-    }
-
     /// The part of the state written from outside the actor, under a lock, so that a
     /// config change is recorded synchronously and in order.
     struct Intent {
@@ -28,6 +20,8 @@ actor ModelController {
         var wakeToken: UInt64 = 0
         /// The running loop; cancelled on stop so that waits on the server end at once.
         var loop: Task<Void, Never>?
+        /// Told when the running loop ends (shutdown waits on them).
+        var loopEnded: [@Sendable () -> Void] = []
     }
 
     nonisolated let name: ModelName
@@ -37,9 +31,9 @@ actor ModelController {
     private let logger: Logger
     private let retire: @Sendable (ModelController, UInt64) -> Bool
 
-    private var onDisk: ModelSpec?
-    private var served: Served
-    private var failures = 0
+    private var machine: ModelStateMachine
+    /// The files of `machine.staged`, between download and commit.
+    private var staging: StagingDirectory?
 
     nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
@@ -54,17 +48,7 @@ actor ModelController {
         logger[metadataKey: "model"] = "\(name)"
         self.logger = logger
         self.retire = retire
-        switch disk {
-        case .complete(let spec)?:
-            onDisk = spec
-            served = .unknown
-        case .invalidMarker?, .unmarked?:
-            onDisk = nil
-            served = .unknown
-        case nil:
-            onDisk = nil
-            served = .absent
-        }
+        machine = ModelStateMachine(disk: disk)
     }
 
     // MARK: - Called from outside (under the reconciler's lock)
@@ -90,7 +74,14 @@ actor ModelController {
 
     private nonisolated func startLoop(_ i: inout Intent) {
         i.running = true
-        i.loop = Task { await self.run() }
+        i.loop = Task {
+            await self.run()
+            let ended = self.intent.withLock { i in
+                defer { i.loopEnded = [] }
+                return i.running ? [] : i.loopEnded
+            }
+            for callback in ended { callback() }
+        }
     }
 
     /// Asks the worker to verify with the server that a loaded model is still loaded.
@@ -114,6 +105,14 @@ actor ModelController {
     }
 
     nonisolated var isIdle: Bool { intent.withLock { !$0.running } }
+    /// Calls `callback` when the running loop ends; false (and no call) when none runs.
+    nonisolated func whenLoopEnds(_ callback: @escaping @Sendable () -> Void) -> Bool {
+        intent.withLock { i in
+            guard i.running else { return false }
+            i.loopEnded.append(callback)
+            return true
+        }
+    }
     nonisolated var hasCompletedPass: Bool { intent.withLock { $0.passCompleted } }
 
     // MARK: - The loop
@@ -121,40 +120,51 @@ actor ModelController {
     private func run() async {
         logger.debug("Worker is started for \(name)")
         while true {
-            let (target, generation, stopped) = intent.withLock { ($0.desired, $0.generation, $0.stopped) }
+            let (desired, generation, stopped, recheck) = intent.withLock { i in
+                defer { i.recheck = false }
+                return (i.desired, i.generation, i.stopped, i.recheck)
+            }
             if stopped { return finish() }
-            do {
-                if let target {
-                    try await converge(to: target)
-                } else {
-                    try await remove()
+            if recheck { machine.requestRecheck() }
+            let action = machine.next(desired: desired)
+            if case .settled(let spec) = action {
+                machine.finished(action, .succeeded)
+                settle(spec)
+                completePass()
+                if spec == nil {
+                    if retire(self, generation) { return finish() }
+                    continue
                 }
-                failures = 0
+                let idle = intent.withLock { i -> Bool in
+                    guard i.generation == generation && !i.recheck else { return false }
+                    i.running = false
+                    return true
+                }
+                if idle { return }
+                continue
+            }
+            do {
+                machine.finished(action, try await perform(action))
             } catch {
                 if intent.withLock({ $0.stopped }) { return finish() }
-                if error is CancellationError { continue }
-                failures += 1
-                let delay = context.failureBackoff.delay(afterAttempt: error.isTransient ? failures : failures + 3)
-                report(error, target: target, retryIn: delay)
+                if error is CancellationError {
+                    machine.finished(action, .cancelled)
+                    continue
+                }
+                machine.finished(action, .failed(transient: error.isTransient))
+                guard case .backOff(let attempt) = machine.next(desired: desired) else { continue }
+                let delay = context.failureBackoff.delay(afterAttempt: attempt)
+                report(error, target: desired, retryIn: delay)
                 completePass()
                 await pause(for: delay, unlessChangedFrom: generation)
-                continue
+                machine.finished(.backOff(attempt: attempt), .succeeded)
             }
-            completePass()
-            if target == nil {
-                if retire(self, generation) { return }
-                continue
-            }
-            let idle = intent.withLock { i -> Bool in
-                guard i.generation == generation && !i.recheck else { return false }
-                i.running = false
-                return true
-            }
-            if idle { return }
         }
     }
 
     private func finish() {
+        staging?.discard()
+        staging = nil
         intent.withLock { $0.running = false }
     }
 
@@ -162,66 +172,79 @@ actor ModelController {
         intent.withLock { $0.passCompleted = true }
     }
 
-    private func converge(to target: ModelSpec) async throws {
-        let uri = target.storageUri
-        if onDisk != target {
-            let staging = try await download(target)
+    /// Performs one step; throws when it failed (or was cancelled).
+    private func perform(_ action: ModelStateMachine.Action) async throws -> ModelStateMachine.Outcome {
+        switch action {
+        case .download(let target):
+            let staged = try await download(target)
             do {
-                try await adapt(staging, for: target)
-                if served != .absent { try await unloadFromServer(uri: uri) }
-                let (store, name) = (context.store, name)
-                let marker = try await BlockingExecutor.shared.run { try store.commit(staging, as: name, spec: target) }
-                logger.info("Creating successFile \(marker)")
+                try await adapt(staged, for: target)
             } catch {
-                staging.discard()
+                staged.discard()
                 throw error
             }
-            onDisk = target
-            served = .absent
-            context.board.update(name, uri: uri) { $0.diskHash = target.hash }
-        } else if served == .unknown {
-            logger.info("Model successFile exists already for \(name)")
-        }
-
-        let recheck = intent.withLock { i -> Bool in
-            defer { i.recheck = false }
-            return i.recheck
-        }
-        if served == .unknown || (recheck && served == .loaded(target)) {
-            try await context.gate.wait()
-            let ready = try await context.server.isModelReady(name)
-            if ready {
-                if served == .unknown { logger.info("Model \(name) is already loaded in the model server") }
-                served = .loaded(target)
-            } else {
-                if served != .unknown {
-                    logger.warning("Model \(name) is no longer loaded in the model server; loading it again")
-                }
-                served = .absent
+            staging = staged
+        case .discardStaging:
+            staging?.discard()
+            staging = nil
+        case .unload:
+            try await unloadFromServer(uri: desiredURI)
+        case .commit(let target):
+            guard let staged = staging else { throw CancellationError() }
+            staging = nil
+            let (store, name) = (context.store, name)
+            do {
+                let marker = try await BlockingExecutor.shared.run { try store.commit(staged, as: name, spec: target) }
+                logger.info("Creating successFile \(marker)")
+            } catch {
+                staged.discard()
+                throw error
             }
-        }
-        if served != .loaded(target) {
+            context.board.update(name, uri: target.storageUri) { $0.diskHash = target.hash }
+        case .checkServed:
+            return .served(try await checkServed())
+        case .load(let target):
             try await load(target)
+        case .removeFiles:
+            if context.store.directoryExists(name) {
+                let (store, name) = (context.store, name)
+                try await BlockingExecutor.shared.run { try store.remove(name) }
+                logger.info("Removed model dir \(context.store.path(of: name))")
+            }
+        case .backOff(let attempt):
+            let generation = intent.withLock { $0.generation }
+            await pause(for: context.failureBackoff.delay(afterAttempt: attempt), unlessChangedFrom: generation)
+        case .settled:
+            break
         }
-        context.board.update(name, uri: uri) {
+        return .succeeded
+    }
+
+    /// The URI the status board files the model under: the wanted one, else what is on disk.
+    private var desiredURI: String {
+        intent.withLock { $0.desired?.storageUri } ?? machine.onDisk?.storageUri ?? ""
+    }
+
+    private func settle(_ spec: ModelSpec?) {
+        guard let spec else { return context.board.remove(name) }
+        context.board.update(name, uri: spec.storageUri) {
             $0.state = .loaded
             $0.lastError = nil
             $0.failures = 0
-            $0.diskHash = target.hash
+            $0.diskHash = spec.hash
         }
     }
 
-    private func remove() async throws {
-        if served != .absent {
-            try await unloadFromServer(uri: onDisk?.storageUri ?? "")
+    private func checkServed() async throws -> Bool {
+        let wasUnknown = machine.served == .unknown
+        if wasUnknown { logger.info("Model successFile exists already for \(name)") }
+        try await context.gate.wait()
+        let ready = try await context.server.isModelReady(name)
+        if ready && wasUnknown { logger.info("Model \(name) is already loaded in the model server") }
+        if !ready && !wasUnknown {
+            logger.warning("Model \(name) is no longer loaded in the model server; loading it again")
         }
-        if onDisk != nil || context.store.directoryExists(name) {
-            let (store, name) = (context.store, name)
-            try await BlockingExecutor.shared.run { try store.remove(name) }
-            logger.info("Removed model dir \(context.store.path(of: name))")
-        }
-        onDisk = nil
-        context.board.remove(name)
+        return ready
     }
 
     private func download(_ target: ModelSpec) async throws -> StagingDirectory {
@@ -290,7 +313,6 @@ actor ModelController {
             logger.error("Failed to load model \(name) with status [\(failure.status)] and resp:\(failure.reason)")
             throw failure
         }
-        served = .loaded(target)
         context.board.update(name, uri: target.storageUri) { $0.loads += 1 }
         logger.info(
             "Successfully loaded model \(name)",
@@ -302,13 +324,13 @@ actor ModelController {
         logger.info("unloading model \(name)")
         try await context.gate.wait()
         try await context.server.unload(name, logger: logger)
-        served = .absent
         context.board.update(name, uri: uri) { $0.unloads += 1 }
         logger.info("Successfully unloaded model \(name)")
     }
 
     private func report(_ error: any Error, target: ModelSpec?, retryIn delay: Duration) {
-        let uri = target?.storageUri ?? onDisk?.storageUri ?? ""
+        let uri = target?.storageUri ?? machine.onDisk?.storageUri ?? ""
+        let failures = machine.failures
         context.board.update(name, uri: uri) {
             $0.state = .failed
             $0.lastError = "\(error)"
@@ -322,25 +344,41 @@ actor ModelController {
             ])
     }
 
-    /// Sleeps for `delay`, or less if a new wish arrives or the agent stops.
+    /// Sleeps for `delay`, or less if a new wish arrives or the agent stops. Both waits are
+    /// children of this call: whichever ends first cancels the other, so nothing outlives it.
     private func pause(for delay: Duration, unlessChangedFrom generation: UInt64) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let token = intent.withLock { i -> UInt64? in
-                if i.generation != generation || i.stopped { return nil }
-                i.wakeToken += 1
-                i.wake = (i.wakeToken, continuation)
-                return i.wakeToken
-            }
-            guard let token else { return continuation.resume() }
-            Task {
-                try? await Task.sleep(for: delay)
-                let waiting = self.intent.withLock { i -> CheckedContinuation<Void, Never>? in
-                    guard let wake = i.wake, wake.token == token else { return nil }
-                    i.wake = nil
-                    return wake.continuation
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: delay) }
+            group.addTask { await self.waitForWish(after: generation) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Returns when the wish changes from `generation`, the worker stops, or the caller is
+    /// cancelled. Registration and cancellation meet under the intent lock, so neither
+    /// order loses the wake-up.
+    private nonisolated func waitForWish(after generation: UInt64) async {
+        let token = intent.withLock { i -> UInt64 in
+            i.wakeToken += 1
+            return i.wakeToken
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let registered = intent.withLock { i -> Bool in
+                    if i.generation != generation || i.stopped || Task.isCancelled { return false }
+                    i.wake = (token, continuation)
+                    return true
                 }
-                waiting?.resume()
+                if !registered { continuation.resume() }
             }
+        } onCancel: {
+            let waiting = intent.withLock { i -> CheckedContinuation<Void, Never>? in
+                guard let wake = i.wake, wake.token == token else { return nil }
+                i.wake = nil
+                return wake.continuation
+            }
+            waiting?.resume()
         }
     }
 }

@@ -122,14 +122,48 @@ public final class Reconciler: Sendable {
     }
 
     /// Stops every worker (in-flight downloads are cancelled and their staging removed)
-    /// and waits up to `timeout` for them to wind down.
+    /// and waits, up to `timeout`, for their loops to end.
     public func shutdown(timeout: Duration) async {
         let controllers = state.withLock { Array($0.controllers.values) }
         for controller in controllers { controller.stop() }
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline && !controllers.allSatisfy(\.isIdle) {
-            try? await Task.sleep(for: .milliseconds(20))
+        let (ended, signal) = AsyncStream<Void>.makeStream()
+        // One count per running loop, plus one held while registering, so that loops ending
+        // meanwhile cannot finish the stream early.
+        let running = Mutex(1)
+        let release: @Sendable () -> Void = {
+            if running.withLock({ count -> Bool in
+                count -= 1
+                return count == 0
+            }) {
+                signal.finish()
+            }
         }
+        for controller in controllers {
+            running.withLock { $0 += 1 }
+            if !controller.whenLoopEnds(release) { release() }
+        }
+        release()
+        // Either the last loop ends (the stream finishes) or the timeout passes; the loser is
+        // cancelled (a cancelled stream iteration ends at once).
+        let stopped = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for await _ in ended {}
+                return !Task.isCancelled
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        if !stopped { logger.warning("Some model workers did not stop within \(timeout); exiting anyway") }
+    }
+
+    /// The worker of `name`, if any (tests hold it weakly to see that nothing outlives it).
+    func controller(for name: ModelName) -> ModelController? {
+        state.withLock { $0.controllers[name] }
     }
 
     private func makeController(_ name: ModelName, disk: ModelStore.DiskState?) -> ModelController {

@@ -4,7 +4,7 @@ import Logging
 public struct WorkerContext: Sendable {
     public var store: ModelStore
     public var storage: StorageRouter
-    public var server: ModelServerClient
+    var server: any ModelServer
     public var gate: ServerReadinessGate
     public var downloads: AsyncLimiter
     public var loads: AsyncLimiter
@@ -14,8 +14,8 @@ public struct WorkerContext: Sendable {
     /// Backoff between failed attempts of one model (maxAttempts unused: it retries forever).
     public var failureBackoff: RetryPolicy
 
-    public init(
-        store: ModelStore, storage: StorageRouter, server: ModelServerClient, gate: ServerReadinessGate,
+    init(
+        store: ModelStore, storage: StorageRouter, server: any ModelServer, gate: ServerReadinessGate,
         downloads: AsyncLimiter, loads: AsyncLimiter, board: StatusBoard, metrics: AgentMetrics, logger: Logger,
         failureBackoff: RetryPolicy
     ) {

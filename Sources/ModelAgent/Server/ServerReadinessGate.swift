@@ -13,11 +13,11 @@ public final class ServerReadinessGate: Sendable {
     }
 
     private let state: Mutex<State>
-    private let client: ModelServerClient
+    private let client: any ModelServer
     private let logger: Logger
 
     /// `flavor` nil: learn it from `GET /v2` once the server answers.
-    public init(client: ModelServerClient, flavor: ServerFlavor? = nil, logger: Logger) {
+    init(client: any ModelServer, flavor: ServerFlavor? = nil, logger: Logger) {
         self.client = client
         self.logger = logger
         state = Mutex(State(flavor: flavor))

@@ -1,0 +1,83 @@
+import Logging
+import ServiceLifecycle
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+// The agent's long-running parts as services of one ServiceGroup. The group tells them to
+// shut down in the reverse of their order in `Agent.run`: signals first, then the config
+// watch and resync (no new work), then the status port, and the reconciler last (downloads
+// cancelled, staging removed, transfer pools closed).
+
+/// SIGTERM and SIGINT end the agent (this service returns, and the group shuts down in
+/// order); SIGHUP re-reads models.json (the conventional "reload your configuration",
+/// instead of the default of dying).
+struct SignalService: Service {
+    let agent: Agent
+    let signals: AgentSignals
+    let logger: Logger
+
+    func run() async {
+        await cancelWhenGracefulShutdown {
+            for await number in signals.stream {
+                if number != SIGHUP { break }
+                await agent.reload(reason: "SIGHUP")
+            }
+        }
+        logger.info("Received TERM signal, attempting to gracefully shutdown servers.")
+    }
+}
+
+/// Re-reads models.json and re-checks the server every `interval`.
+struct ResyncService: Service {
+    let interval: Duration
+    let loader: ConfigLoader
+    let reconciler: Reconciler
+
+    func run() async {
+        await cancelWhenGracefulShutdown {
+            while true {
+                do { try await Task.sleep(for: interval) } catch { return }
+                await loader.reload(reason: "resync")
+                reconciler.recheckServed()
+            }
+        }
+    }
+}
+
+/// The inotify watch of the config dir, started before the first read (so a change made
+/// during startup is seen) and stopped when the shutdown reaches it.
+struct ConfigWatchService: Service {
+    let watcher: ConfigWatcher
+
+    func run() async {
+        try? await gracefulShutdown()
+        watcher.stop()
+    }
+}
+
+/// The status port, bound before startup returns; closed when the shutdown reaches it.
+struct StatusService: Service {
+    let server: StatusServer
+
+    func run() async {
+        try? await gracefulShutdown()
+        await server.stop()
+    }
+}
+
+/// The per-model workers and the transfer pools they use. Models stay loaded in the server:
+/// the pod is going away, and a restarted agent recovers them from their markers.
+struct ReconcilerService: Service {
+    let reconciler: Reconciler
+    let pools: [TransferPool]
+    let logger: Logger
+
+    func run() async {
+        try? await gracefulShutdown()
+        await reconciler.shutdown(timeout: .seconds(10))
+        for pool in pools { await pool.shutdown() }
+        logger.info("Shutdown complete, exiting...")
+    }
+}

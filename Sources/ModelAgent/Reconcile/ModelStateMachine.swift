@@ -1,0 +1,135 @@
+/// The decisions of one model's worker, without I/O: from what the agent wants and what it
+/// knows of the disk and the server, the next step to take; from a step's outcome, what it
+/// now knows. `ModelController` performs the steps; this type is tested on its own.
+struct ModelStateMachine: Sendable, Equatable {
+    /// What the model server holds under this name, as far as the agent knows.
+    enum Served: Sendable, Equatable {
+        /// Not checked since startup: files exist, the server may or may not have them.
+        case unknown
+        case absent
+        case loaded(ModelSpec)
+    }
+
+    enum Action: Sendable, Equatable {
+        /// Fetch the spec into new staging and shape it for the server.
+        case download(ModelSpec)
+        /// The staged files are for a spec no longer wanted: throw them away.
+        case discardStaging
+        /// Unload the model from the server (before its files are replaced, or to remove it).
+        case unload
+        /// Move the staged files into the model dir, marker last.
+        case commit(ModelSpec)
+        /// Ask the server whether it holds the model.
+        case checkServed
+        case load(ModelSpec)
+        /// Remove the model's directory.
+        case removeFiles
+        /// A step failed: wait before the next try (`attempt` sets the backoff).
+        case backOff(attempt: Int)
+        /// The wish is met: the spec is loaded, or (nil) the model is gone. Nothing to do
+        /// until the wish changes or a re-check is asked for.
+        case settled(ModelSpec?)
+    }
+
+    enum Outcome: Sendable, Equatable {
+        case succeeded
+        /// The answer of `checkServed`.
+        case served(Bool)
+        /// Permanent failures back off longer than transient ones.
+        case failed(transient: Bool)
+        /// The step was abandoned for a newer wish; nothing is learnt.
+        case cancelled
+    }
+
+    private(set) var onDisk: ModelSpec?
+    private(set) var served: Served
+    /// Files may exist in the model dir (a marked, unmarked or invalid directory).
+    private(set) var filesMayExist: Bool
+    /// The spec whose files wait in staging.
+    private(set) var staged: ModelSpec?
+    /// Failures since the wish was last met.
+    private(set) var failures = 0
+    private var backOffDue = false
+    /// The attempt number the pending back-off is computed from.
+    private var backOffAttempt = 0
+    private var recheckAsked = false
+
+    init(disk: ModelStore.DiskState?) {
+        switch disk {
+        case .complete(let spec)?:
+            (onDisk, served, filesMayExist) = (spec, .unknown, true)
+        case .invalidMarker?, .unmarked?:
+            (onDisk, served, filesMayExist) = (nil, .unknown, true)
+        case nil:
+            (onDisk, served, filesMayExist) = (nil, .absent, false)
+        }
+    }
+
+    /// Asks to verify with the server that a loaded model is still loaded (it may have
+    /// restarted and lost it).
+    mutating func requestRecheck() { recheckAsked = true }
+
+    /// The next step towards `desired` (nil: the model is to be removed).
+    func next(desired: ModelSpec?) -> Action {
+        if backOffDue { return .backOff(attempt: backOffAttempt) }
+        if let staged, staged != desired { return .discardStaging }
+        guard let target = desired else {
+            if served != .absent { return .unload }
+            if filesMayExist || onDisk != nil { return .removeFiles }
+            return .settled(nil)
+        }
+        if onDisk != target {
+            if staged == nil { return .download(target) }
+            // The old version (or whatever startup found) leaves the server before its files go.
+            if served != .absent { return .unload }
+            return .commit(target)
+        }
+        if served == .unknown || (recheckAsked && served == .loaded(target)) { return .checkServed }
+        if served != .loaded(target) { return .load(target) }
+        return .settled(target)
+    }
+
+    /// Records how `action` (the last `next`) ended.
+    mutating func finished(_ action: Action, _ outcome: Outcome) {
+        switch outcome {
+        case .cancelled:
+            return
+        case .failed(let transient):
+            failures += 1
+            backOffDue = true
+            // A permanent failure (a 4xx, a bad artifact) is not fixed by retrying soon.
+            backOffAttempt = transient ? failures : failures + 3
+            if case .commit = action { staged = nil }
+            if case .download = action { staged = nil }
+            return
+        case .succeeded, .served:
+            break
+        }
+        switch action {
+        case .download(let spec):
+            staged = spec
+        case .discardStaging:
+            staged = nil
+        case .unload:
+            served = .absent
+        case .commit(let spec):
+            (onDisk, staged, served, filesMayExist) = (spec, nil, .absent, true)
+        case .checkServed:
+            if case .served(true) = outcome, let onDisk {
+                served = .loaded(onDisk)
+            } else {
+                served = .absent
+            }
+            recheckAsked = false
+        case .load(let spec):
+            served = .loaded(spec)
+        case .removeFiles:
+            (onDisk, filesMayExist) = (nil, false)
+        case .backOff:
+            backOffDue = false
+        case .settled:
+            failures = 0
+            recheckAsked = false
+        }
+    }
+}

@@ -1,0 +1,189 @@
+import Foundation
+import Logging
+import Synchronization
+import TestSupport
+import Testing
+
+@testable import ModelAgent
+
+/// The reconciler and its workers in process, with local sources and an in-memory model
+/// server: what reaches the server, and what ends up on disk, without any process.
+@Suite(.timeLimit(.minutes(2)))
+struct ReconcilerTests {
+    /// A V2 server in memory: it holds a set of loaded models, records every call, and
+    /// fails the calls a test asks it to.
+    final class MemoryServer: ModelServer {
+        struct State {
+            var loaded: Set<String> = []
+            var calls: [String] = []
+            var failLoads: [String: Int] = [:]
+        }
+        let state = Mutex(State())
+        let baseURL = "memory://server"
+
+        func probe(_ path: String) async -> Bool { true }
+        func metadata() async -> ModelServerClient.Metadata { .described(name: "memory", version: "1") }
+
+        func isModelReady(_ name: ModelName) async throws -> Bool {
+            state.withLock { s in
+                s.calls.append("ready \(name)")
+                return s.loaded.contains("\(name)")
+            }
+        }
+
+        func load(_ name: ModelName, logger: Logger) async throws {
+            let failing = state.withLock { s -> Bool in
+                s.calls.append("load \(name)")
+                if let left = s.failLoads["\(name)"], left > 0 {
+                    s.failLoads["\(name)"] = left - 1
+                    return true
+                }
+                s.loaded.insert("\(name)")
+                return false
+            }
+            if failing {
+                throw LoadFailure(model: name, operation: "load", status: 500, body: Array(#"{"error":"boom"}"#.utf8))
+            }
+        }
+
+        func unload(_ name: ModelName, logger: Logger) async throws {
+            state.withLock { s in
+                s.calls.append("unload \(name)")
+                s.loaded.remove("\(name)")
+            }
+        }
+
+        var calls: [String] { state.withLock { $0.calls } }
+        var loaded: Set<String> { state.withLock { $0.loaded } }
+    }
+
+    final class World: @unchecked Sendable {
+        let temp: TemporaryDirectory
+        let sources: String
+        let store: ModelStore
+        let server = MemoryServer()
+        let board = StatusBoard()
+        let context: WorkerContext
+        let reconciler: Reconciler
+
+        init(disk: Bool = false) throws {
+            temp = try TemporaryDirectory("reconciler")
+            sources = try temp.subdirectory("sources")
+            for version in ["v1", "v2"] {
+                try FileManager.default.createDirectory(
+                    atPath: sources + "/\(version)", withIntermediateDirectories: true)
+                try Data("weights \(version)".utf8).write(to: URL(fileURLWithPath: sources + "/\(version)/w.bin"))
+            }
+            store = ModelStore(modelDir: temp.path + "/models")
+            let logger = Logger(label: "reconciler-test")
+            try store.prepare(logger: logger)
+            context = WorkerContext(
+                store: store, storage: StorageRouter(local: LocalStorageProvider(roots: [temp.path])), server: server,
+                gate: ServerReadinessGate(client: server, flavor: .generic, logger: logger),
+                downloads: AsyncLimiter(limit: 2), loads: AsyncLimiter(limit: 2), board: board,
+                metrics: AgentMetrics(), logger: logger,
+                failureBackoff: RetryPolicy(
+                    maxAttempts: .max, initialDelay: .milliseconds(10), maxDelay: .milliseconds(50)))
+            reconciler = Reconciler(context: context, disk: try store.recover(logger: logger))
+        }
+
+        func spec(_ version: String) -> ModelSpec {
+            ModelSpec(storageUri: "file://" + sources + "/" + version, framework: "sklearn")
+        }
+
+        func name(_ text: String) throws -> ModelName { try ModelName(validating: text) }
+
+        func settle(_ expected: [String: ModelState]) async throws {
+            try await eventually("states \(expected)") {
+                let states = Dictionary(uniqueKeysWithValues: board.snapshot().map { ("\($0.name)", $0.state) })
+                return states == expected
+            }
+        }
+    }
+
+    @Test func wishesReachTheServerAndTheDiskInOrder() async throws {
+        let w = try World()
+        try w.reconciler.apply([w.name("m"): w.spec("v1"), w.name("n"): w.spec("v1")])
+        try await w.settle(["m": .loaded, "n": .loaded])
+        #expect(w.reconciler.isReady)
+        #expect(w.server.loaded == ["m", "n"])
+        #expect(try String(contentsOfFile: w.store.path(of: w.name("m")) + "/w.bin", encoding: .utf8) == "weights v1")
+
+        // A spec change: the old version leaves the server before its files are replaced.
+        try w.reconciler.apply([w.name("m"): w.spec("v2"), w.name("n"): w.spec("v1")])
+        try await eventually("m to be reloaded") { w.server.calls.filter { $0 == "load m" }.count == 2 }
+        try await w.settle(["m": .loaded, "n": .loaded])
+        #expect(w.server.calls.filter { $0.hasSuffix(" m") } == ["load m", "unload m", "load m"])
+        #expect(try String(contentsOfFile: w.store.path(of: w.name("m")) + "/w.bin", encoding: .utf8) == "weights v2")
+
+        // Removal: unloaded, then its directory goes.
+        try w.reconciler.apply([w.name("m"): w.spec("v2")])
+        try await w.settle(["m": .loaded])
+        try await eventually("n's directory to go") { !w.store.directoryExists(try w.name("n")) }
+        #expect(w.server.loaded == ["m"])
+        await w.reconciler.shutdown(timeout: .seconds(10))
+    }
+
+    @Test func aFailingLoadIsReportedThenRetriedUntilItSucceeds() async throws {
+        let w = try World()
+        w.server.state.withLock { $0.failLoads["m"] = 2 }
+        try w.reconciler.apply([w.name("m"): w.spec("v1")])
+        try await w.settle(["m": .loaded])
+        #expect(w.server.calls == ["load m", "load m", "load m"])
+        let status = try #require(w.board.status(of: w.name("m")))
+        #expect(status.lastError == nil && status.failures == 0)
+        await w.reconciler.shutdown(timeout: .seconds(10))
+    }
+
+    @Test func aRecheckReloadsWhatTheServerLostAndLeavesTheRestAlone() async throws {
+        let w = try World()
+        try w.reconciler.apply([w.name("m"): w.spec("v1"), w.name("n"): w.spec("v1")])
+        try await w.settle(["m": .loaded, "n": .loaded])
+        w.server.state.withLock { _ = $0.loaded.remove("m") }
+        w.reconciler.recheckServed()
+        try await eventually("m to be loaded again") { w.server.loaded == ["m", "n"] }
+        try await eventually("both rechecks") { w.server.calls.filter { $0.hasPrefix("ready") }.count == 2 }
+        #expect(w.server.calls.filter { $0 == "load n" }.count == 1)
+        await w.reconciler.shutdown(timeout: .seconds(10))
+    }
+
+    @Test func aRestartWithMarkedModelsOnlyAsksTheServer() async throws {
+        let first = try World()
+        try first.reconciler.apply([first.name("m"): first.spec("v1")])
+        try await first.settle(["m": .loaded])
+        await first.reconciler.shutdown(timeout: .seconds(10))
+
+        // A second reconciler over the same model dir, the server still holding m.
+        let logger = Logger(label: "reconciler-test")
+        let second = Reconciler(context: first.context, disk: try first.store.recover(logger: logger))
+        second.apply([try first.name("m"): first.spec("v1")])
+        try await eventually("the restart to finish") { second.isReady }
+        #expect(first.server.calls == ["load m", "ready m"])
+        await second.shutdown(timeout: .seconds(10))
+    }
+
+    @Test func shutdownEndsAWorkerWaitingOutALongBackOffAndNothingOutlivesIt() async throws {
+        let w = try World()
+        w.server.state.withLock { $0.failLoads["m"] = 1 }
+        final class Weak: @unchecked Sendable { weak var worker: ModelController? }
+        let weak = Weak()
+        do {
+            let slow = WorkerContext(
+                store: w.context.store, storage: w.context.storage, server: w.server, gate: w.context.gate,
+                downloads: w.context.downloads, loads: w.context.loads, board: w.board, metrics: w.context.metrics,
+                logger: w.context.logger,
+                failureBackoff: RetryPolicy(maxAttempts: .max, initialDelay: .seconds(3600), maxDelay: .seconds(3600)))
+            let reconciler = Reconciler(context: slow, disk: [:])
+            reconciler.apply([try w.name("m"): w.spec("v1")])
+            try await w.settle(["m": .failed])
+            weak.worker = reconciler.controller(for: try w.name("m"))
+            #expect(weak.worker != nil)
+            // The worker now waits an hour; shutdown must not.
+            let started = ContinuousClock.now
+            await reconciler.shutdown(timeout: .seconds(600))
+            #expect(ContinuousClock.now - started < .seconds(60))
+        }
+        // No timer task keeps the worker alive for the rest of its hour.
+        try await eventually("the worker to be released") { weak.worker == nil }
+    }
+}
