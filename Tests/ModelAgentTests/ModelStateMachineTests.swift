@@ -90,7 +90,7 @@ import Testing
     @Test func failuresBackOffLongerWhenPermanentAndResetOnceTheWishIsMet() {
         var m = Machine(disk: nil)
         var loads = 0
-        let steps = Self.drive(&m, to: a) { action in
+        let steps = Self.drive(&m, to: a, served: false) { action in
             guard case .load = action else { return nil }
             loads += 1
             switch loads {
@@ -99,12 +99,31 @@ import Testing
             default: return nil
             }
         }
+        // After each failed load the server is asked first (it answers "not loaded" here).
         #expect(
             steps == [
-                .download(a), .commit(a), .load(a), .backOff(attempt: 1), .load(a), .backOff(attempt: 2), .load(a),
-                .backOff(attempt: 6), .load(a), .settled(a),
+                .download(a), .commit(a), .load(a), .backOff(attempt: 1), .checkServed, .load(a),
+                .backOff(attempt: 2), .checkServed, .load(a), .backOff(attempt: 6), .checkServed, .load(a),
+                .settled(a),
             ])
         #expect(m.failures == 0)
+    }
+
+    /// A load that timed out may finish in the server later: a model removed meanwhile is
+    /// still unloaded, and one still wanted is not loaded twice if the server has it.
+    @Test func aFailedLoadMayHaveHappened() {
+        var removed = Machine(disk: nil)
+        removed.finished(removed.next(desired: a), .succeeded)
+        removed.finished(removed.next(desired: a), .succeeded)
+        #expect(removed.next(desired: a) == .load(a))
+        removed.finished(.load(a), .failed(transient: true))
+        #expect(Self.drive(&removed, to: nil) == [.backOff(attempt: 1), .unload, .removeFiles, .settled(nil)])
+
+        var kept = Machine(disk: nil)
+        kept.finished(kept.next(desired: a), .succeeded)
+        kept.finished(kept.next(desired: a), .succeeded)
+        kept.finished(.load(a), .failed(transient: true))
+        #expect(Self.drive(&kept, to: a, served: true) == [.backOff(attempt: 1), .checkServed, .settled(a)])
     }
 
     @Test func aFailedUnloadIsRetriedWithoutDownloadingAgain() {
@@ -129,6 +148,39 @@ import Testing
             }
             #expect(steps.filter { $0 == .download(a) }.count == 2, "\(failing): \(steps)")
         }
+        var m = Machine(disk: nil)
+        m.finished(m.next(desired: a), .succeeded)
+        m.finished(.commit(a), .failed(transient: false))
+        #expect(m.staged == nil)
+    }
+
+    /// A commit or removal may have moved directories before it failed: the machine stops
+    /// trusting what it knew of the disk, so a removal still deletes, and a later wish
+    /// fetches again instead of loading whatever is there.
+    @Test func aFailedCommitOrRemovalForgetsWhatIsOnDisk() {
+        var committing = Machine(disk: nil)
+        committing.finished(committing.next(desired: a), .succeeded)
+        committing.finished(committing.next(desired: a), .failed(transient: true))
+        #expect(Self.drive(&committing, to: nil) == [.backOff(attempt: 1), .removeFiles, .settled(nil)])
+
+        var replacing = Machine(disk: nil)
+        Self.drive(&replacing, to: a)
+        replacing.finished(replacing.next(desired: b), .succeeded)  // download b
+        replacing.finished(replacing.next(desired: b), .succeeded)  // unload a
+        #expect(replacing.next(desired: b) == .commit(b))
+        replacing.finished(.commit(b), .failed(transient: true))
+        #expect(
+            Self.drive(&replacing, to: a) == [.backOff(attempt: 1), .download(a), .commit(a), .load(a), .settled(a)],
+            "back to a: fetched again, not loaded over whatever the failed commit left")
+
+        var removing = Machine(disk: .complete(a))
+        var removals = 0
+        let steps = Self.drive(&removing, to: nil) { action in
+            guard action == .removeFiles else { return nil }
+            removals += 1
+            return removals == 1 ? .failed(transient: true) : nil
+        }
+        #expect(steps == [.unload, .removeFiles, .backOff(attempt: 1), .removeFiles, .settled(nil)])
     }
 
     @Test func aCancelledStepTeachesNothing() {
@@ -168,6 +220,7 @@ import Testing
                                 // Interrupted part-way: a few steps, then the wish changes.
                                 for _ in 0..<(random.next() % 4) {
                                     let action = m.next(desired: wish)
+                                    Self.checkInvariants(before: m, action)
                                     if case .settled = action { break }
                                     m.finished(action, Self.randomOutcome(action, &random))
                                 }
@@ -204,6 +257,8 @@ import Testing
 
     static func checkInvariants(before m: Machine, _ action: Action) {
         switch action {
+        case .download:
+            #expect(m.staged == nil, "staged files left behind")
         case .load(let spec):
             #expect(m.onDisk == spec, "load without the files")
         case .commit(let spec):

@@ -129,7 +129,8 @@ struct ReconcilerTests {
         w.server.state.withLock { $0.failLoads["m"] = 2 }
         try w.reconciler.apply([w.name("m"): w.spec("v1")])
         try await w.settle(["m": .loaded])
-        #expect(w.server.calls == ["load m", "load m", "load m"])
+        // Between failed loads the server is asked whether the model got loaded after all.
+        #expect(w.server.calls == ["load m", "ready m", "load m", "ready m", "load m"])
         let status = try #require(w.board.status(of: w.name("m")))
         #expect(status.lastError == nil && status.failures == 0)
         await w.reconciler.shutdown(timeout: .seconds(10))
@@ -182,6 +183,12 @@ struct ReconcilerTests {
             let started = ContinuousClock.now
             await reconciler.shutdown(timeout: .seconds(600))
             #expect(ContinuousClock.now - started < .seconds(60))
+            #expect(weak.worker?.isIdle == true, "shutdown returned before the worker stopped")
+            // After shutdown nothing starts again: no wish, recheck or new worker.
+            reconciler.apply([try w.name("m"): w.spec("v2"), try w.name("late"): w.spec("v1")])
+            reconciler.recheckServed()
+            #expect(reconciler.controller(for: try w.name("late")) == nil)
+            #expect(weak.worker?.isIdle == true)
         }
         // No timer task keeps the worker alive for the rest of its hour.
         try await eventually("the worker to be released") { weak.worker == nil }

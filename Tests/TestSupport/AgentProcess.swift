@@ -73,11 +73,19 @@ public final class AgentProcess: @unchecked Sendable {
     public func waitForStates(
         _ expected: [String: String], exactly: Bool = true, timeout: Duration = .seconds(60)
     ) async throws {
-        try await eventually("models \(expected)", timeout: timeout) {
-            let models = try await self.models()
-            let states = Dictionary(uniqueKeysWithValues: models.map { ($0.name, $0.state) })
-            if exactly && Set(states.keys) != Set(expected.keys) { return false }
-            return expected.allSatisfy { states[$0.key] == $0.value }
+        var seen: [String: String] = [:]
+        do {
+            try await eventually("models \(expected)", timeout: timeout) {
+                let models = try await self.models()
+                let states = Dictionary(uniqueKeysWithValues: models.map { ($0.name, $0.state) })
+                seen = states
+                if exactly && Set(states.keys) != Set(expected.keys) { return false }
+                return expected.allSatisfy { states[$0.key] == $0.value }
+            }
+        } catch {
+            // What a failed wait needs to be understood from a CI log alone.
+            let tail = process.output.split(separator: "\n").suffix(25).joined(separator: "\n")
+            throw TestSetupError("\(error); last seen \(seen); the agent's last log lines:\n\(tail)")
         }
     }
 

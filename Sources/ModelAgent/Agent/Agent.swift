@@ -121,10 +121,10 @@ public final class Agent: Sendable {
     /// long-running part and the signals (SIGHUP re-reads models.json).
     public func run(signals: AgentSignals) async throws {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: StatusService(server: statusServer), serviceName: "status-server"),
             .init(
                 service: ReconcilerService(reconciler: reconciler, pools: [dataPool, controlPool], logger: logger),
                 serviceName: "reconciler"),
-            .init(service: StatusService(server: statusServer), serviceName: "status-server"),
             .init(service: ConfigWatchService(watcher: watcher), serviceName: "config-watch"),
         ]
         if let resyncInterval {

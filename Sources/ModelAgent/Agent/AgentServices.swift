@@ -6,9 +6,9 @@ import ServiceLifecycle
 #endif
 
 // The agent's long-running parts as services of one ServiceGroup. The group tells them to
-// shut down in the reverse of their order in `Agent.run`: signals first, then the config
-// watch and resync (no new work), then the status port, and the reconciler last (downloads
-// cancelled, staging removed, transfer pools closed).
+// shut down in the reverse of their order in `Agent.run`: signals first, then resync and the
+// config watch (no new work), then the reconciler (downloads cancelled, staging removed,
+// transfer pools closed), and the status port last, so it answers while workers drain.
 
 /// SIGTERM and SIGINT end the agent (this service returns, and the group shuts down in
 /// order); SIGHUP re-reads models.json (the conventional "reload your configuration",
@@ -19,13 +19,18 @@ struct SignalService: Service {
     let logger: Logger
 
     func run() async {
-        await cancelWhenGracefulShutdown {
+        let signalled = await cancelWhenGracefulShutdown {
             for await number in signals.stream {
-                if number != SIGHUP { break }
+                if number != SIGHUP { return true }
                 await agent.reload(reason: "SIGHUP")
             }
+            return false
         }
-        logger.info("Received TERM signal, attempting to gracefully shutdown servers.")
+        if signalled {
+            logger.info("Received TERM signal, attempting to gracefully shutdown servers.")
+        } else {
+            logger.info("Shutting down")
+        }
     }
 }
 
@@ -76,8 +81,13 @@ struct ReconcilerService: Service {
 
     func run() async {
         try? await gracefulShutdown()
-        await reconciler.shutdown(timeout: .seconds(10))
-        for pool in pools { await pool.shutdown() }
+        // Awaited here, but not cancelled with this service: if the group is cancelled
+        // rather than shut down, the workers still get their time to stop.
+        let (reconciler, pools) = (self.reconciler, self.pools)
+        await Task {
+            await reconciler.shutdown(timeout: .seconds(10))
+            for pool in pools { await pool.shutdown() }
+        }.value
         logger.info("Shutdown complete, exiting...")
     }
 }

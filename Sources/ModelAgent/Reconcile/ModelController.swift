@@ -76,9 +76,12 @@ actor ModelController {
         i.running = true
         i.loop = Task {
             await self.run()
-            let ended = self.intent.withLock { i in
+            // A newer loop may already run (started after this one went idle): its
+            // callbacks are its own.
+            let ended = self.intent.withLock { i -> [@Sendable () -> Void] in
+                guard !i.running else { return [] }
                 defer { i.loopEnded = [] }
-                return i.running ? [] : i.loopEnded
+                return i.loopEnded
             }
             for callback in ended { callback() }
         }
@@ -132,7 +135,8 @@ actor ModelController {
                 settle(spec)
                 completePass()
                 if spec == nil {
-                    if retire(self, generation) { return finish() }
+                    // Retired: stopped and forgotten under the reconciler's lock.
+                    if retire(self, generation) { return }
                     continue
                 }
                 let idle = intent.withLock { i -> Bool in
@@ -147,7 +151,9 @@ actor ModelController {
                 machine.finished(action, try await perform(action))
             } catch {
                 if intent.withLock({ $0.stopped }) { return finish() }
-                if error is CancellationError {
+                // Cancelled for a newer wish: nothing learnt. Any other cancellation (a
+                // closed pool, say) is a failure like another, so the worker cannot spin.
+                if error is CancellationError && intent.withLock({ $0.generation != generation }) {
                     machine.finished(action, .cancelled)
                     continue
                 }
@@ -190,7 +196,7 @@ actor ModelController {
         case .unload:
             try await unloadFromServer(uri: desiredURI)
         case .commit(let target):
-            guard let staged = staging else { throw CancellationError() }
+            guard let staged = staging else { throw StagingLost(model: name) }
             staging = nil
             let (store, name) = (context.store, name)
             do {
@@ -381,4 +387,11 @@ actor ModelController {
             waiting?.resume()
         }
     }
+}
+
+/// The machine said "commit" with no staged files: a bug, reported as a failure (the files
+/// are fetched again) rather than a trap.
+struct StagingLost: Error, CustomStringConvertible {
+    let model: ModelName
+    var description: String { "internal error: the staged files of \(model) are gone; fetching them again" }
 }

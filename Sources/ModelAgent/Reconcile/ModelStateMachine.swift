@@ -99,8 +99,20 @@ struct ModelStateMachine: Sendable, Equatable {
             backOffDue = true
             // A permanent failure (a 4xx, a bad artifact) is not fixed by retrying soon.
             backOffAttempt = transient ? failures : failures + 3
-            if case .commit = action { staged = nil }
-            if case .download = action { staged = nil }
+            switch action {
+            case .download:
+                staged = nil
+            case .commit, .removeFiles:
+                // Either may have moved directories before failing: what is on disk is
+                // no longer known, but something may be.
+                (onDisk, staged, filesMayExist) = (nil, nil, true)
+            case .load:
+                // A load that timed out (or failed part-way) may still complete in the
+                // server: ask before loading again, and unload before removing.
+                served = .unknown
+            default:
+                break
+            }
             return
         case .succeeded, .served:
             break

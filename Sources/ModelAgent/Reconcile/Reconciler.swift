@@ -11,6 +11,8 @@ public final class Reconciler: Sendable {
         var configured = false
         var configAttempted = false
         var ready = false
+        /// Set by shutdown: no wish, recheck or new worker after it.
+        var closed = false
     }
 
     private let state: Mutex<State>
@@ -29,6 +31,7 @@ public final class Reconciler: Sendable {
     /// disk at startup is served from its marker.
     public func apply(_ desired: [ModelName: ModelSpec], keep: Set<ModelName> = []) {
         state.withLock { s in
+            if s.closed { return }
             for name in desired.keys.sorted() {
                 let spec = desired[name]!
                 if let controller = s.controllers[name] {
@@ -85,6 +88,7 @@ public final class Reconciler: Sendable {
     /// lost them) until a usable models.json says otherwise. Readiness then waits for them.
     public func configUnavailable() {
         state.withLock { s in
+            if s.closed { return }
             if !s.configured {
                 for (name, found) in s.disk.sorted(by: { $0.key < $1.key }) {
                     guard case .complete(let spec) = found, s.controllers[name] == nil else { continue }
@@ -105,7 +109,7 @@ public final class Reconciler: Sendable {
     /// Asks every model's worker to check that the server still has it loaded (the
     /// model server may have restarted and lost it).
     public func recheckServed() {
-        let controllers = state.withLock { Array($0.controllers.values) }
+        let controllers = state.withLock { $0.closed ? [] : Array($0.controllers.values) }
         for controller in controllers { controller.requestRecheck() }
     }
 
@@ -124,8 +128,14 @@ public final class Reconciler: Sendable {
     /// Stops every worker (in-flight downloads are cancelled and their staging removed)
     /// and waits, up to `timeout`, for their loops to end.
     public func shutdown(timeout: Duration) async {
-        let controllers = state.withLock { Array($0.controllers.values) }
-        for controller in controllers { controller.stop() }
+        // Closed and stopped under the lock: a wish applied concurrently either reached a
+        // worker stopped here or is refused.
+        let controllers = state.withLock { s -> [ModelController] in
+            s.closed = true
+            let all = Array(s.controllers.values)
+            for controller in all { controller.stop() }
+            return all
+        }
         let (ended, signal) = AsyncStream<Void>.makeStream()
         // One count per running loop, plus one held while registering, so that loops ending
         // meanwhile cannot finish the stream early.
@@ -179,6 +189,8 @@ public final class Reconciler: Sendable {
             let done = controller.intent.withLock { i -> Bool in
                 guard i.generation == generation && i.desired == nil else { return false }
                 i.running = false
+                // A late recheck or wish must not restart it: a new worker takes the name.
+                i.stopped = true
                 return true
             }
             if done && current { s.controllers[controller.name] = nil }

@@ -32,9 +32,7 @@ public actor GCSTokenProvider {
     public let source: GCSCredentialSource
     private let pool: TransferPool
     private let logger: Logger
-    private let refreshMargin: Int
-    private var cached: (token: String, expires: Int)?
-    private var pending: Task<(token: String, expires: Int)?, any Error>?
+    private let cache: CredentialCache<String>
     /// No metadata server answered (nothing resolves or listens there): anonymous
     /// requests until this time, then the server is asked again.
     private var anonymousUntil: ContinuousClock.Instant?
@@ -52,8 +50,8 @@ public actor GCSTokenProvider {
         self.source = source
         self.pool = pool
         self.logger = logger
-        self.refreshMargin = refreshMargin
         self.absenceRecheck = absenceRecheck
+        cache = CredentialCache(refreshMargin: refreshMargin)
     }
 
     /// The current token; nil means anonymous. A metadata server that is there but
@@ -63,14 +61,23 @@ public actor GCSTokenProvider {
     public func token() async throws -> String? {
         if case .anonymous = source { return nil }
         if let anonymousUntil, ContinuousClock.now < anonymousUntil { return nil }
-        if let cached, cached.expires - refreshMargin > UTCTime.now().seconds { return cached.token }
-        if let pending { return try await pending.value?.token }
-        let task = Task { [source, pool, logger] in try await Self.fetch(source, pool: pool, logger: logger) }
-        pending = task
-        defer { pending = nil }
+        do {
+            return try await cache.value { [self] in try await self.fetchCounted() }
+        } catch is NoGCSCredentials {
+            if anonymousUntil == nil {
+                logger.info("No GCS credentials found (no key file, no metadata server); using anonymous requests")
+            }
+            anonymousUntil = ContinuousClock.now + absenceRecheck
+            return nil
+        }
+    }
+
+    /// One fetch (the cache runs one at a time for all callers), with the bookkeeping that
+    /// belongs to fetches rather than callers: timeouts in a row, and recovery.
+    private func fetchCounted() async throws -> CredentialCache<String>.Fetched {
         let answer: (token: String, expires: Int)?
         do {
-            answer = try await task.value
+            answer = try await Self.fetch(source, pool: pool, logger: logger)
             timeoutsInARow = 0
         } catch let error as MetadataTimeout {
             timeoutsInARow += 1
@@ -78,17 +85,10 @@ public actor GCSTokenProvider {
             timeoutsInARow = 0
             answer = nil
         }
-        guard let fresh = answer else {
-            if anonymousUntil == nil {
-                logger.info("No GCS credentials found (no key file, no metadata server); using anonymous requests")
-            }
-            anonymousUntil = ContinuousClock.now + absenceRecheck
-            return nil
-        }
+        guard let fresh = answer else { throw NoGCSCredentials() }
         if anonymousUntil != nil { logger.info("The metadata server answers now; GCS requests carry its token") }
         anonymousUntil = nil
-        cached = fresh
-        return fresh.token
+        return .init(value: fresh.token, expires: fresh.expires)
     }
 
     private static func fetch(_ source: GCSCredentialSource, pool: TransferPool, logger: Logger) async throws -> (
@@ -225,6 +225,9 @@ public actor GCSTokenProvider {
         return (answer.access_token, now + lifetime)
     }
 }
+
+/// Neither a key file nor a metadata server: requests go anonymous for a while.
+struct NoGCSCredentials: Error {}
 
 /// The metadata server did not answer in time: a transient failure, unless it keeps
 /// happening (then there is no metadata server, as off GCP where its name may hang).

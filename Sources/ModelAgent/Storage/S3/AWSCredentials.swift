@@ -39,11 +39,9 @@ public actor AWSCredentialProvider {
     public let source: AWSCredentialSource
     private let pool: TransferPool
     private let logger: Logger
-    private let refreshMargin: Int
-    private var cached: (credentials: AWSCredentials, refreshAt: Int)?
-    private var pending: Task<AWSCredentials, any Error>?
-    private let now: @Sendable () -> UTCTime
-    /// How long credentials without a parseable expiry are taken to live.
+    private let cache: CredentialCache<AWSCredentials>
+    /// How long credentials without a parseable expiry are taken to live: reused for a
+    /// while (not an STS call per request), as STS keys live an hour at least.
     static let assumedLifetime = 900 + 300
 
     public init(
@@ -53,8 +51,8 @@ public actor AWSCredentialProvider {
         self.source = source
         self.pool = pool
         self.logger = logger
-        self.refreshMargin = refreshMargin
-        self.now = now
+        cache = CredentialCache(
+            refreshMargin: refreshMargin, assumedLifetime: Self.assumedLifetime, now: { now().seconds })
     }
 
     /// Nil means "send the request unsigned".
@@ -63,21 +61,12 @@ public actor AWSCredentialProvider {
         case .anonymous: return nil
         case .fixed(let credentials): return credentials
         case .webIdentity(let role, let tokenFile, let session, let endpoint):
-            if let cached, cached.refreshAt > now().seconds { return cached.credentials }
-            if let pending { return try await pending.value }
-            let task = Task { [pool, logger] in
-                try await STSWebIdentity.assumeRole(
+            return try await cache.value { [pool, logger] in
+                let fresh = try await STSWebIdentity.assumeRole(
                     role: role, tokenFile: tokenFile, sessionName: session, endpoint: endpoint, pool: pool,
                     logger: logger)
+                return .init(value: fresh, expires: fresh.expiration?.seconds)
             }
-            pending = task
-            defer { pending = nil }
-            let fresh = try await task.value
-            // Without a readable expiry, keys are still reused for a while (not an STS call
-            // per request): STS keys live an hour at least.
-            let lifetime = fresh.expiration.map { $0.seconds - now().seconds } ?? Self.assumedLifetime
-            cached = (fresh, now().seconds + max(0, lifetime - refreshMargin))
-            return fresh
         }
     }
 }
