@@ -81,12 +81,16 @@ public func eventually(
 ) async throws {
     let deadline = ContinuousClock.now + timeout
     var lastError: (any Error)?
-    while ContinuousClock.now < deadline {
+    while true {
+        // Read the clock before the check: a check that runs after the deadline (this task
+        // may have waited long for a thread on a busy machine) still counts.
+        let late = ContinuousClock.now >= deadline
         do {
             if try await condition() { return }
         } catch {
             lastError = error
         }
+        if late { break }
         try await Task.sleep(for: interval)
     }
     throw TestSetupError("timed out waiting for \(what)" + (lastError.map { " (last error: \($0))" } ?? ""))
