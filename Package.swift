@@ -5,8 +5,7 @@ let package = Package(
     name: "model-agent",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "model-agent", targets: ["model-agent"]),
-        .library(name: "ModelAgent", targets: ["ModelAgent"]),
+        .executable(name: "model-agent", targets: ["model-agent"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),

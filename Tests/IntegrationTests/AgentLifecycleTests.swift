@@ -1,7 +1,8 @@
 import Foundation
-import ModelAgent
 import TestSupport
 import Testing
+
+@testable import ModelAgent
 
 /// The agent core end to end: models.json → download → marker → load into a real
 /// MLServer 1.7.1, through config changes and restarts (reference scenarios 1–11, 17).

@@ -1,7 +1,8 @@
 import Foundation
-import ModelAgent
 import TestSupport
 import Testing
+
+@testable import ModelAgent
 
 /// Reference scenarios 11 and 16: a burst of changes to one model while others work, and
 /// the global download limit.

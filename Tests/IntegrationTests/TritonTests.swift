@@ -1,7 +1,8 @@
 import Foundation
-import ModelAgent
 import TestSupport
 import Testing
+
+@testable import ModelAgent
 
 /// The agent driving a real Triton 2.51 in explicit mode (python-backend models), through
 /// the recording proxy.

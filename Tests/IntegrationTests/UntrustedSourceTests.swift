@@ -1,7 +1,8 @@
 import Foundation
-import ModelAgent
 import TestSupport
 import Testing
+
+@testable import ModelAgent
 
 /// The agent binary against hostile or careless sources served by the fault server: a
 /// storage server echoing credentials, an endless body, a zip bomb, and local paths that

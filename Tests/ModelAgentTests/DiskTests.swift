@@ -1,8 +1,9 @@
 import Foundation
 import Logging
-import ModelAgent
 import TestSupport
 import Testing
+
+@testable import ModelAgent
 
 @Suite struct RelativePathTests {
     @Test func normalizes() throws {

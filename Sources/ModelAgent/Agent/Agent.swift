@@ -2,9 +2,9 @@ import Logging
 import ServiceLifecycle
 
 /// The running sidecar: config watch, reconciler, status server and their wiring.
-public final class Agent: Sendable {
+package final class Agent: Sendable {
     private let logger: Logger
-    private let watcher: ConfigWatcher
+    private let configWatch: ConfigWatchService
     private let reconciler: Reconciler
     private let statusServer: StatusServer
     private let dataPool: TransferPool
@@ -15,14 +15,14 @@ public final class Agent: Sendable {
     private let lock: [ModelDirLock]
 
     private init(
-        logger: Logger, watcher: ConfigWatcher, reconciler: Reconciler, statusServer: StatusServer,
+        logger: Logger, configWatch: ConfigWatchService, reconciler: Reconciler, statusServer: StatusServer,
         dataPool: TransferPool, controlPool: TransferPool, resyncInterval: Duration?, loader: ConfigLoader,
         lock: [ModelDirLock]
     ) {
         self.loader = loader
         self.lock = lock
         self.logger = logger
-        self.watcher = watcher
+        self.configWatch = configWatch
         self.reconciler = reconciler
         self.statusServer = statusServer
         self.dataPool = dataPool
@@ -33,7 +33,7 @@ public final class Agent: Sendable {
     /// Prepares the directories, recovers what is on disk, starts watching models.json
     /// and serving status. Returns once everything runs; models converge in the background
     /// until `run` returns.
-    public static func start(options: AgentOptions, logger: Logger) async throws -> Agent {
+    package static func start(options: AgentOptions, logger: Logger) async throws -> Agent {
         logger.info("Initializing model agent with config-dir \(options.configDir), model-dir \(options.modelDir)")
         let configDir = FileSystem.absolute(options.configDir)
         switch FileSystem.resolvedKind(configDir) {
@@ -80,16 +80,14 @@ public final class Agent: Sendable {
         let reconciler = Reconciler(context: context, disk: disk)
         let health = ConfigHealth()
         let loader = ConfigLoader(
-            configDir: configDir, debounce: options.configDebounce, logger: logger, metrics: metrics, health: health,
+            configDir: configDir, logger: logger, metrics: metrics, health: health,
             apply: { reconciler.apply($0, keep: $1) }, unavailable: { reconciler.configUnavailable() })
 
         // The watch exists before the first read, so a change made while we read (or
         // while the first downloads run) produces an event and is applied.
         let watcher: ConfigWatcher
         do {
-            watcher = try ConfigWatcher(directory: configDir, logger: logger) { event in
-                Task { await loader.changed(event) }
-            }
+            watcher = try ConfigWatcher(directory: configDir, logger: logger)
         } catch {
             throw StartupError("cannot watch config dir \(configDir): \(error)")
         }
@@ -113,19 +111,22 @@ public final class Agent: Sendable {
             metadata: ["port": .stringConvertible(statusServer.port), "host": "\(options.statusHost)"])
 
         return Agent(
-            logger: logger, watcher: watcher, reconciler: reconciler, statusServer: statusServer, dataPool: dataPool,
+            logger: logger,
+            configWatch: ConfigWatchService(
+                watcher: watcher, loader: loader, debounce: options.configDebounce, logger: logger),
+            reconciler: reconciler, statusServer: statusServer, dataPool: dataPool,
             controlPool: controlPool, resyncInterval: options.resyncInterval, loader: loader, lock: lock)
     }
 
     /// Runs until SIGTERM or SIGINT, then shuts down: one ServiceGroup owns every
     /// long-running part and the signals (SIGHUP re-reads models.json).
-    public func run(signals: AgentSignals) async throws {
+    package func run(signals: AgentSignals) async throws {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: StatusService(server: statusServer), serviceName: "status-server"),
             .init(
                 service: ReconcilerService(reconciler: reconciler, pools: [dataPool, controlPool], logger: logger),
                 serviceName: "reconciler"),
-            .init(service: ConfigWatchService(watcher: watcher), serviceName: "config-watch"),
+            .init(service: configWatch, serviceName: "config-watch"),
         ]
         if let resyncInterval {
             services.append(
@@ -149,7 +150,7 @@ public final class Agent: Sendable {
     }
 
     /// Re-reads models.json now and re-checks every model with the server (SIGHUP).
-    public func reload(reason: String) async {
+    func reload(reason: String) async {
         logger.info("Re-reading models.json (\(reason))")
         await loader.reload(reason: reason)
         reconciler.recheckServed()
@@ -157,7 +158,7 @@ public final class Agent: Sendable {
 
 }
 
-public struct StartupError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+struct StartupError: Error, CustomStringConvertible, Sendable {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -51,13 +51,27 @@ struct ResyncService: Service {
     }
 }
 
-/// The inotify watch of the config dir, started before the first read (so a change made
-/// during startup is seen) and stopped when the shutdown reaches it.
+/// The inotify watch of the config dir (started before the first read, so a change made
+/// during startup is seen) and the reads it triggers. A burst of events (the kubelet's swap
+/// produces several; an in-place write can be seen half-done) becomes one read `debounce`
+/// after its first event; events queued before that read are then skipped.
 struct ConfigWatchService: Service {
     let watcher: ConfigWatcher
+    let loader: ConfigLoader
+    let debounce: Duration
+    let logger: Logger
 
     func run() async {
-        try? await gracefulShutdown()
+        await cancelWhenGracefulShutdown {
+            var readAfter: UInt64 = 0
+            for await change in watcher.changes {
+                logger.info("Processing event \(change.event)")
+                if change.sequence <= readAfter { continue }
+                do { try await Task.sleep(for: debounce) } catch { return }
+                readAfter = watcher.latestSequence
+                await loader.reload(reason: "change")
+            }
+        }
         watcher.stop()
     }
 }

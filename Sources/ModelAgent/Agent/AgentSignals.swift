@@ -8,12 +8,12 @@ import Synchronization
 /// SIGTERM, SIGINT and SIGHUP, caught from creation on and queued until the agent's signal
 /// service reads them: created before startup, so that a signal during startup is neither
 /// the default death nor lost.
-public final class AgentSignals: Sendable {
+package final class AgentSignals: Sendable {
     let stream: AsyncStream<Int32>
     /// Kept (and cancelled on deinit); never touched between, the lock only makes that sendable.
     private let sources: Mutex<[any DispatchSourceSignal]>
 
-    public init() {
+    package init() {
         let (stream, continuation) = AsyncStream<Int32>.makeStream()
         self.stream = stream
         var sources: [any DispatchSourceSignal] = []

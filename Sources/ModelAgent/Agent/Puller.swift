@@ -2,14 +2,14 @@ import Logging
 
 /// One verified download outside the sidecar, as KServe's storage-initializer does in
 /// an init container: fetch `uri` into `destination` completely, or leave it untouched.
-public struct Puller: Sendable {
+package struct Puller: Sendable {
     let router: StorageRouter
 
-    public init(router: StorageRouter) {
+    package init(router: StorageRouter) {
         self.router = router
     }
 
-    public func pull(_ uri: String, into destination: String, logger: Logger) async throws -> FetchReport {
+    package func pull(_ uri: String, into destination: String, logger: Logger) async throws -> FetchReport {
         let location = try StorageLocation.parse(uri)
         let target = FileSystem.absolute(destination)
         let created = !FileSystem.exists(target)

@@ -1,9 +1,9 @@
 import Logging
 
 /// Builds the storage providers over one transfer pool, configured from the environment.
-public enum StorageFactory {
+package enum StorageFactory {
     /// `protectedPaths`: directories local sources may never be read from (the agent's own).
-    public static func router(
+    package static func router(
         pool: TransferPool, options: TransferOptions, environment: [String: String], logger: Logger,
         protectedPaths: [String] = []
     ) -> StorageRouter {

@@ -2,13 +2,13 @@ import Synchronization
 
 /// Whether the last read of models.json could be used, and if not why: shown by /readyz,
 /// /metrics and the log while the agent keeps serving the last good state.
-public final class ConfigHealth: Sendable {
+final class ConfigHealth: Sendable {
     private let problem = Mutex<String?>(nil)
 
-    public init() {}
+    init() {}
 
     /// Nil when the last read was usable.
-    public var currentProblem: String? { problem.withLock { $0 } }
+    var currentProblem: String? { problem.withLock { $0 } }
 
     func report(_ text: String?) { problem.withLock { $0 = text } }
 }

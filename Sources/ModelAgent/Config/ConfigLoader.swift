@@ -1,11 +1,9 @@
 import Logging
 
 /// Reads models.json and hands each new desired state to the reconciler. A read that
-/// fails or does not parse keeps the last good state. Bursts of change events (the
-/// kubelet's swap produces several) collapse into one read after a short delay.
-public actor ConfigLoader {
-    public let path: String
-    private let debounce: Duration
+/// fails or does not parse keeps the last good state.
+actor ConfigLoader {
+    let path: String
     private let logger: Logger
     private let metrics: AgentMetrics
     private let apply: @Sendable (_ desired: [ModelName: ModelSpec], _ keep: Set<ModelName>) -> Void
@@ -14,43 +12,25 @@ public actor ConfigLoader {
 
     private var lastGood: [ModelName: ModelSpec]?
     private var lastBytes: [UInt8]?
-    private var scheduled = false
 
     /// `unavailable` is called when the first read finds no usable file: the agent then
     /// keeps serving what is on disk.
-    public init(
-        configDir: String, debounce: Duration, logger: Logger, metrics: AgentMetrics, health: ConfigHealth,
+    init(
+        configDir: String, logger: Logger, metrics: AgentMetrics, health: ConfigHealth,
         apply: @escaping @Sendable (_ desired: [ModelName: ModelSpec], _ keep: Set<ModelName>) -> Void,
         unavailable: @escaping @Sendable () -> Void
     ) {
         self.health = health
         path = configDir + "/models.json"
-        self.debounce = debounce
         self.logger = logger
         self.metrics = metrics
         self.apply = apply
         self.unavailable = unavailable
     }
 
-    /// A change was observed: re-read soon.
-    public func changed(_ event: String) {
-        logger.info("Processing event \(event)")
-        guard !scheduled else { return }
-        scheduled = true
-        Task {
-            try? await Task.sleep(for: debounce)
-            self.fire()
-        }
-    }
-
-    private func fire() {
-        scheduled = false
-        reload(reason: "change")
-    }
-
     /// Reads the file now. Returns whether a desired state is known afterwards.
     @discardableResult
-    public func reload(reason: String) -> Bool {
+    func reload(reason: String) -> Bool {
         let bytes: [UInt8]
         do {
             bytes = try FileSystem.readFile(path, limit: 16 << 20)

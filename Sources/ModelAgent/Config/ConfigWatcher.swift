@@ -8,24 +8,44 @@ import Synchronization
 /// Watches the config directory with inotify and reports changes that can affect
 /// models.json: the kubelet's atomic `..data` symlink swap, in-place writes, and renames
 /// onto the file. The watch is on the directory, so a replaced file is still seen; if the
-/// directory itself goes away the watch is re-installed when it comes back.
-public final class ConfigWatcher: Sendable {
-    public static let watchedNames: Set<String> = ["..data", "models.json"]
+/// directory itself goes away the watch is re-installed when it comes back. Changes are
+/// delivered, numbered, on `changes`, for one consumer (the config-watch service).
+final class ConfigWatcher: Sendable {
+    static let watchedNames: Set<String> = ["..data", "models.json"]
 
+    /// One observed event. `sequence` grows by one per event, so a consumer that has
+    /// just read the file can skip the events that were queued before its read.
+    struct Change: Sendable, Equatable {
+        let sequence: UInt64
+        let event: String
+    }
+
+    let changes: AsyncStream<Change>
+    private let continuation: AsyncStream<Change>.Continuation
     private let directory: String
     private let logger: Logger
-    private let onChange: @Sendable (_ event: String) -> Void
     private let stopped = Atomic<Bool>(false)
+    private let delivered = Atomic<UInt64>(0)
     private let fd: Int32
     private let watch = Mutex<Int32>(-1)
 
-    public init(directory: String, logger: Logger, onChange: @escaping @Sendable (_ event: String) -> Void) throws {
+    init(directory: String, logger: Logger) throws {
         self.directory = directory
         self.logger = logger
-        self.onChange = onChange
+        // Bounded: a consumer that falls behind needs only the newest events (each one
+        // means "read the file again").
+        (changes, continuation) = AsyncStream.makeStream(of: Change.self, bufferingPolicy: .bufferingNewest(256))
         fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         guard fd >= 0 else { throw SystemError("inotify_init1", path: directory) }
         try addWatch()
+    }
+
+    /// The number of the newest event delivered so far.
+    var latestSequence: UInt64 { delivered.load(ordering: .acquiring) }
+
+    private func deliver(_ event: String) {
+        let sequence = delivered.add(1, ordering: .acquiringAndReleasing).newValue
+        continuation.yield(Change(sequence: sequence, event: event))
     }
 
     deinit { close(fd) }
@@ -42,12 +62,16 @@ public final class ConfigWatcher: Sendable {
 
     /// Starts the reading thread. Call after the initial read has been scheduled:
     /// events are queued by the kernel from `init` on, so nothing is missed in between.
-    public func start() {
+    func start() {
         logger.info("Start to watch model config event")
         startDetachedThread { [self] in self.loop() }
     }
 
-    public func stop() { stopped.store(true, ordering: .relaxed) }
+    /// Ends the reading thread (within its poll interval) and the `changes` stream.
+    func stop() {
+        stopped.store(true, ordering: .relaxed)
+        continuation.finish()
+    }
 
     private func loop() {
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
@@ -78,7 +102,7 @@ public final class ConfigWatcher: Sendable {
                     }
                 }
             }
-            for event in events { onChange(event) }
+            for event in events { deliver(event) }
         }
     }
 
@@ -86,7 +110,7 @@ public final class ConfigWatcher: Sendable {
         guard watch.withLock({ $0 }) < 0, FileSystem.resolvedKind(directory) == .directory else { return }
         if (try? addWatch()) != nil {
             logger.info("Watching \(directory) again")
-            onChange("REWATCH \(JSONText.quoted(directory))")
+            deliver("REWATCH \(JSONText.quoted(directory))")
         }
     }
 

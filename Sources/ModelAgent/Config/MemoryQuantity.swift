@@ -4,38 +4,38 @@
 /// The text comes from models.json, so parsing never traps: at most 19 significant
 /// digits, exponents within ±24, every product checked, and values past 8Ei (the
 /// int64 range Kubernetes itself stores) or below zero refused.
-public struct MemoryQuantity: Hashable, Sendable, CustomStringConvertible {
+package struct MemoryQuantity: Hashable, Sendable, CustomStringConvertible {
     /// The text as it appeared in models.json; written back into markers unchanged.
-    public let original: String
+    let original: String
     /// The value in nano-units, rounded up as Kubernetes does; never negative.
-    public let nanos: Int128
+    let nanos: Int128
 
     /// The largest value accepted: Int64.max bytes, in nano-units.
     static let maximumNanos = Int128(Int64.max) * 1_000_000_000
 
-    public init(parsing text: String) throws(InvalidQuantity) {
+    package init(parsing text: String) throws(InvalidQuantity) {
         original = text
         nanos = try Self.parse(text)
     }
 
-    public static let zero = MemoryQuantity(original: "0", nanos: 0)
+    static let zero = MemoryQuantity(original: "0", nanos: 0)
 
     private init(original: String, nanos: Int128) {
         self.original = original
         self.nanos = nanos
     }
 
-    public var description: String { original }
+    package var description: String { original }
 
     /// Whole bytes, rounded up ("0.5" is 1 byte).
-    public var bytes: Int64 {
+    package var bytes: Int64 {
         let billion: Int128 = 1_000_000_000
         return Int64((nanos + billion - 1) / billion)
     }
 
     /// The value as a plain decimal number of bytes ("1073741824", "0.1"): the form
     /// hashed into marker names, independent of how the quantity was written.
-    public var normalized: String {
+    var normalized: String {
         let billion: Int128 = 1_000_000_000
         let whole = nanos / billion
         var fraction = String(nanos % billion)
@@ -48,8 +48,8 @@ public struct MemoryQuantity: Hashable, Sendable, CustomStringConvertible {
         return text
     }
 
-    public static func == (a: MemoryQuantity, b: MemoryQuantity) -> Bool { a.nanos == b.nanos }
-    public func hash(into hasher: inout Hasher) { hasher.combine(nanos) }
+    package static func == (a: MemoryQuantity, b: MemoryQuantity) -> Bool { a.nanos == b.nanos }
+    package func hash(into hasher: inout Hasher) { hasher.combine(nanos) }
 
     private static let binarySuffixes: [String: Int] = ["Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60]
     private static let decimalSuffixes: [String: Int] = [
@@ -127,8 +127,8 @@ public struct MemoryQuantity: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-public struct InvalidQuantity: Error, CustomStringConvertible, Sendable {
-    public let text: String
-    public let reason: String
-    public var description: String { "invalid memory quantity \(JSONText.quoted(text)): \(reason)" }
+package struct InvalidQuantity: Error, CustomStringConvertible, Sendable {
+    let text: String
+    let reason: String
+    package var description: String { "invalid memory quantity \(JSONText.quoted(text)): \(reason)" }
 }

@@ -1,12 +1,12 @@
 /// A model's name: its identity in models.json, its directory under the model dir and
 /// its path segment in the V2 API, so it must be safe in all three.
-public struct ModelName: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public let rawValue: String
+struct ModelName: Hashable, Comparable, Sendable, CustomStringConvertible {
+    let rawValue: String
 
     /// Room left for the staging suffixes appended to the name on disk.
     static let maximumLength = 200
 
-    public init(validating raw: String) throws(InvalidModelName) {
+    init(validating raw: String) throws(InvalidModelName) {
         if raw.isEmpty { throw InvalidModelName(name: raw, reason: "it is empty") }
         if raw == "." || raw == ".." { throw InvalidModelName(name: raw, reason: "it is a path component") }
         if raw.hasPrefix(".") {
@@ -26,13 +26,13 @@ public struct ModelName: Hashable, Comparable, Sendable, CustomStringConvertible
         rawValue = raw
     }
 
-    public var description: String { rawValue }
+    var description: String { rawValue }
 
-    public static func < (a: ModelName, b: ModelName) -> Bool { a.rawValue < b.rawValue }
+    static func < (a: ModelName, b: ModelName) -> Bool { a.rawValue < b.rawValue }
 }
 
-public struct InvalidModelName: Error, CustomStringConvertible, Sendable {
-    public let name: String
-    public let reason: String
-    public var description: String { "invalid model name \(JSONText.quoted(name)): \(reason)" }
+struct InvalidModelName: Error, CustomStringConvertible, Sendable {
+    let name: String
+    let reason: String
+    var description: String { "invalid model name \(JSONText.quoted(name)): \(reason)" }
 }

@@ -1,11 +1,11 @@
 /// What one entry of models.json asks for. Two specs are equal when a re-download would
 /// fetch the same thing: same URI, same framework, same memory value.
-public struct ModelSpec: Hashable, Sendable {
-    public var storageUri: String
-    public var framework: String
-    public var memory: MemoryQuantity
+struct ModelSpec: Hashable, Sendable {
+    var storageUri: String
+    var framework: String
+    var memory: MemoryQuantity
 
-    public init(storageUri: String, framework: String, memory: MemoryQuantity = .zero) {
+    init(storageUri: String, framework: String, memory: MemoryQuantity = .zero) {
         self.storageUri = storageUri
         self.framework = framework
         self.memory = memory
@@ -13,7 +13,7 @@ public struct ModelSpec: Hashable, Sendable {
 
     /// Sorted keys, no whitespace, memory as a plain number: the same spec written in
     /// any order or unit gives the same text, and so the same marker name.
-    public var canonicalJSON: String {
+    var canonicalJSON: String {
         JSONText.object([
             ("framework", JSONText.quoted(framework)),
             ("memory", JSONText.quoted(memory.normalized)),
@@ -22,10 +22,10 @@ public struct ModelSpec: Hashable, Sendable {
     }
 
     /// The hex SHA-256 of `canonicalJSON`; the suffix of the SUCCESS marker.
-    public var hash: String { Digest.sha256Hex(canonicalJSON) }
+    var hash: String { Digest.sha256Hex(canonicalJSON) }
 
     /// The marker's content with the URI as logs may show it.
-    public var redactedJSON: String {
+    var redactedJSON: String {
         JSONText.object([
             ("storageUri", JSONText.quoted(Redaction.uri(storageUri))),
             ("framework", JSONText.quoted(framework)),
@@ -34,7 +34,7 @@ public struct ModelSpec: Hashable, Sendable {
     }
 
     /// The marker's content: the spec in the field order KServe's agent writes.
-    public var markerJSON: String {
+    var markerJSON: String {
         JSONText.object([
             ("storageUri", JSONText.quoted(storageUri)),
             ("framework", JSONText.quoted(framework)),

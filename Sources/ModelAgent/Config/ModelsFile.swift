@@ -6,32 +6,32 @@
 
 /// The decoded content of models.json: the entries that passed validation, in file
 /// order, and the ones refused, each with its reason.
-public struct ModelsFile: Sendable {
-    public struct Entry: Sendable, Equatable {
-        public let name: ModelName
-        public let spec: ModelSpec
+struct ModelsFile: Sendable {
+    struct Entry: Sendable, Equatable {
+        let name: ModelName
+        let spec: ModelSpec
     }
 
-    public struct Refusal: Sendable, CustomStringConvertible {
+    struct Refusal: Sendable, CustomStringConvertible {
         /// Position in the array, from 0.
-        public let index: Int
+        let index: Int
         /// The entry's name when it had a valid one; its previous spec is then kept.
-        public let name: ModelName?
-        public let reason: String
-        public var description: String { "entry \(index): \(reason)" }
+        let name: ModelName?
+        let reason: String
+        var description: String { "entry \(index): \(reason)" }
     }
 
-    public var entries: [Entry]
-    public var refusals: [Refusal]
+    var entries: [Entry]
+    var refusals: [Refusal]
 
-    public init(entries: [Entry] = [], refusals: [Refusal] = []) {
+    init(entries: [Entry] = [], refusals: [Refusal] = []) {
         self.entries = entries
         self.refusals = refusals
     }
 
     /// Decodes models.json. The whole file is refused (thrown) only when it is not a JSON
     /// array or `null`; a bad entry is refused on its own.
-    public static func parse(_ bytes: [UInt8]) throws(MalformedModelsFile) -> ModelsFile {
+    static func parse(_ bytes: [UInt8]) throws(MalformedModelsFile) -> ModelsFile {
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }) {
             throw MalformedModelsFile(reason: "the file is empty")
         }
@@ -77,9 +77,9 @@ public struct ModelsFile: Sendable {
     }
 }
 
-public struct MalformedModelsFile: Error, CustomStringConvertible, Sendable {
-    public let reason: String
-    public var description: String { "malformed models.json: \(reason)" }
+struct MalformedModelsFile: Error, CustomStringConvertible, Sendable {
+    let reason: String
+    var description: String { "malformed models.json: \(reason)" }
 }
 
 /// One array element; decoding never throws so that one bad entry does not sink the file.

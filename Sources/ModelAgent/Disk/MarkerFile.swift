@@ -6,19 +6,19 @@
 
 /// The `SUCCESS.<sha256 of the canonical spec>` file written last into a model's
 /// directory. Its name proves which spec the directory holds; its content is the spec.
-public enum MarkerFile {
-    public static let prefix = "SUCCESS."
+enum MarkerFile {
+    static let prefix = "SUCCESS."
 
-    public static func name(for spec: ModelSpec) -> String { prefix + spec.hash }
+    static func name(for spec: ModelSpec) -> String { prefix + spec.hash }
 
-    public static func isMarkerName(_ name: String) -> Bool {
+    static func isMarkerName(_ name: String) -> Bool {
         guard name.hasPrefix(prefix) else { return false }
         let digest = name.utf8.dropFirst(prefix.utf8.count)
         return digest.count == 64 && digest.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
 
     /// The spec a marker holds, if its content decodes and hashes to its own name.
-    public static func read(_ path: String) throws(InvalidMarker) -> ModelSpec {
+    static func read(_ path: String) throws(InvalidMarker) -> ModelSpec {
         let bytes: [UInt8]
         do {
             bytes = try FileSystem.readFile(path, limit: 64 << 10)
@@ -56,8 +56,8 @@ public enum MarkerFile {
     }
 }
 
-public struct InvalidMarker: Error, CustomStringConvertible, Sendable {
-    public let path: String
-    public let reason: String
-    public var description: String { "ignoring marker \(path): \(reason)" }
+struct InvalidMarker: Error, CustomStringConvertible, Sendable {
+    let path: String
+    let reason: String
+    var description: String { "ignoring marker \(path): \(reason)" }
 }

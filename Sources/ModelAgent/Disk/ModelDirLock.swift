@@ -6,11 +6,11 @@
 /// process. Two agents on one model dir would delete each other's staging as leftovers,
 /// write the same models and unload each other's on restart; the second one is refused.
 /// The kernel releases the lock when the process ends, however it ends.
-public final class ModelDirLock: Sendable {
-    public static let fileName = ".model-agent.lock"
+final class ModelDirLock: Sendable {
+    static let fileName = ".model-agent.lock"
     private let fd: Int32
 
-    public init(modelDir: String) throws {
+    init(modelDir: String) throws {
         let path = modelDir + "/" + Self.fileName
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { throw SystemError("open", path: path) }

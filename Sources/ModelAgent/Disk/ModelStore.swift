@@ -3,12 +3,12 @@ import Logging
 /// The model directory shared with the model server: `<model-dir>/<name>/` holds a
 /// model's files and, once complete, its marker. Downloads are assembled in a staging
 /// area on the same filesystem and appear only through rename(2).
-public struct ModelStore: Sendable {
-    public let modelDir: String
-    public let stagingRoot: String
+struct ModelStore: Sendable {
+    let modelDir: String
+    let stagingRoot: String
 
     /// What startup finds for one model directory.
-    public enum DiskState: Sendable, Equatable {
+    enum DiskState: Sendable, Equatable {
         /// A valid marker: the directory holds this spec completely.
         case complete(ModelSpec)
         /// Markers that do not verify (another agent's hash, corruption): written by an
@@ -18,7 +18,7 @@ public struct ModelStore: Sendable {
         case unmarked
     }
 
-    public init(modelDir: String, stagingRoot: String? = nil) {
+    init(modelDir: String, stagingRoot: String? = nil) {
         self.modelDir = FileSystem.absolute(modelDir)
         self.stagingRoot = stagingRoot.map(FileSystem.absolute) ?? self.modelDir + "/.staging"
     }
@@ -26,7 +26,7 @@ public struct ModelStore: Sendable {
     /// Creates the directories, checks that staging can rename into the model dir, and
     /// removes what an interrupted run left in staging (an agent takes the model dir's
     /// lock first: `lock()`, so the cleanup never removes another agent's work).
-    public func prepare(logger: Logger) throws {
+    func prepare(logger: Logger) throws {
         try makeModelDir()
         // The cleanup below deletes anything that looks like staging: never the models.
         if FileSystem.isInside(Self.canonical(modelDir), Self.canonical(stagingRoot)) {
@@ -60,7 +60,7 @@ public struct ModelStore: Sendable {
     /// Takes the model dir's exclusive lock, and the staging dir's when it lies elsewhere
     /// (two agents sharing one would delete each other's downloads); held as long as the
     /// returned objects live.
-    public func lock() throws -> [ModelDirLock] {
+    func lock() throws -> [ModelDirLock] {
         try makeModelDir()
         var locks = [try ModelDirLock(modelDir: modelDir)]
         do {
@@ -88,7 +88,7 @@ public struct ModelStore: Sendable {
     }
 
     /// Reads every model directory's markers.
-    public func recover(logger: Logger) throws -> [ModelName: DiskState] {
+    func recover(logger: Logger) throws -> [ModelName: DiskState] {
         logger.info("Syncing from model dir \(modelDir)")
         var found: [ModelName: DiskState] = [:]
         var recoveredURIs: [String] = []
@@ -130,13 +130,13 @@ public struct ModelStore: Sendable {
         return found
     }
 
-    public func directoryExists(_ name: ModelName) -> Bool {
+    func directoryExists(_ name: ModelName) -> Bool {
         FileSystem.kind(path(of: name)) == .directory
     }
 
-    public func path(of name: ModelName) -> String { modelDir + "/" + name.rawValue }
+    func path(of name: ModelName) -> String { modelDir + "/" + name.rawValue }
 
-    public func makeStaging(for name: ModelName) throws -> StagingDirectory {
+    func makeStaging(for name: ModelName) throws -> StagingDirectory {
         let base = stagingRoot + "/" + name.rawValue + "." + randomID()
         let staging = StagingDirectory(root: base + ".staging", scratch: base + ".scratch")
         try FileSystem.makeDirectories(stagingRoot)
@@ -148,7 +148,7 @@ public struct ModelStore: Sendable {
     /// writes the marker. The old directory leaves in one rename, so no reader ever
     /// sees a marker over a mix of old and new files. Returns the marker's path.
     @discardableResult
-    public func commit(_ staging: StagingDirectory, as name: ModelName, spec: ModelSpec) throws -> String {
+    func commit(_ staging: StagingDirectory, as name: ModelName, spec: ModelSpec) throws -> String {
         let live = path(of: name)
         let id = randomID()
         let trash = stagingRoot + "/" + name.rawValue + "." + id + ".trash"
@@ -169,7 +169,7 @@ public struct ModelStore: Sendable {
     }
 
     /// Deletes `<model-dir>/<name>`, marker and files together.
-    public func remove(_ name: ModelName) throws {
+    func remove(_ name: ModelName) throws {
         let live = path(of: name)
         guard FileSystem.exists(live) else { return }
         let trash = stagingRoot + "/" + name.rawValue + "." + randomID() + ".trash"
@@ -178,7 +178,7 @@ public struct ModelStore: Sendable {
     }
 }
 
-public struct StoreError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+struct StoreError: Error, CustomStringConvertible, Sendable {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -1,9 +1,9 @@
 /// Validation for paths that come from outside (object keys, archive entries): they
 /// must stay inside the directory they are joined to.
-public enum RelativePath {
+enum RelativePath {
     /// Returns the path with empty and "." components removed, or throws if it is
     /// absolute, climbs with "..", holds a NUL byte or ends up empty.
-    public static func normalize(_ raw: String) throws(UnsafePath) -> String {
+    static func normalize(_ raw: String) throws(UnsafePath) -> String {
         if raw.hasPrefix("/") { throw UnsafePath(path: raw, reason: "absolute paths are not allowed") }
         if raw.utf8.contains(0) { throw UnsafePath(path: raw, reason: "contains a NUL byte") }
         var parts: [Substring] = []
@@ -18,11 +18,11 @@ public enum RelativePath {
     }
 }
 
-public struct UnsafePath: Error, RetryClassifying, CustomStringConvertible {
-    public let path: String
-    public let reason: String
-    public var isTransient: Bool { false }
-    public var description: String {
+struct UnsafePath: Error, RetryClassifying, CustomStringConvertible {
+    let path: String
+    let reason: String
+    var isTransient: Bool { false }
+    var description: String {
         let shown = path.count > 256 ? String(path.prefix(256)) + "…" : path
         return "refusing path \(JSONText.quoted(shown)): \(reason)"
     }

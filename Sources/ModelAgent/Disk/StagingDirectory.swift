@@ -1,17 +1,17 @@
 /// Where one download is assembled before it becomes visible. `root` is what gets
 /// renamed into place; `scratch` holds temporary files (archives before extraction) and
 /// is deleted with it. Both live on the model directory's filesystem.
-public struct StagingDirectory: Sendable {
-    public let root: String
-    public let scratch: String
+struct StagingDirectory: Sendable {
+    let root: String
+    let scratch: String
 
-    public init(root: String, scratch: String) {
+    init(root: String, scratch: String) {
         self.root = root
         self.scratch = scratch
     }
 
     /// The absolute path for `relative`, checked to stay inside `root`.
-    public func path(for relative: String) throws -> String {
+    func path(for relative: String) throws -> String {
         let clean = try RelativePath.normalize(relative)
         if !clean.contains("/") && MarkerFile.isMarkerName(clean) {
             throw UnsafePath(path: relative, reason: "the name is reserved for the agent's completion marker")
@@ -20,12 +20,12 @@ public struct StagingDirectory: Sendable {
     }
 
     /// Creates (or truncates) the file for `relative`, with its parent directories.
-    public func createFile(_ relative: String) throws -> OpenFile {
+    func createFile(_ relative: String) throws -> OpenFile {
         try OpenFile(creating: try preparePath(relative))
     }
 
     /// The checked path for `relative`, with its parent directories created.
-    public func preparePath(_ relative: String) throws -> String {
+    func preparePath(_ relative: String) throws -> String {
         let path = try path(for: relative)
         try FileSystem.makeDirectories(FileSystem.parentPath(path))
         if FileSystem.kind(path) == .directory {
@@ -34,16 +34,16 @@ public struct StagingDirectory: Sendable {
         return path
     }
 
-    public func makeDirectory(_ relative: String) throws {
+    func makeDirectory(_ relative: String) throws {
         try FileSystem.makeDirectories(try path(for: relative))
     }
 
-    public func scratchFile(_ name: String) throws -> String {
+    func scratchFile(_ name: String) throws -> String {
         try FileSystem.makeDirectories(scratch)
         return scratch + "/" + name
     }
 
-    public func discard() {
+    func discard() {
         try? FileSystem.removeTree(root)
         try? FileSystem.removeTree(scratch)
     }

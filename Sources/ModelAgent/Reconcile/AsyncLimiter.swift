@@ -3,7 +3,7 @@ import Synchronization
 /// A counting semaphore for async code: at most `limit` holders at once, waiters
 /// served in arrival order. Waiting suspends the task; it never blocks a thread, so
 /// any number of models can queue for a slot.
-public final class AsyncLimiter: Sendable {
+final class AsyncLimiter: Sendable {
     private struct State {
         var available: Int
         var waiters: [(id: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
@@ -11,22 +11,22 @@ public final class AsyncLimiter: Sendable {
     }
 
     private let state: Mutex<State>
-    public let limit: Int
+    let limit: Int
 
-    public init(limit: Int) {
+    init(limit: Int) {
         self.limit = max(1, limit)
         state = Mutex(State(available: self.limit))
     }
 
-    public var inUse: Int { state.withLock { limit - $0.available } }
+    var inUse: Int { state.withLock { limit - $0.available } }
 
-    public func withPermit<T>(_ body: () async throws -> T) async throws -> T {
+    func withPermit<T>(_ body: () async throws -> T) async throws -> T {
         try await acquire()
         defer { release() }
         return try await body()
     }
 
-    public func acquire() async throws {
+    func acquire() async throws {
         let id = state.withLock { s -> UInt64 in
             s.nextID += 1
             return s.nextID
@@ -57,7 +57,7 @@ public final class AsyncLimiter: Sendable {
         }
     }
 
-    public func release() {
+    func release() {
         let next = state.withLock { s -> CheckedContinuation<Void, any Error>? in
             if s.waiters.isEmpty {
                 s.available += 1

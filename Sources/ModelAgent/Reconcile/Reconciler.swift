@@ -3,7 +3,7 @@ import Synchronization
 
 /// Turns desired states (from models.json) into per-model wishes. Holds one
 /// `ModelController` per model that is desired, or that still has to be removed.
-public final class Reconciler: Sendable {
+final class Reconciler: Sendable {
     private struct State {
         var controllers: [ModelName: ModelController] = [:]
         /// What startup found on disk, handed to a model's controller when it is created.
@@ -19,7 +19,7 @@ public final class Reconciler: Sendable {
     private let context: WorkerContext
     private let logger: Logger
 
-    public init(context: WorkerContext, disk: [ModelName: ModelStore.DiskState]) {
+    init(context: WorkerContext, disk: [ModelName: ModelStore.DiskState]) {
         self.context = context
         self.logger = context.logger
         state = Mutex(State(disk: disk))
@@ -29,7 +29,7 @@ public final class Reconciler: Sendable {
     /// ones removed. On the first call, models found on disk but not desired are removed.
     /// Models in `keep` (named by a refused entry) are left as they are: a marked one on
     /// disk at startup is served from its marker.
-    public func apply(_ desired: [ModelName: ModelSpec], keep: Set<ModelName> = []) {
+    func apply(_ desired: [ModelName: ModelSpec], keep: Set<ModelName> = []) {
         state.withLock { s in
             if s.closed { return }
             for name in desired.keys.sorted() {
@@ -86,7 +86,7 @@ public final class Reconciler: Sendable {
     /// Called when models.json cannot be used before any good read: the models whose
     /// markers verify are the last good state, so they are served (loaded if the server
     /// lost them) until a usable models.json says otherwise. Readiness then waits for them.
-    public func configUnavailable() {
+    func configUnavailable() {
         state.withLock { s in
             if s.closed { return }
             if !s.configured {
@@ -108,7 +108,7 @@ public final class Reconciler: Sendable {
 
     /// Asks every model's worker to check that the server still has it loaded (the
     /// model server may have restarted and lost it).
-    public func recheckServed() {
+    func recheckServed() {
         let controllers = state.withLock { $0.closed ? [] : Array($0.controllers.values) }
         for controller in controllers { controller.requestRecheck() }
     }
@@ -116,7 +116,7 @@ public final class Reconciler: Sendable {
     /// True once models.json was read and every model then known has finished its first
     /// attempt (loaded, removed or failed). Stays true afterwards: later config changes
     /// do not take the pod out of service.
-    public var isReady: Bool {
+    var isReady: Bool {
         state.withLock { s in
             if s.ready { return true }
             guard s.configAttempted else { return false }
@@ -127,7 +127,7 @@ public final class Reconciler: Sendable {
 
     /// Stops every worker (in-flight downloads are cancelled and their staging removed)
     /// and waits, up to `timeout`, for their loops to end.
-    public func shutdown(timeout: Duration) async {
+    func shutdown(timeout: Duration) async {
         // Closed and stopped under the lock: a wish applied concurrently either reached a
         // worker stopped here or is refused.
         let controllers = state.withLock { s -> [ModelController] in
@@ -136,6 +136,7 @@ public final class Reconciler: Sendable {
             for controller in all { controller.stop() }
             return all
         }
+        context.gate.close()
         let (ended, signal) = AsyncStream<Void>.makeStream()
         // One count per running loop, plus one held while registering, so that loops ending
         // meanwhile cannot finish the stream early.

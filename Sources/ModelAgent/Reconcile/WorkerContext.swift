@@ -1,18 +1,18 @@
 import Logging
 
 /// Everything a model's actor needs from the rest of the agent; shared by all of them.
-public struct WorkerContext: Sendable {
-    public var store: ModelStore
-    public var storage: StorageRouter
+struct WorkerContext: Sendable {
+    var store: ModelStore
+    var storage: StorageRouter
     var server: any ModelServer
-    public var gate: ServerReadinessGate
-    public var downloads: AsyncLimiter
-    public var loads: AsyncLimiter
-    public var board: StatusBoard
-    public var metrics: AgentMetrics
-    public var logger: Logger
+    var gate: ServerReadinessGate
+    var downloads: AsyncLimiter
+    var loads: AsyncLimiter
+    var board: StatusBoard
+    var metrics: AgentMetrics
+    var logger: Logger
     /// Backoff between failed attempts of one model (maxAttempts unused: it retries forever).
-    public var failureBackoff: RetryPolicy
+    var failureBackoff: RetryPolicy
 
     init(
         store: ModelStore, storage: StorageRouter, server: any ModelServer, gate: ServerReadinessGate,

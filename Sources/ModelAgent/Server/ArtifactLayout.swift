@@ -5,9 +5,9 @@
 #endif
 
 /// The artifact cannot be served as it is, and the agent cannot fix it.
-public struct LayoutError: Error, RetryClassifying, CustomStringConvertible {
-    public let description: String
-    public var isTransient: Bool { false }
+struct LayoutError: Error, RetryClassifying, CustomStringConvertible {
+    let description: String
+    var isTransient: Bool { false }
     init(_ description: String) { self.description = description }
 }
 

@@ -8,20 +8,20 @@ import Logging
 
 /// The V2 model repository API of the co-located model server (MLServer, Triton,
 /// KServe's python server): health, per-model readiness, load and unload.
-public struct ModelServerClient: Sendable {
-    public let baseURL: String
+struct ModelServerClient: Sendable {
+    let baseURL: String
     let pool: TransferPool
     /// Timeout for a load call; loads of big models legitimately take minutes.
-    public var loadTimeout: Duration
+    var loadTimeout: Duration
     /// Timeout for health, readiness and unload calls.
-    public var requestTimeout: Duration
+    var requestTimeout: Duration
     /// Retries of one call on connection errors, 5xx and 429.
-    public var retry: RetryPolicy
+    var retry: RetryPolicy
     /// Hears about every load and unload call sent ("load"/"unload", answered 2xx or not),
     /// retries included: what `model_agent_loads_total` counts.
-    public var onCall: @Sendable (_ operation: String, _ succeeded: Bool) -> Void = { _, _ in }
+    var onCall: @Sendable (_ operation: String, _ succeeded: Bool) -> Void = { _, _ in }
 
-    public init(
+    init(
         baseURL: String, pool: TransferPool, loadTimeout: Duration, requestTimeout: Duration, retry: RetryPolicy
     ) {
         var base = baseURL
@@ -34,13 +34,13 @@ public struct ModelServerClient: Sendable {
     }
 
     /// True when `GET <path>` answers 200 (a connection error is "not ready").
-    public func probe(_ path: String) async -> Bool {
+    func probe(_ path: String) async -> Bool {
         let request = HTTPRequest(url: baseURL + path, timeout: requestTimeout)
         return (try? await pool.perform(request, sink: .memory(limit: 1 << 20)).status) == 200
     }
 
     /// What `GET /v2` said about the server.
-    public enum Metadata: Sendable, Equatable {
+    enum Metadata: Sendable, Equatable {
         case described(name: String, version: String)
         /// The server answered, but not with V2 server metadata (KServe's agent never asks,
         /// so a server may well not implement it): the reason, for the log.
@@ -50,7 +50,7 @@ public struct ModelServerClient: Sendable {
     }
 
     /// The server's self-description from `GET /v2` (`name`, `version`).
-    public func metadata() async -> Metadata {
+    func metadata() async -> Metadata {
         let request = HTTPRequest(url: baseURL + "/v2", timeout: requestTimeout)
         guard let response = try? await pool.perform(request, sink: .memory(limit: 1 << 20)) else {
             return .unreachable
@@ -71,7 +71,7 @@ public struct ModelServerClient: Sendable {
 
     /// Whether the server has the model loaded: 200 means yes; 404 (MLServer, KServe) and
     /// 400 (Triton: "Model version not ready") mean no.
-    public func isModelReady(_ name: ModelName) async throws -> Bool {
+    func isModelReady(_ name: ModelName) async throws -> Bool {
         let response = try await call(
             "GET", "/v2/models/\(name)/ready", timeout: requestTimeout, context: "ready \(name)")
         switch response.status {
@@ -82,7 +82,7 @@ public struct ModelServerClient: Sendable {
         }
     }
 
-    public func load(_ name: ModelName, logger: Logger) async throws {
+    func load(_ name: ModelName, logger: Logger) async throws {
         let response = try await retry.run { _ in
             let response: HTTPResponse
             do {
@@ -107,7 +107,7 @@ public struct ModelServerClient: Sendable {
     }
 
     /// Unloads; a 404 means the server does not have the model, which is the goal.
-    public func unload(_ name: ModelName, logger: Logger) async throws {
+    func unload(_ name: ModelName, logger: Logger) async throws {
         try await retry.run { _ in
             let response: HTTPResponse
             do {
@@ -145,12 +145,12 @@ public struct ModelServerClient: Sendable {
 }
 
 /// The model server answered a load or unload with an error status.
-public struct LoadFailure: Error, RetryClassifying, CustomStringConvertible {
-    public let model: ModelName
-    public let operation: String
-    public let status: Int
+struct LoadFailure: Error, RetryClassifying, CustomStringConvertible {
+    let model: ModelName
+    let operation: String
+    let status: Int
     /// The server's explanation: `{"error": …}` unwrapped, or plain text, truncated.
-    public let reason: String
+    let reason: String
 
     init(model: ModelName, operation: String, status: Int, body: [UInt8]) {
         self.model = model
@@ -160,9 +160,9 @@ public struct LoadFailure: Error, RetryClassifying, CustomStringConvertible {
     }
 
     /// 5xx and 429 may pass; other statuses say the request itself cannot succeed.
-    public var isTransient: Bool { isTransientHTTPStatus(status) }
+    var isTransient: Bool { isTransientHTTPStatus(status) }
 
-    public var description: String {
+    var description: String {
         "\(operation) of model \(model) failed with status \(status)" + (reason.isEmpty ? "" : ": \(reason)")
     }
 
@@ -177,27 +177,27 @@ public struct LoadFailure: Error, RetryClassifying, CustomStringConvertible {
     }
 }
 
-public struct ServerUnreachable: Error, RetryClassifying, CustomStringConvertible {
-    public let url: String
-    public let operation: String
-    public let underlying: TransferError
-    public var isTransient: Bool { true }
+struct ServerUnreachable: Error, RetryClassifying, CustomStringConvertible {
+    let url: String
+    let operation: String
+    let underlying: TransferError
+    var isTransient: Bool { true }
 
     var timedOut: Bool {
         if case .curl(let code, _) = underlying { return code == 28 }
         return false
     }
-    public var description: String { "model server at \(url) unreachable for \(operation): \(underlying)" }
+    var description: String { "model server at \(url) unreachable for \(operation): \(underlying)" }
 }
 
 /// A load call outlived `--load-timeout`. Sending it again at once would most likely hang
 /// the same way (Triton keeps a stuck model LOADING), so the model is reported failed and
 /// retried only after the long backoff; its load slot is free meanwhile.
-public struct LoadTimedOut: Error, RetryClassifying, CustomStringConvertible {
-    public let model: ModelName
-    public let timeout: Duration
-    public var isTransient: Bool { false }
-    public var description: String {
+struct LoadTimedOut: Error, RetryClassifying, CustomStringConvertible {
+    let model: ModelName
+    let timeout: Duration
+    var isTransient: Bool { false }
+    var description: String {
         "load of model \(model) did not answer within \(Int(timeout.seconds)) s (--load-timeout); the server may be stuck loading it"
     }
 }

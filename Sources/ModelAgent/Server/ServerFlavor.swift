@@ -1,14 +1,14 @@
 /// Which model server the agent talks to. Everything that differs between servers is
 /// decided here: which health endpoint gates the first load, and how a staged artifact
 /// is adapted before it becomes visible.
-public enum ServerFlavor: String, Sendable, CaseIterable {
+package enum ServerFlavor: String, Sendable, CaseIterable {
     case triton
     case mlserver
     case kserve
     case generic
 
     /// From the `name` of `GET /v2`.
-    public static func detect(serverName: String) -> ServerFlavor {
+    static func detect(serverName: String) -> ServerFlavor {
         let lower = serverName.lowercased()
         if lower.contains("triton") { return .triton }
         if lower.contains("mlserver") { return .mlserver }
@@ -18,7 +18,7 @@ public enum ServerFlavor: String, Sendable, CaseIterable {
 
     /// Triton's ready endpoint stays 400 after any failed model load (strict readiness),
     /// which would hold every other model back; its live endpoint does not.
-    public var readinessPath: String {
+    var readinessPath: String {
         self == .triton ? "/v2/health/live" : "/v2/health/ready"
     }
 

@@ -3,11 +3,14 @@ import Synchronization
 
 /// Holds back the first loads until the model server reports ready, then stays open.
 /// One poller serves every waiting model, so a slow server costs one request per interval.
-public final class ServerReadinessGate: Sendable {
+/// The gate owns the poller: it ends when nobody waits any more, or at `close`.
+final class ServerReadinessGate: Sendable {
     private struct State {
         var open = false
+        var closed = false
         var flavor: ServerFlavor?
         var polling = false
+        var poller: Task<Void, Never>?
         var waiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
         var nextID: UInt64 = 0
     }
@@ -23,16 +26,18 @@ public final class ServerReadinessGate: Sendable {
         state = Mutex(State(flavor: flavor))
     }
 
-    public var isOpen: Bool { state.withLock { $0.open } }
+    var isOpen: Bool { state.withLock { $0.open } }
+    /// A poller runs (someone waits for a server that is not ready yet).
+    var isPolling: Bool { state.withLock { $0.polling } }
 
     /// The server's flavor, waiting for the server if it is not known yet.
-    public func flavor() async throws -> ServerFlavor {
+    func flavor() async throws -> ServerFlavor {
         if let flavor = state.withLock({ $0.flavor }) { return flavor }
         try await wait()
         return state.withLock { $0.flavor } ?? .generic
     }
 
-    public func wait() async throws {
+    func wait() async throws {
         let id = state.withLock { s -> UInt64 in
             s.nextID += 1
             return s.nextID
@@ -41,25 +46,39 @@ public final class ServerReadinessGate: Sendable {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let (resumeNow, startPolling) = state.withLock { s -> (Bool, Bool) in
                     if s.open { return (true, false) }
-                    if Task.isCancelled { return (true, false) }
+                    if Task.isCancelled || s.closed { return (true, false) }
                     s.waiters[id] = continuation
                     let start = !s.polling
                     s.polling = true
                     return (false, start)
                 }
                 if resumeNow {
-                    if Task.isCancelled && !isOpen {
+                    if (Task.isCancelled || state.withLock { $0.closed }) && !isOpen {
                         continuation.resume(throwing: CancellationError())
                     } else {
                         continuation.resume()
                     }
                 }
-                if startPolling { Task { await self.poll() } }
+                if startPolling {
+                    let poller = Task { await self.poll() }
+                    state.withLock { $0.poller = poller }
+                }
             }
         } onCancel: {
             let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
             waiter?.resume(throwing: CancellationError())
         }
+    }
+
+    /// At shutdown: stops the poller and fails the waits (the gate stays open if it was).
+    func close() {
+        let (poller, waiters) = state.withLock { s -> (Task<Void, Never>?, [CheckedContinuation<Void, any Error>]) in
+            s.closed = true
+            defer { s.waiters = [:] }
+            return (s.poller, Array(s.waiters.values))
+        }
+        poller?.cancel()
+        for waiter in waiters { waiter.resume(throwing: CancellationError()) }
     }
 
     private func poll() async {
@@ -99,7 +118,7 @@ public final class ServerReadinessGate: Sendable {
                 announced = true
             }
             let abandoned = state.withLock { s -> Bool in
-                guard s.waiters.isEmpty else { return false }
+                guard s.waiters.isEmpty || Task.isCancelled else { return false }
                 s.polling = false
                 return true
             }

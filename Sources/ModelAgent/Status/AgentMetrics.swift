@@ -2,8 +2,8 @@ import Prometheus
 
 /// Prometheus metrics for /metrics. Per-state model counts are read from the status
 /// board at scrape time, so they can never drift from what /v1/models says.
-public final class AgentMetrics: Sendable {
-    public let registry = PrometheusCollectorRegistry()
+final class AgentMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
     private let downloadsSucceeded: Counter
     private let downloadsFailed: Counter
     private let downloadBytes: Counter
@@ -18,7 +18,7 @@ public final class AgentMetrics: Sendable {
     private let ready: Gauge
     private let configValid: Gauge
 
-    public init() {
+    init() {
         func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
             MetricNameDescriptor(namespace: "model_agent", metricName: metric, unitName: unit, helpText: help)
         }
@@ -65,7 +65,7 @@ public final class AgentMetrics: Sendable {
     func configRead(applied: Bool) { applied ? configApplied.increment() : configRejected.increment() }
 
     /// The Prometheus text exposition, with gauges refreshed from `board`.
-    public func render(board: StatusBoard, isReady: Bool, configValid valid: Bool = true) -> [UInt8] {
+    func render(board: StatusBoard, isReady: Bool, configValid valid: Bool = true) -> [UInt8] {
         configValid.set(to: valid ? 1 : 0)
         var counts: [ModelState: Int] = [:]
         for status in board.snapshot() { counts[status.state, default: 0] += 1 }

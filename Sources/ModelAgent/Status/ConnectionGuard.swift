@@ -13,14 +13,14 @@ import Synchronization
 /// the limit is reached, the connection that has been idle longest makes room for the
 /// new one, so a flood of idle clients cannot lock out the kubelet's probes; only when
 /// every connection is mid-request is a newcomer turned away.
-public final class ConnectionGuard: Sendable {
-    public struct Limits: Sendable, Equatable {
-        public var maxConnections = 256
-        public var headerTimeout: Duration = .seconds(30)
+package final class ConnectionGuard: Sendable {
+    package struct Limits: Sendable, Equatable {
+        package var maxConnections = 256
+        package var headerTimeout: Duration = .seconds(30)
         /// From a request's head to the end of its answer.
-        public var requestTimeout: Duration = .seconds(30)
+        package var requestTimeout: Duration = .seconds(30)
 
-        public init() {}
+        init() {}
     }
 
     private struct Tracked {
@@ -34,10 +34,10 @@ public final class ConnectionGuard: Sendable {
         var clock: UInt64 = 0
     }
 
-    public let limits: Limits
+    let limits: Limits
     private let state = Mutex(State())
 
-    public init(limits: Limits) {
+    init(limits: Limits) {
         self.limits = limits
     }
 
@@ -76,7 +76,7 @@ public final class ConnectionGuard: Sendable {
     /// Raises the process's soft descriptor limit as far as the hard one allows, and
     /// returns the connection limit that leaves `reserve` descriptors for the agent's own
     /// work (downloads, config and marker reads, connections to the model server).
-    public static func raisingDescriptorLimit(fitting requested: Limits, reserve: Int = 256) -> Limits {
+    static func raisingDescriptorLimit(fitting requested: Limits, reserve: Int = 256) -> Limits {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return requested }
         if limit.rlim_cur < limit.rlim_max {

@@ -6,16 +6,16 @@ import Synchronization
 #endif
 
 /// How log lines look: JSON for machines (the shape of KServe's zap output), text for people.
-public enum LogFormat: String, Sendable, CaseIterable {
+package enum LogFormat: String, Sendable, CaseIterable {
     case json, text
 }
 
 /// Serialises whole lines onto a file descriptor (stdout), one write per line.
-public final class LogOutput: Sendable {
+package final class LogOutput: Sendable {
     private let fd: Int32
     private let lock = Mutex(())
 
-    public init(fd: Int32 = 1) { self.fd = fd }
+    package init(fd: Int32 = 1) { self.fd = fd }
 
     func write(_ line: String) {
         var bytes = Array(line.utf8)
@@ -38,26 +38,26 @@ public final class LogOutput: Sendable {
 
 /// A swift-log handler writing one line per event. JSON lines carry `level`, `ts`,
 /// `logger`, `caller` and `msg` like KServe's agent, plus the structured fields.
-public struct AgentLogHandler: LogHandler {
-    public var metadata: Logger.Metadata = [:]
-    public var logLevel: Logger.Level
+package struct AgentLogHandler: LogHandler {
+    package var metadata: Logger.Metadata = [:]
+    package var logLevel: Logger.Level
     private let label: String
     private let format: LogFormat
     private let output: LogOutput
 
-    public init(label: String, format: LogFormat, level: Logger.Level, output: LogOutput) {
+    package init(label: String, format: LogFormat, level: Logger.Level, output: LogOutput) {
         self.label = label
         self.format = format
         self.logLevel = level
         self.output = output
     }
 
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    public func log(event: LogEvent) {
+    package func log(event: LogEvent) {
         var fields = metadata
         if let extra = event.metadata { fields.merge(extra) { $1 } }
         if let error = event.error { fields["error"] = .string("\(error)") }

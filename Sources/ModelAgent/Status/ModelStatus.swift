@@ -3,7 +3,7 @@
 #endif
 
 /// Where a model stands, as reported on /v1/models and in metrics.
-public enum ModelState: String, Sendable, CaseIterable {
+enum ModelState: String, Sendable, CaseIterable {
     /// Known, no work started yet (or waiting for a download slot).
     case pending = "Pending"
     case downloading = "Downloading"
@@ -15,24 +15,24 @@ public enum ModelState: String, Sendable, CaseIterable {
     case failed = "Failed"
 }
 
-public struct ModelStatus: Sendable {
-    public var name: ModelName
-    public var state: ModelState
-    public var storageUri: String
+struct ModelStatus: Sendable {
+    var name: ModelName
+    var state: ModelState
+    var storageUri: String
     /// The spec hash currently on disk (the marker suffix), if any.
-    public var diskHash: String?
-    public var lastError: String?
+    var diskHash: String?
+    var lastError: String?
     /// Consecutive failed attempts; reset by a success.
-    public var failures: Int = 0
-    public var downloads: Int = 0
-    public var loads: Int = 0
-    public var unloads: Int = 0
-    public var lastDownloadBytes: Int64?
-    public var lastDownloadMilliseconds: Int?
+    var failures: Int = 0
+    var downloads: Int = 0
+    var loads: Int = 0
+    var unloads: Int = 0
+    var lastDownloadBytes: Int64?
+    var lastDownloadMilliseconds: Int?
     /// Wall-clock seconds of the last state change.
-    public var since: Double
+    var since: Double
 
-    public init(name: ModelName, state: ModelState, storageUri: String) {
+    init(name: ModelName, state: ModelState, storageUri: String) {
         self.name = name
         self.state = state
         self.storageUri = storageUri

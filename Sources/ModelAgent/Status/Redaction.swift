@@ -2,8 +2,8 @@ import Synchronization
 
 /// Strips what may carry credentials from a URI before it is logged or reported:
 /// user-info ("user:pass@") and the query string (pre-signed URL signatures, tokens).
-public enum Redaction {
-    public static func uri(_ uri: String) -> String {
+package enum Redaction {
+    package static func uri(_ uri: String) -> String {
         var text = uri
         var searchFrom = text.startIndex
         if let schemeEnd = text.firstRange(of: "://") {
@@ -28,9 +28,9 @@ public enum Redaction {
 /// obtained, `<host>-headers` values, user-info and query strings of model URIs), so that
 /// any text leaving the process — log lines, `/v1/models`, errors printed by `pull` — can
 /// be scrubbed of them as a last guard, whatever code path produced the text.
-public final class SecretRedactor: Sendable {
-    public static let shared = SecretRedactor()
-    public static let placeholder = "<redacted>"
+package final class SecretRedactor: Sendable {
+    package static let shared = SecretRedactor()
+    static let placeholder = "<redacted>"
     /// Shorter values would turn ordinary words into placeholders; they are left to the
     /// structural redaction of URIs.
     static let minimumLength = 4
@@ -60,15 +60,15 @@ public final class SecretRedactor: Sendable {
 
     private let state = Mutex(State())
 
-    public init() {}
+    init() {}
 
     /// Adds `secret` for good, or, with `key`, as the current secret(s) of that source,
     /// replacing what was registered under the key before.
-    public func register(_ secret: String, key: String? = nil) {
+    func register(_ secret: String, key: String? = nil) {
         register([secret], key: key)
     }
 
-    public func register(_ secrets: [String], key: String? = nil) {
+    func register(_ secrets: [String], key: String? = nil) {
         let values = secrets.map { $0.trimmingWhitespace() }.filter { $0.utf8.count >= Self.minimumLength }
         state.withLock { s in
             if let key {
@@ -84,12 +84,12 @@ public final class SecretRedactor: Sendable {
     }
 
     /// User-info (whole, and the password alone) and the query string (whole, and each value).
-    public func registerSecrets(inURI uri: String) {
+    package func registerSecrets(inURI uri: String) {
         register(Self.secrets(inURI: uri))
     }
 
     /// The secrets of many URIs at once (a whole models.json): one update, not one per URI.
-    public func registerSecrets(inURIs uris: [String]) {
+    func registerSecrets(inURIs uris: [String]) {
         register(uris.flatMap(Self.secrets(inURI:)))
     }
 
@@ -125,7 +125,7 @@ public final class SecretRedactor: Sendable {
     }
 
     /// Credentials the environment hands the agent.
-    public func registerSecrets(inEnvironment environment: [String: String]) {
+    package func registerSecrets(inEnvironment environment: [String: String]) {
         for key in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"] {
             if let value = environment[key] { register(value) }
         }
@@ -142,7 +142,7 @@ public final class SecretRedactor: Sendable {
         }
     }
 
-    public func redact(_ text: String) -> String {
+    package func redact(_ text: String) -> String {
         let index = state.withLock { $0.index }
         guard !index.isEmpty else { return text }
         var bytes: [UInt8] = []

@@ -2,12 +2,12 @@ import Synchronization
 
 /// The shared, locked view of every model's status: written by the model actors, read
 /// by the HTTP endpoints and the metrics.
-public final class StatusBoard: Sendable {
+final class StatusBoard: Sendable {
     private let models = Mutex<[ModelName: ModelStatus]>([:])
 
-    public init() {}
+    init() {}
 
-    public func update(_ name: ModelName, uri: String, _ change: (inout ModelStatus) -> Void) {
+    func update(_ name: ModelName, uri: String, _ change: (inout ModelStatus) -> Void) {
         models.withLock { all in
             var status = all[name] ?? ModelStatus(name: name, state: .pending, storageUri: uri)
             let before = status.state
@@ -18,15 +18,15 @@ public final class StatusBoard: Sendable {
         }
     }
 
-    public func remove(_ name: ModelName) {
+    func remove(_ name: ModelName) {
         _ = models.withLock { $0.removeValue(forKey: name) }
     }
 
-    public func snapshot() -> [ModelStatus] {
+    func snapshot() -> [ModelStatus] {
         models.withLock { Array($0.values) }.sorted { $0.name < $1.name }
     }
 
-    public func status(of name: ModelName) -> ModelStatus? {
+    func status(of name: ModelName) -> ModelStatus? {
         models.withLock { $0[name] }
     }
 }

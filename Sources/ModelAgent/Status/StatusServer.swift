@@ -3,13 +3,13 @@ import NIOHTTP1
 import NIOPosix
 
 /// What the status endpoints read. Closures keep the server ignorant of the agent.
-public struct StatusSources: Sendable {
-    public var board: StatusBoard
-    public var metrics: AgentMetrics
-    public var config: ConfigHealth
-    public var isReady: @Sendable () -> Bool
+struct StatusSources: Sendable {
+    var board: StatusBoard
+    var metrics: AgentMetrics
+    var config: ConfigHealth
+    var isReady: @Sendable () -> Bool
 
-    public init(
+    init(
         board: StatusBoard, metrics: AgentMetrics, config: ConfigHealth = ConfigHealth(),
         isReady: @escaping @Sendable () -> Bool
     ) {
@@ -23,18 +23,18 @@ public struct StatusSources: Sendable {
 /// HTTP endpoints: /v1/models[/<name>], /readyz, /livez, /metrics. A kubelet or
 /// queue-proxy probe (User-Agent kube-probe/…, or a K-Network-Probe header) gets the
 /// readiness answer on any path, as KServe's agent answers its injected probe.
-public final class StatusServer: Sendable {
+final class StatusServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
 
-    public var port: Int { channel.localAddress?.port ?? 0 }
+    var port: Int { channel.localAddress?.port ?? 0 }
 
     private init(group: MultiThreadedEventLoopGroup, channel: any Channel) {
         self.group = group
         self.channel = channel
     }
 
-    public static func start(
+    static func start(
         host: String, port: Int, sources: StatusSources, limits: ConnectionGuard.Limits = ConnectionGuard.Limits()
     ) async throws -> StatusServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -58,7 +58,7 @@ public final class StatusServer: Sendable {
         }
     }
 
-    public func stop() async {
+    func stop() async {
         try? await channel.close()
         try? await group.shutdownGracefully()
     }

@@ -1,7 +1,7 @@
 import Logging
 
 /// What an object store offers the agent: listings and (ranged) object reads.
-public protocol BucketClient: Sendable {
+protocol BucketClient: Sendable {
     /// "s3" or "gs", for URIs in logs and errors.
     var scheme: String { get }
     /// Objects whose key starts with `prefix`, every page (or until `limit` are found).
@@ -12,16 +12,16 @@ public protocol BucketClient: Sendable {
 
 /// `s3://` and `gs://` artifacts: list what the URI names, check the disk has room, then
 /// fetch every object through the transfer engine, each verified by size and checksum.
-public struct BucketStorageProvider: StorageProvider {
+struct BucketStorageProvider: StorageProvider {
     let client: any BucketClient
     let engine: TransferEngine
 
-    public init(client: any BucketClient, engine: TransferEngine) {
+    init(client: any BucketClient, engine: TransferEngine) {
         self.client = client
         self.engine = engine
     }
 
-    public func fetch(_ location: StorageLocation, into destination: StagingDirectory, logger: Logger) async throws
+    func fetch(_ location: StorageLocation, into destination: StagingDirectory, logger: Logger) async throws
         -> FetchReport
     {
         let bucket: String

@@ -8,18 +8,18 @@ import Logging
 
 /// `http://` and `https://` artifacts: one file named after the URL's last path segment,
 /// unpacked when it is a zip or tar(.gz) archive.
-public struct HTTPStorageProvider: StorageProvider {
+struct HTTPStorageProvider: StorageProvider {
     let engine: TransferEngine
     let environment: [String: String]
     let limits: DownloadLimits
 
-    public init(engine: TransferEngine, environment: [String: String], limits: DownloadLimits = DownloadLimits()) {
+    init(engine: TransferEngine, environment: [String: String], limits: DownloadLimits = DownloadLimits()) {
         self.engine = engine
         self.environment = environment
         self.limits = limits
     }
 
-    public func fetch(_ location: StorageLocation, into destination: StagingDirectory, logger: Logger) async throws
+    func fetch(_ location: StorageLocation, into destination: StagingDirectory, logger: Logger) async throws
         -> FetchReport
     {
         guard case .http(let url) = location, let parts = URLParts(url) else {
@@ -98,18 +98,18 @@ enum HostHeaders {
 }
 
 /// An http(s) body grew past `--max-download-size`.
-public struct DownloadTooLarge: Error, RetryClassifying, CustomStringConvertible {
-    public let uri: String
-    public let limit: Int64
-    public var isTransient: Bool { false }
-    public var description: String {
+struct DownloadTooLarge: Error, RetryClassifying, CustomStringConvertible {
+    let uri: String
+    let limit: Int64
+    var isTransient: Bool { false }
+    var description: String {
         "\(Redaction.uri(uri)) is larger than \(limit) bytes, the --max-download-size limit; raise it if the file is right"
     }
 }
 
 /// The agent's environment or flags ask for something impossible.
-public struct ConfigurationError: Error, RetryClassifying, CustomStringConvertible {
-    public let description: String
-    public var isTransient: Bool { false }
-    public init(_ description: String) { self.description = description }
+struct ConfigurationError: Error, RetryClassifying, CustomStringConvertible {
+    let description: String
+    var isTransient: Bool { false }
+    init(_ description: String) { self.description = description }
 }

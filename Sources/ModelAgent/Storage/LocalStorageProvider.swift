@@ -9,14 +9,14 @@ import Logging
 /// checked after resolving symlinks, file by file; the agent's own config and model
 /// directories never are, so `file:///etc/shadow` or the pod's service-account token
 /// cannot be turned into a model.
-public struct LocalStorageProvider: StorageProvider {
-    public static let defaultRoots = ["/mnt/pvc"]
+package struct LocalStorageProvider: StorageProvider {
+    package static let defaultRoots = ["/mnt/pvc"]
 
     let roots: [String]
     let forbidden: [String]
 
     /// `forbidden`: directories never read even under a root (config and model dirs).
-    public init(roots: [String] = LocalStorageProvider.defaultRoots, forbidden: [String] = []) {
+    init(roots: [String] = LocalStorageProvider.defaultRoots, forbidden: [String] = []) {
         self.roots = roots.map(FileSystem.absolute)
         self.forbidden = forbidden.map(FileSystem.absolute)
     }
@@ -43,7 +43,7 @@ public struct LocalStorageProvider: StorageProvider {
         return resolved
     }
 
-    public func fetch(_ location: StorageLocation, into destination: StagingDirectory, logger: Logger) async throws
+    func fetch(_ location: StorageLocation, into destination: StagingDirectory, logger: Logger) async throws
         -> FetchReport
     {
         guard case .local(let raw) = location else {
@@ -140,7 +140,7 @@ public struct LocalStorageProvider: StorageProvider {
     }
 }
 
-public struct LocalSourceError: Error, RetryClassifying, CustomStringConvertible {
-    public let description: String
-    public var isTransient: Bool { false }
+struct LocalSourceError: Error, RetryClassifying, CustomStringConvertible {
+    let description: String
+    var isTransient: Bool { false }
 }

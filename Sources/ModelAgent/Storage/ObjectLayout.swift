@@ -1,14 +1,14 @@
 /// One object of a bucket listing.
-public struct ListedObject: Sendable, Equatable {
-    public var key: String
-    public var size: Int64
+struct ListedObject: Sendable, Equatable {
+    var key: String
+    var size: Int64
     /// S3's ETag, sent as If-Match with each part.
-    public var etag: String?
+    var etag: String?
     /// GCS's generation, pinned in each download request.
-    public var version: String?
-    public var checksum: Checksum?
+    var version: String?
+    var checksum: Checksum?
 
-    public init(key: String, size: Int64, etag: String? = nil, version: String? = nil, checksum: Checksum? = nil) {
+    init(key: String, size: Int64, etag: String? = nil, version: String? = nil, checksum: Checksum? = nil) {
         self.key = key
         self.size = size
         self.etag = etag
@@ -22,8 +22,8 @@ public struct ListedObject: Sendable, Equatable {
 /// `models/m1` takes the object `models/m1` itself (as `<name>/m1`) or everything
 /// under `models/m1/`, never `models/m10/…`; folder markers (keys ending in `/`) are
 /// skipped; a key that would climb out of the directory refuses the whole model.
-public enum ObjectLayout {
-    public static func plan(prefix: String, objects: [ListedObject]) throws -> [(object: ListedObject, path: String)] {
+enum ObjectLayout {
+    static func plan(prefix: String, objects: [ListedObject]) throws -> [(object: ListedObject, path: String)] {
         var result: [(ListedObject, String)] = []
         var seen: [String: String] = [:]
         for object in objects where !object.key.hasSuffix("/") {
@@ -51,8 +51,8 @@ public enum ObjectLayout {
 }
 
 /// A listing matched nothing: the URI is wrong or the objects are not there yet.
-public struct NoObjectsFound: Error, RetryClassifying, CustomStringConvertible {
-    public let uri: String
-    public var isTransient: Bool { false }
-    public var description: String { "no objects found at \(uri)" }
+struct NoObjectsFound: Error, RetryClassifying, CustomStringConvertible {
+    let uri: String
+    var isTransient: Bool { false }
+    var description: String { "no objects found at \(uri)" }
 }

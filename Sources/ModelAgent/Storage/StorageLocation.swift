@@ -1,11 +1,11 @@
 /// A parsed `storageUri`.
-public enum StorageLocation: Sendable, Equatable, CustomStringConvertible {
+enum StorageLocation: Sendable, Equatable, CustomStringConvertible {
     case http(url: String)
     case s3(bucket: String, key: String)
     case gcs(bucket: String, object: String)
     case local(path: String)
 
-    public static func parse(_ uri: String) throws(UnsupportedStorage) -> StorageLocation {
+    static func parse(_ uri: String) throws(UnsupportedStorage) -> StorageLocation {
         if uri.isEmpty { throw UnsupportedStorage(uri: uri, reason: "there is no storageUri supplied") }
         // Control characters and NUL are never part of a usable URI or path (a NUL would cut
         // a path short in every system call).
@@ -97,7 +97,7 @@ public enum StorageLocation: Sendable, Equatable, CustomStringConvertible {
             }
     }
 
-    public var description: String {
+    var description: String {
         switch self {
         case .http(let url): return Redaction.uri(url)
         case .s3(let bucket, let key): return "s3://\(bucket)/\(key)"
@@ -107,9 +107,9 @@ public enum StorageLocation: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-public struct UnsupportedStorage: Error, RetryClassifying, CustomStringConvertible {
-    public let uri: String
-    public let reason: String
-    public var isTransient: Bool { false }
-    public var description: String { "\(reason): \(Redaction.uri(uri))" }
+struct UnsupportedStorage: Error, RetryClassifying, CustomStringConvertible {
+    let uri: String
+    let reason: String
+    var isTransient: Bool { false }
+    var description: String { "\(reason): \(Redaction.uri(uri))" }
 }

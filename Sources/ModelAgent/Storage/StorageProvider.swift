@@ -3,29 +3,29 @@ import Logging
 /// Fetches a model artifact into an empty staging directory. Implementations write only
 /// through `destination` (which refuses paths escaping it) and throw on anything short
 /// of a complete, verified copy; the caller discards the staging directory then.
-public protocol StorageProvider: Sendable {
+protocol StorageProvider: Sendable {
     func fetch(_ location: StorageLocation, into destination: StagingDirectory, logger: Logger) async throws
         -> FetchReport
 }
 
-public struct FetchReport: Sendable, Equatable {
-    public var files: Int
-    public var bytes: Int64
+package struct FetchReport: Sendable, Equatable {
+    package var files: Int
+    package var bytes: Int64
 
-    public init(files: Int, bytes: Int64) {
+    init(files: Int, bytes: Int64) {
         self.files = files
         self.bytes = bytes
     }
 }
 
 /// Picks the provider for a location's scheme.
-public struct StorageRouter: Sendable {
-    public var http: (any StorageProvider)?
-    public var local: (any StorageProvider)?
-    public var s3: (any StorageProvider)?
-    public var gcs: (any StorageProvider)?
+package struct StorageRouter: Sendable {
+    var http: (any StorageProvider)?
+    var local: (any StorageProvider)?
+    var s3: (any StorageProvider)?
+    var gcs: (any StorageProvider)?
 
-    public init(
+    init(
         http: (any StorageProvider)? = nil, local: (any StorageProvider)? = nil, s3: (any StorageProvider)? = nil,
         gcs: (any StorageProvider)? = nil
     ) {
@@ -35,7 +35,7 @@ public struct StorageRouter: Sendable {
         self.gcs = gcs
     }
 
-    public func fetch(_ location: StorageLocation, into destination: StagingDirectory, logger: Logger) async throws
+    func fetch(_ location: StorageLocation, into destination: StagingDirectory, logger: Logger) async throws
         -> FetchReport
     {
         let provider: (any StorageProvider)?

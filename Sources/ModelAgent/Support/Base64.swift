@@ -1,8 +1,8 @@
 /// Base64 and base64url (RFC 4648 §5, no padding) without Foundation.
-public enum Base64 {
+enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
-    public static func encode(_ bytes: [UInt8], url: Bool = false) -> String {
+    static func encode(_ bytes: [UInt8], url: Bool = false) -> String {
         var out: [UInt8] = []
         out.reserveCapacity((bytes.count + 2) / 3 * 4)
         var i = 0
@@ -25,7 +25,7 @@ public enum Base64 {
     }
 
     /// Decodes standard or url alphabets, padded or not; nil on anything else.
-    public static func decode(_ text: String) -> [UInt8]? {
+    static func decode(_ text: String) -> [UInt8]? {
         var values: [UInt8] = []
         for c in text.utf8 {
             switch c {

@@ -4,7 +4,7 @@ import Synchronization
 /// A few dedicated threads for work that blocks on the disk (archive extraction, local
 /// copies, directory swaps and deletions), so it never holds Swift's cooperative
 /// threads, which the rest of the agent needs to make progress.
-public final class BlockingExecutor: Sendable {
+final class BlockingExecutor: Sendable {
     private struct Job: Sendable {
         let run: @Sendable () -> Void
     }
@@ -12,9 +12,9 @@ public final class BlockingExecutor: Sendable {
     private let jobs = Mutex<[Job]>([])
     private let ready = DispatchSemaphore(value: 0)
 
-    public static let shared = BlockingExecutor(threads: 4)
+    static let shared = BlockingExecutor(threads: 4)
 
-    public init(threads: Int) {
+    init(threads: Int) {
         for _ in 0..<max(1, threads) {
             startDetachedThread { [self] in
                 while true {
@@ -26,7 +26,7 @@ public final class BlockingExecutor: Sendable {
         }
     }
 
-    public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             jobs.withLock {
                 $0.append(Job { continuation.resume(with: Result { try body() }) })

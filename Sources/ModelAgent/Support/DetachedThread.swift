@@ -9,7 +9,7 @@ private final class ThreadBody {
 
 /// Starts `body` on a new detached POSIX thread. Used for work that blocks by design
 /// (libcurl transfers, inotify reads) so it never occupies Swift's cooperative pool.
-public func startDetachedThread(_ body: @escaping @Sendable () -> Void) {
+func startDetachedThread(_ body: @escaping @Sendable () -> Void) {
     let context = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
     var thread = pthread_t()
     let rc = pthread_create(

@@ -1,8 +1,8 @@
 import COpenSSL
 
 /// Incremental message digest over OpenSSL's EVP interface.
-public final class Digest {
-    public enum Algorithm: Sendable {
+final class Digest {
+    enum Algorithm: Sendable {
         case sha256, md5
 
         fileprivate var evp: OpaquePointer? {
@@ -15,41 +15,41 @@ public final class Digest {
 
     private let context: OpaquePointer
 
-    public init(_ algorithm: Algorithm) {
+    init(_ algorithm: Algorithm) {
         context = EVP_MD_CTX_new()!
         EVP_DigestInit_ex(context, algorithm.evp, nil)
     }
 
     deinit { EVP_MD_CTX_free(context) }
 
-    public func update(_ bytes: UnsafeRawBufferPointer) {
+    func update(_ bytes: UnsafeRawBufferPointer) {
         if bytes.count > 0 { EVP_DigestUpdate(context, bytes.baseAddress, bytes.count) }
     }
 
-    public func update(_ bytes: [UInt8]) {
+    func update(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { update($0) }
     }
 
     /// The digest; the object must not be updated afterwards.
-    public func finish() -> [UInt8] {
+    func finish() -> [UInt8] {
         var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var length: UInt32 = 0
         EVP_DigestFinal_ex(context, &out, &length)
         return Array(out.prefix(Int(length)))
     }
 
-    public static func hash(_ algorithm: Algorithm, _ bytes: [UInt8]) -> [UInt8] {
+    static func hash(_ algorithm: Algorithm, _ bytes: [UInt8]) -> [UInt8] {
         let d = Digest(algorithm)
         d.update(bytes)
         return d.finish()
     }
 
-    public static func sha256Hex(_ text: String) -> String {
+    static func sha256Hex(_ text: String) -> String {
         hex(hash(.sha256, Array(text.utf8)))
     }
 }
 
-public func hmacSHA256(key: [UInt8], data: [UInt8]) -> [UInt8] {
+func hmacSHA256(key: [UInt8], data: [UInt8]) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
     var length: UInt32 = 0
     key.withUnsafeBufferPointer { k in
@@ -62,7 +62,7 @@ public func hmacSHA256(key: [UInt8], data: [UInt8]) -> [UInt8] {
 
 private let hexDigits = Array("0123456789abcdef".utf8)
 
-public func hex(_ bytes: some Sequence<UInt8>) -> String {
+func hex(_ bytes: some Sequence<UInt8>) -> String {
     var out: [UInt8] = []
     for b in bytes {
         out.append(hexDigits[Int(b >> 4)])
@@ -72,7 +72,7 @@ public func hex(_ bytes: some Sequence<UInt8>) -> String {
 }
 
 /// 16 random hex characters, for staging directory names and request ids.
-public func randomID() -> String {
+func randomID() -> String {
     var g = SystemRandomNumberGenerator()
     return hex((0..<8).map { _ in UInt8.random(in: 0...255, using: &g) })
 }

@@ -1,11 +1,11 @@
 /// Durations as the numbers libcurl, logs and metrics want.
 extension Duration {
-    public var milliseconds: Int {
+    package var milliseconds: Int {
         let (seconds, attoseconds) = components
         return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
     }
 
-    public var nanoseconds: Int64 {
+    var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
         let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         guard !overflow else { return seconds < 0 ? .min : .max }
@@ -13,7 +13,7 @@ extension Duration {
         return carry ? (seconds < 0 ? .min : .max) : total
     }
 
-    public var seconds: Double {
+    var seconds: Double {
         let (s, atto) = components
         return Double(s) + Double(atto) / 1e18
     }

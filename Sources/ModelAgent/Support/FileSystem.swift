@@ -5,20 +5,20 @@
 /// Thin, explicit wrappers over POSIX file calls. The agent needs exact control over
 /// symlinks (never followed when deleting), renames (same filesystem only) and errno
 /// (ENOSPC must surface as such), which is why this does not go through FileManager.
-public enum FileSystem {
-    public enum Kind: Sendable, Equatable {
+enum FileSystem {
+    enum Kind: Sendable, Equatable {
         case file, directory, symlink, other
     }
 
     /// The kind of `path` without following a final symlink, or nil when nothing is there.
-    public static func kind(_ path: String) -> Kind? {
+    static func kind(_ path: String) -> Kind? {
         var st = stat()
         guard lstat(path, &st) == 0 else { return nil }
         return kind(of: st.st_mode)
     }
 
     /// The kind of what `path` resolves to (symlinks followed), or nil.
-    public static func resolvedKind(_ path: String) -> Kind? {
+    static func resolvedKind(_ path: String) -> Kind? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
         return kind(of: st.st_mode)
@@ -33,22 +33,22 @@ public enum FileSystem {
         }
     }
 
-    public static func exists(_ path: String) -> Bool { kind(path) != nil }
+    static func exists(_ path: String) -> Bool { kind(path) != nil }
 
-    public static func fileSize(_ path: String) throws -> Int64 {
+    static func fileSize(_ path: String) throws -> Int64 {
         var st = stat()
         guard stat(path, &st) == 0 else { throw SystemError("stat", path: path) }
         return Int64(st.st_size)
     }
 
     /// Device and inode of what `path` resolves to: the identity of a file or directory.
-    public static func identity(_ path: String) throws -> FileIdentity {
+    static func identity(_ path: String) throws -> FileIdentity {
         var st = stat()
         guard stat(path, &st) == 0 else { throw SystemError("stat", path: path) }
         return FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
     }
 
-    public static func deviceID(_ path: String) throws -> UInt64 {
+    static func deviceID(_ path: String) throws -> UInt64 {
         var st = stat()
         guard stat(path, &st) == 0 else { throw SystemError("stat", path: path) }
         return UInt64(st.st_dev)
@@ -56,13 +56,13 @@ public enum FileSystem {
 
     /// Free space and size of a filesystem, and the floor writers leave free on it:
     /// 1 % of its size, at least 16 MiB, at most 1 GiB.
-    public struct Volume: Sendable {
-        public let available: Int64
-        public let total: Int64
-        public var floor: Int64 { max(16 << 20, min(total / 100, 1 << 30)) }
+    struct Volume: Sendable {
+        let available: Int64
+        let total: Int64
+        var floor: Int64 { max(16 << 20, min(total / 100, 1 << 30)) }
     }
 
-    public static func volume(_ path: String) throws -> Volume {
+    static func volume(_ path: String) throws -> Volume {
         var vfs = statvfs()
         guard statvfs(path, &vfs) == 0 else { throw SystemError("statvfs", path: path) }
         return volume(vfs)
@@ -85,7 +85,7 @@ public enum FileSystem {
     }
 
     /// Bytes available to an unprivileged writer on the filesystem holding `path`.
-    public static func availableBytes(_ path: String) throws -> Int64 {
+    static func availableBytes(_ path: String) throws -> Int64 {
         var vfs = statvfs()
         guard statvfs(path, &vfs) == 0 else { throw SystemError("statvfs", path: path) }
         // Some volumes (FUSE, CSI drivers) report UINT64_MAX: saturate, never trap.
@@ -94,7 +94,7 @@ public enum FileSystem {
         return overflow ? .max : bytes
     }
 
-    public static func makeDirectory(_ path: String, mode: mode_t = 0o755) throws {
+    static func makeDirectory(_ path: String, mode: mode_t = 0o755) throws {
         if mkdir(path, mode) != 0 && errno != EEXIST {
             throw SystemError("mkdir", path: path)
         }
@@ -104,7 +104,7 @@ public enum FileSystem {
     }
 
     /// `mkdir -p`.
-    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
+    static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
         if resolvedKind(path) == .directory { return }
         let parent = parentPath(path)
         if parent != path && !parent.isEmpty { try makeDirectories(parent, mode: mode) }
@@ -112,7 +112,7 @@ public enum FileSystem {
     }
 
     /// Names in a directory, without "." and "..", in no particular order.
-    public static func listDirectory(_ path: String) throws -> [String] {
+    static func listDirectory(_ path: String) throws -> [String] {
         guard let dir = opendir(path) else { throw SystemError("opendir", path: path) }
         defer { closedir(dir) }
         var names: [String] = []
@@ -127,7 +127,7 @@ public enum FileSystem {
 
     /// Deletes `path` and everything below it. Symlinks are removed, never followed.
     /// A missing path is not an error.
-    public static func removeTree(_ path: String) throws {
+    static func removeTree(_ path: String) throws {
         guard let k = kind(path) else { return }
         if k == .directory {
             for name in try listDirectory(path) {
@@ -139,20 +139,20 @@ public enum FileSystem {
         }
     }
 
-    public static func rename(_ from: String, to: String) throws {
+    static func rename(_ from: String, to: String) throws {
         if Glibc.rename(from, to) != 0 {
             throw SystemError("rename", path: "\(from) -> \(to)")
         }
     }
 
-    public static func removeFile(_ path: String) throws {
+    static func removeFile(_ path: String) throws {
         if unlink(path) != 0 && errno != ENOENT { throw SystemError("unlink", path: path) }
     }
 
     /// Reads a regular file (symlinks followed) whole. Anything else is refused: opened
     /// without blocking, so a FIFO put in place of models.json or a marker cannot stall
     /// the agent, and never read, so a device cannot feed it endless bytes.
-    public static func readFile(_ path: String, limit: Int = 64 << 20) throws -> [UInt8] {
+    static func readFile(_ path: String, limit: Int = 64 << 20) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open", path: path) }
         defer { close(fd) }
@@ -175,7 +175,7 @@ public enum FileSystem {
     }
 
     /// Writes `bytes` to a fresh file at `path` (which must not be in use by readers).
-    public static func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
+    static func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw SystemError("open", path: path) }
         defer { close(fd) }
@@ -184,7 +184,7 @@ public enum FileSystem {
 
     /// Writes to `temporary` then renames onto `path`, so readers see the old or the
     /// new content, never a mix. Both paths must be on one filesystem.
-    public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], temporary: String) throws {
+    static func writeFileAtomically(_ path: String, _ bytes: [UInt8], temporary: String) throws {
         do {
             try writeFile(temporary, bytes)
             try rename(temporary, to: path)
@@ -194,7 +194,7 @@ public enum FileSystem {
         }
     }
 
-    public static func writeAll(fd: Int32, _ bytes: [UInt8], path: String) throws {
+    static func writeAll(fd: Int32, _ bytes: [UInt8], path: String) throws {
         try bytes.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
@@ -209,7 +209,7 @@ public enum FileSystem {
     }
 
     /// Hard-links what `from` resolves to (a symlink is followed, not linked).
-    public static func hardLink(_ from: String, to: String) throws {
+    static func hardLink(_ from: String, to: String) throws {
         if linkat(AT_FDCWD, from, AT_FDCWD, to, AT_SYMLINK_FOLLOW) != 0 {
             throw SystemError("link", path: "\(from) -> \(to)")
         }
@@ -218,7 +218,7 @@ public enum FileSystem {
     /// Copies a regular file's bytes; the destination is created (mode 0644) or truncated.
     /// Returns the number of bytes copied.
     @discardableResult
-    public static func copyFile(_ from: String, to: String, mode: mode_t = 0o644) throws -> Int64 {
+    static func copyFile(_ from: String, to: String, mode: mode_t = 0o644) throws -> Int64 {
         let src = open(from, O_RDONLY | O_CLOEXEC)
         guard src >= 0 else { throw SystemError("open", path: from) }
         defer { close(src) }
@@ -250,14 +250,14 @@ public enum FileSystem {
     }
 
     /// The canonical absolute path (symlinks, "." and ".." resolved), or nil if it does not exist.
-    public static func realPath(_ path: String) -> String? {
+    static func realPath(_ path: String) -> String? {
         guard let resolved = Glibc.realpath(path, nil) else { return nil }
         defer { free(resolved) }
         return String(cString: resolved)
     }
 
     /// An absolute path with "." and ".." resolved as text (no symlinks followed).
-    public static func lexicallyNormalized(_ path: String) -> String {
+    static func lexicallyNormalized(_ path: String) -> String {
         var parts: [Substring] = []
         for part in absolute(path).split(separator: "/") {
             if part == "." { continue }
@@ -271,24 +271,24 @@ public enum FileSystem {
     }
 
     /// Whether `path` is `directory` or lies below it (both canonical).
-    public static func isInside(_ path: String, _ directory: String) -> Bool {
+    static func isInside(_ path: String, _ directory: String) -> Bool {
         if directory == "/" { return path.hasPrefix("/") }
         return path == directory || path.hasPrefix(directory + "/")
     }
 
-    public static func parentPath(_ path: String) -> String {
+    static func parentPath(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         if slash == path.startIndex { return "/" }
         return String(path[..<slash])
     }
 
-    public static func lastComponent(_ path: String) -> String {
+    static func lastComponent(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return path }
         return String(path[path.index(after: slash)...])
     }
 
     /// `path` made absolute against the working directory, with trailing slashes removed.
-    public static func absolute(_ path: String) -> String {
+    static func absolute(_ path: String) -> String {
         var p = path
         if !p.hasPrefix("/") {
             var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
@@ -302,14 +302,14 @@ public enum FileSystem {
     }
 }
 
-public struct FileIdentity: Hashable, Sendable {
-    public let device: UInt64
-    public let inode: UInt64
+struct FileIdentity: Hashable, Sendable {
+    let device: UInt64
+    let inode: UInt64
 }
 
 extension FileSystem {
     /// Adds execute permission where read permission is set (like `chmod +X` for files).
-    public static func setExecutable(_ path: String) throws {
+    static func setExecutable(_ path: String) throws {
         var st = stat()
         guard stat(path, &st) == 0 else { throw SystemError("stat", path: path) }
         let mode = st.st_mode | ((st.st_mode & 0o444) >> 2)

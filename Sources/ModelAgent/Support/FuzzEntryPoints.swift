@@ -4,13 +4,13 @@
     /// One entry point per parser of bytes from outside the process, for the libFuzzer
     /// targets in `Fuzz/` (`scripts/fuzz`). Each takes arbitrary bytes and must return or
     /// throw, never trap; everything it writes stays under `scratch`.
-    public enum FuzzEntryPoints {
-        public static let targets: [String] = [
+    package enum FuzzEntryPoints {
+        package static let targets: [String] = [
             "models-json", "quantity", "marker", "tar", "zip", "gzip", "xml", "pbtxt", "gcs-json", "uri",
         ]
 
         /// Runs target `name` on `data`; false for an unknown name.
-        public static func run(_ name: String, _ data: UnsafeRawBufferPointer, scratch: String) -> Bool {
+        package static func run(_ name: String, _ data: UnsafeRawBufferPointer, scratch: String) -> Bool {
             let bytes = Array(data)
             switch name {
             case "models-json": modelsJSON(bytes)

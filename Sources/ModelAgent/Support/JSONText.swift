@@ -1,7 +1,7 @@
 /// Deterministic JSON text for the few places that must not depend on an encoder's
 /// formatting choices: the canonical spec hashed into marker names, and log lines.
-public enum JSONText {
-    public static func quoted(_ s: String) -> String {
+enum JSONText {
+    static func quoted(_ s: String) -> String {
         var out = "\""
         out.reserveCapacity(s.utf8.count + 2)
         for scalar in s.unicodeScalars {
@@ -21,7 +21,7 @@ public enum JSONText {
     }
 
     /// An object from ordered key/value pairs whose values are already JSON text.
-    public static func object(_ pairs: [(String, String)]) -> String {
+    static func object(_ pairs: [(String, String)]) -> String {
         "{" + pairs.map { quoted($0.0) + ":" + $0.1 }.joined(separator: ",") + "}"
     }
 }

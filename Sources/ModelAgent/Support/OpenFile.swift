@@ -9,10 +9,10 @@ private let bytesWrittenByAllFiles = Atomic<Int64>(0)
 
 /// An owned file descriptor for positional writes; closed on deinit. Positional writes
 /// let parallel ranged parts land in one file without sharing a file offset.
-public final class OpenFile: @unchecked Sendable {
+final class OpenFile: @unchecked Sendable {
     // Immutable after init; pwrite on one descriptor from several threads is safe.
-    public let fd: Int32
-    public let path: String
+    let fd: Int32
+    let path: String
     /// Blocks reserved by `preallocate`: writes inside them cannot fill the volume.
     private let reserved = Atomic<Int64>(0)
 
@@ -21,14 +21,14 @@ public final class OpenFile: @unchecked Sendable {
     /// a check at their start, so together they could still fill the volume.
     static let spaceCheckInterval: Int64 = 16 << 20
 
-    public init(creating path: String, mode: mode_t = 0o644) throws {
+    init(creating path: String, mode: mode_t = 0o644) throws {
         let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw SystemError("open", path: path) }
         self.fd = fd
         self.path = path
     }
 
-    public init(reading path: String) throws {
+    init(reading path: String) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open", path: path) }
         self.fd = fd
@@ -38,7 +38,7 @@ public final class OpenFile: @unchecked Sendable {
     deinit { close(fd) }
 
     /// Writes all of `buffer` at `offset`.
-    public func write(_ buffer: UnsafeRawBufferPointer, at offset: Int64) throws {
+    func write(_ buffer: UnsafeRawBufferPointer, at offset: Int64) throws {
         let count = Int64(buffer.count)
         if offset + count > reserved.load(ordering: .relaxed) {
             let before = bytesWrittenByAllFiles.add(count, ordering: .relaxed).oldValue
@@ -58,7 +58,7 @@ public final class OpenFile: @unchecked Sendable {
     }
 
     /// Reads up to `buffer.count` bytes at `offset`; returns the count (0 at end of file).
-    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
         while true {
             let n = pread(fd, buffer.baseAddress, buffer.count, off_t(offset))
             if n < 0 {
@@ -71,7 +71,7 @@ public final class OpenFile: @unchecked Sendable {
 
     /// Reserves `length` bytes on disk up front, so a full disk fails here and not
     /// halfway through a download.
-    public func preallocate(_ length: Int64) throws {
+    func preallocate(_ length: Int64) throws {
         guard length > 0 else { return }
         defer { reserved.store(length, ordering: .relaxed) }
         let rc = posix_fallocate(fd, 0, off_t(length))
@@ -88,11 +88,11 @@ public final class OpenFile: @unchecked Sendable {
         if volume.available < volume.floor { throw SystemError("write", path: path, code: ENOSPC) }
     }
 
-    public func truncate(_ length: Int64) throws {
+    func truncate(_ length: Int64) throws {
         if ftruncate(fd, off_t(length)) != 0 { throw SystemError("ftruncate", path: path) }
     }
 
-    public func size() throws -> Int64 {
+    func size() throws -> Int64 {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SystemError("fstat", path: path) }
         return Int64(st.st_size)

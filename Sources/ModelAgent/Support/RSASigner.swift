@@ -2,11 +2,11 @@ import COpenSSL
 
 /// RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signatures with a PEM private key, for the
 /// JWTs a Google service account exchanges for access tokens.
-public final class RSASigner: @unchecked Sendable {
+final class RSASigner: @unchecked Sendable {
     // The key is immutable after init; EVP_DigestSign uses a fresh context per call.
     private let key: OpaquePointer
 
-    public init(pem: String) throws(SigningError) {
+    init(pem: String) throws(SigningError) {
         let bytes = Array(pem.utf8)
         let parsed: OpaquePointer? = bytes.withUnsafeBytes { raw in
             guard let bio = BIO_new_mem_buf(raw.baseAddress, Int32(raw.count)) else { return nil }
@@ -19,7 +19,7 @@ public final class RSASigner: @unchecked Sendable {
 
     deinit { EVP_PKEY_free(key) }
 
-    public func sign(_ message: [UInt8]) throws(SigningError) -> [UInt8] {
+    func sign(_ message: [UInt8]) throws(SigningError) -> [UInt8] {
         guard let context = EVP_MD_CTX_new() else { throw SigningError("out of memory") }
         defer { EVP_MD_CTX_free(context) }
         guard EVP_DigestSignInit(context, nil, EVP_sha256(), nil, key) == 1 else {
@@ -39,7 +39,7 @@ public final class RSASigner: @unchecked Sendable {
     }
 }
 
-public struct SigningError: Error, CustomStringConvertible, Sendable {
-    public let description: String
+struct SigningError: Error, CustomStringConvertible, Sendable {
+    let description: String
     init(_ description: String) { self.description = description }
 }

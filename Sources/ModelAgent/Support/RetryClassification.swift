@@ -1,11 +1,11 @@
 /// Errors that say whether trying the same thing again could succeed.
-public protocol RetryClassifying: Error {
+protocol RetryClassifying: Error {
     var isTransient: Bool { get }
 }
 
 extension Error {
     /// Unknown errors count as transient: retrying with backoff is the safe default.
-    public var isTransient: Bool { (self as? any RetryClassifying)?.isTransient ?? true }
+    var isTransient: Bool { (self as? any RetryClassifying)?.isTransient ?? true }
 }
 
 /// The one rule for HTTP answers, whoever sent them (storage, token endpoints, the model

@@ -3,11 +3,11 @@
 #endif
 
 /// UTC calendar time without Foundation's formatters: AWS dates and ISO 8601 stamps.
-public struct UTCTime: Sendable, Equatable {
-    public let seconds: Int
+struct UTCTime: Sendable, Equatable {
+    let seconds: Int
 
-    public init(seconds: Int) { self.seconds = seconds }
-    public static func now() -> UTCTime { UTCTime(seconds: Int(wallClockSeconds())) }
+    init(seconds: Int) { self.seconds = seconds }
+    static func now() -> UTCTime { UTCTime(seconds: Int(wallClockSeconds())) }
 
     private var parts: tm {
         var t = time_t(seconds)
@@ -22,24 +22,24 @@ public struct UTCTime: Sendable, Equatable {
     }
 
     /// "20150830T123600Z", as in `x-amz-date`.
-    public var amzDate: String {
+    var amzDate: String {
         let p = parts
         return Self.pad(p.tm_year + 1900, 4) + Self.pad(p.tm_mon + 1) + Self.pad(p.tm_mday) + "T" + Self.pad(p.tm_hour)
             + Self.pad(p.tm_min) + Self.pad(p.tm_sec) + "Z"
     }
 
     /// "2015-08-30T12:36:00Z".
-    public var iso8601: String {
+    var iso8601: String {
         let p = parts
         return Self.pad(p.tm_year + 1900, 4) + "-" + Self.pad(p.tm_mon + 1) + "-" + Self.pad(p.tm_mday) + "T"
             + Self.pad(p.tm_hour) + ":" + Self.pad(p.tm_min) + ":" + Self.pad(p.tm_sec) + "Z"
     }
 
     /// "20150830", the date of a SigV4 credential scope.
-    public var dateStamp: String { String(amzDate.prefix(8)) }
+    var dateStamp: String { String(amzDate.prefix(8)) }
 
     /// Parses "2026-11-22T06:00:00Z", with or without fractional seconds or an offset.
-    public static func parseISO8601(_ text: String) -> UTCTime? {
+    static func parseISO8601(_ text: String) -> UTCTime? {
         let digits = text.unicodeScalars
         func number(_ from: Int, _ length: Int) -> Int32? {
             let start = digits.index(digits.startIndex, offsetBy: from, limitedBy: digits.endIndex)

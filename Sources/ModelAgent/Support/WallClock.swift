@@ -2,7 +2,7 @@
     import Glibc
 #endif
 
-public func wallClockSeconds() -> Double {
+func wallClockSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9

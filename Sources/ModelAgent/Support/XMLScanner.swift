@@ -1,14 +1,14 @@
 /// Reads the few flat XML documents the agent receives (S3 listings and errors, STS
 /// answers). Not a general parser: it finds elements by name and decodes entities, which
 /// is all these responses need.
-public struct XMLScanner: Sendable {
-    public let text: Substring
+struct XMLScanner: Sendable {
+    let text: Substring
 
-    public init(_ text: Substring) { self.text = text }
-    public init(_ bytes: [UInt8]) { self.text = Substring(String(decoding: bytes, as: UTF8.self)) }
+    init(_ text: Substring) { self.text = text }
+    init(_ bytes: [UInt8]) { self.text = Substring(String(decoding: bytes, as: UTF8.self)) }
 
     /// The raw inner text of every `<name>…</name>` (or nothing for `<name/>`), in order.
-    public func elements(_ name: String) -> [XMLScanner] {
+    func elements(_ name: String) -> [XMLScanner] {
         var result: [XMLScanner] = []
         var rest = text[...]
         let open = "<" + name
@@ -34,7 +34,7 @@ public struct XMLScanner: Sendable {
     }
 
     /// The decoded text of the first `<name>` element.
-    public func value(_ name: String) -> String? {
+    func value(_ name: String) -> String? {
         elements(name).first.map { Self.decodeEntities($0.text) }
     }
 

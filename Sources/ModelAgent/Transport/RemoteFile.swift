@@ -1,20 +1,20 @@
 /// A file to fetch: how to ask for (part of) it, and what it should turn out to be.
-public struct RemoteFile: Sendable {
+struct RemoteFile: Sendable {
     /// Name used in logs and errors: an object key or a URL without its query.
-    public var displayName: String
+    var displayName: String
     /// Size announced by a listing; checked after the download when known.
-    public var expectedSize: Int64?
-    public var checksum: Checksum?
+    var expectedSize: Int64?
+    var checksum: Checksum?
     /// The store's version tag, sent as If-Match with every part.
-    public var etag: String?
+    var etag: String?
     /// The most bytes the file may have; a body that grows past it is refused (an
     /// endless body must not fill the volume).
-    public var maximumSize: Int64 = .max
+    var maximumSize: Int64 = .max
     /// Builds the request for the whole file (nil) or one range. Called for every
     /// attempt, so signatures and tokens are always fresh.
-    public var makeRequest: @Sendable (ByteRange?) async throws -> HTTPRequest
+    var makeRequest: @Sendable (ByteRange?) async throws -> HTTPRequest
 
-    public init(
+    init(
         displayName: String, expectedSize: Int64? = nil, checksum: Checksum? = nil, etag: String? = nil,
         makeRequest: @escaping @Sendable (ByteRange?) async throws -> HTTPRequest
     ) {
@@ -27,11 +27,11 @@ public struct RemoteFile: Sendable {
 }
 
 /// A content checksum published by the store, verified after the download.
-public enum Checksum: Sendable, Equatable, CustomStringConvertible {
+enum Checksum: Sendable, Equatable, CustomStringConvertible {
     case md5(hex: String)
     case crc32c(UInt32)
 
-    public var description: String {
+    var description: String {
         switch self {
         case .md5(let hex): return "md5 \(hex)"
         case .crc32c(let value): return "crc32c \(value)"
@@ -40,9 +40,9 @@ public enum Checksum: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// The downloaded bytes are not what the store said they would be.
-public struct IntegrityError: Error, RetryClassifying, CustomStringConvertible {
-    public let file: String
-    public let detail: String
-    public var isTransient: Bool { true }
-    public var description: String { "\(file): \(detail)" }
+struct IntegrityError: Error, RetryClassifying, CustomStringConvertible {
+    let file: String
+    let detail: String
+    var isTransient: Bool { true }
+    var description: String { "\(file): \(detail)" }
 }

@@ -1,17 +1,17 @@
 /// Exponential backoff with jitter: attempt n waits a random time between half and
 /// all of min(maxDelay, initialDelay * 2^(n-1)), so retries from many clients spread out.
-public struct RetryPolicy: Sendable {
-    public var maxAttempts: Int
-    public var initialDelay: Duration
-    public var maxDelay: Duration
+package struct RetryPolicy: Sendable {
+    package var maxAttempts: Int
+    var initialDelay: Duration
+    var maxDelay: Duration
 
-    public init(maxAttempts: Int, initialDelay: Duration, maxDelay: Duration) {
+    package init(maxAttempts: Int, initialDelay: Duration, maxDelay: Duration) {
         self.maxAttempts = max(1, maxAttempts)
         self.initialDelay = initialDelay
         self.maxDelay = maxDelay
     }
 
-    public func delay(afterAttempt attempt: Int) -> Duration {
+    func delay(afterAttempt attempt: Int) -> Duration {
         let base = initialDelay.seconds * Double(1 << min(max(attempt - 1, 0), 30))
         let capped = min(base, maxDelay.seconds)
         return .milliseconds(Int(capped * Double.random(in: 0.5...1.0) * 1000))
@@ -19,7 +19,7 @@ public struct RetryPolicy: Sendable {
 
     /// Runs `body` until it succeeds, fails permanently or runs out of attempts.
     /// `onRetry` hears about each transient failure before the wait.
-    public func run<T>(
+    func run<T>(
         _ body: (_ attempt: Int) async throws -> T,
         onRetry: (_ attempt: Int, _ error: any Error, _ delay: Duration) -> Void = { _, _, _ in }
     ) async throws -> T {

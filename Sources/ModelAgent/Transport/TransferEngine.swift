@@ -5,21 +5,21 @@ import Synchronization
 /// parts in parallel, written in place with pwrite; every part and every stream retries
 /// with backoff and resumes where it broke off; every file is checked against its size
 /// and, when the store publishes one, its checksum.
-public struct TransferEngine: Sendable {
-    public let pool: TransferPool
-    public var retry: RetryPolicy
+struct TransferEngine: Sendable {
+    let pool: TransferPool
+    var retry: RetryPolicy
     /// Files fetched at once within one model.
-    public var parallelFiles: Int
-    public var partSize: Int64
+    var parallelFiles: Int
+    var partSize: Int64
     /// Files at least this big (when their size is known) are fetched in parts.
-    public var multipartThreshold: Int64
+    var multipartThreshold: Int64
     /// When false, only sizes are checked (published checksums are ignored).
-    public var verifyChecksums: Bool
+    var verifyChecksums: Bool
     /// Ranged parts of one file in flight at once. Fewer than the lanes: a single large
     /// file then leaves lanes to other files, and the server is not flooded with ranges.
-    public var partsPerFile: Int
+    var partsPerFile: Int
 
-    public init(
+    init(
         pool: TransferPool, retry: RetryPolicy, parallelFiles: Int, partSize: Int64 = 16 << 20,
         multipartThreshold: Int64 = 64 << 20, verifyChecksums: Bool = true, partsPerFile: Int = 6
     ) {
@@ -34,7 +34,7 @@ public struct TransferEngine: Sendable {
 
     /// Fetches every file to its path, several at a time. The first failure cancels the
     /// rest and is thrown. Returns the total byte count.
-    public func download(_ files: [(file: RemoteFile, path: String)], logger: Logger) async throws -> Int64 {
+    func download(_ files: [(file: RemoteFile, path: String)], logger: Logger) async throws -> Int64 {
         try await withThrowingTaskGroup(of: Int64.self) { group in
             var total: Int64 = 0
             var next = 0
@@ -53,12 +53,12 @@ public struct TransferEngine: Sendable {
         }
     }
 
-    public func download(_ file: RemoteFile, to path: String, logger: Logger) async throws -> Int64 {
+    func download(_ file: RemoteFile, to path: String, logger: Logger) async throws -> Int64 {
         try await downloadReportingHeaders(file, to: path, logger: logger).bytes
     }
 
     /// Like `download`, also returning the last response's headers (Content-Type).
-    public func downloadReportingHeaders(_ file: RemoteFile, to path: String, logger: Logger) async throws -> (
+    func downloadReportingHeaders(_ file: RemoteFile, to path: String, logger: Logger) async throws -> (
         bytes: Int64, headers: [String: String]
     ) {
         var round = 1
@@ -323,7 +323,7 @@ public struct TransferEngine: Sendable {
 
     /// Follows up to 10 redirects itself so that credential headers are only ever sent
     /// to the host they were meant for.
-    public func attemptFollowingRedirects(_ first: HTTPRequest, sink: ResponseSink) async throws -> TransferAttempt {
+    func attemptFollowingRedirects(_ first: HTTPRequest, sink: ResponseSink) async throws -> TransferAttempt {
         var request = first
         request.followRedirects = false
         let origin = URLParts(first.url)
@@ -373,27 +373,27 @@ private func logRetry(_ file: RemoteFile, _ error: any Error, _ attempt: Int, _ 
 }
 
 /// A file could not be downloaded, after `attempts` tries.
-public struct DownloadFailed: Error, RetryClassifying, CustomStringConvertible {
-    public let file: String
-    public let attempts: Int
-    public let underlying: any Error
-    public var isTransient: Bool { underlying.isTransient }
-    public var description: String {
+struct DownloadFailed: Error, RetryClassifying, CustomStringConvertible {
+    let file: String
+    let attempts: Int
+    let underlying: any Error
+    var isTransient: Bool { underlying.isTransient }
+    var description: String {
         "download of \(file) failed" + (attempts > 1 ? " after \(attempts) attempts" : "") + ": \(underlying)"
     }
 }
 
 /// The downloaded bytes do not hash to what the store published.
-public struct ChecksumMismatch: Error, RetryClassifying, CustomStringConvertible {
-    public let file: String
-    public let expected: Checksum
-    public var isTransient: Bool { true }
-    public var description: String { "\(file): content does not match its \(expected)" }
+struct ChecksumMismatch: Error, RetryClassifying, CustomStringConvertible {
+    let file: String
+    let expected: Checksum
+    var isTransient: Bool { true }
+    var description: String { "\(file): content does not match its \(expected)" }
 }
 
 /// The object was replaced while its parts were being fetched.
-public struct ObjectChanged: Error, RetryClassifying, CustomStringConvertible {
-    public let file: String
-    public var isTransient: Bool { true }
-    public var description: String { "\(file) changed during the download" }
+struct ObjectChanged: Error, RetryClassifying, CustomStringConvertible {
+    let file: String
+    var isTransient: Bool { true }
+    var description: String { "\(file) changed during the download" }
 }

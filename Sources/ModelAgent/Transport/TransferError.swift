@@ -6,7 +6,7 @@ import CCurl
     import Foundation
 #endif
 
-public enum TransferError: Error, RetryClassifying, CustomStringConvertible {
+enum TransferError: Error, RetryClassifying, CustomStringConvertible {
     case curl(code: Int, message: String)
     case bodyTooLarge(limit: Int64)
     case sink(SystemError)
@@ -15,7 +15,7 @@ public enum TransferError: Error, RetryClassifying, CustomStringConvertible {
     /// No byte arrived for this long.
     case stalled(Duration)
 
-    public var isTransient: Bool {
+    var isTransient: Bool {
         switch self {
         case .curl(let code, _):
             let permanent: [CURLcode] = [
@@ -31,7 +31,7 @@ public enum TransferError: Error, RetryClassifying, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    var description: String {
         switch self {
         case .curl(_, let message): return message
         case .bodyTooLarge(let limit): return "response body larger than \(limit) bytes"
@@ -46,21 +46,21 @@ public enum TransferError: Error, RetryClassifying, CustomStringConvertible {
 /// A response whose status says the request failed. The body itself is never kept: a
 /// server may echo the request (signatures, tokens, headers) into it. Only the message
 /// of a recognised error document is.
-public struct HTTPStatusError: Error, RetryClassifying, CustomStringConvertible {
-    public let status: Int
+struct HTTPStatusError: Error, RetryClassifying, CustomStringConvertible {
+    let status: Int
     /// The server's explanation, from a JSON or XML error document; empty otherwise.
-    public let reason: String
-    public let context: String
+    let reason: String
+    let context: String
 
-    public init(status: Int, body: [UInt8], context: String) {
+    init(status: Int, body: [UInt8], context: String) {
         self.status = status
         self.reason = ErrorDocument.reason(body) ?? ""
         self.context = context
     }
 
-    public var isTransient: Bool { isTransientHTTPStatus(status) }
+    var isTransient: Bool { isTransientHTTPStatus(status) }
 
-    public var description: String {
+    var description: String {
         "\(context): HTTP \(status)" + (reason.isEmpty ? "" : ": \(reason)")
     }
 }

@@ -6,7 +6,7 @@ import Synchronization
 /// in receive buffers, whatever the number of models or files. Work goes to the lane
 /// that went idle last, so a download needing six connections keeps using the same six
 /// threads (and their malloc arenas) instead of touching all of them.
-public final class TransferPool: Sendable {
+package final class TransferPool: Sendable {
     private struct Job: Sendable {
         let request: HTTPRequest
         let sink: ResponseSink
@@ -42,9 +42,9 @@ public final class TransferPool: Sendable {
     /// One per lane: a lane sleeps on its own semaphore so that it can be woken by name.
     private let wakeups: [DispatchSemaphore]
     private let finished = DispatchSemaphore(value: 0)
-    public let lanes: Int
+    let lanes: Int
 
-    public init(lanes: Int, settings: TransportSettings) {
+    package init(lanes: Int, settings: TransportSettings) {
         self.lanes = max(1, lanes)
         wakeups = (0..<self.lanes).map { _ in DispatchSemaphore(value: 0) }
         for lane in 0..<self.lanes {
@@ -56,7 +56,7 @@ public final class TransferPool: Sendable {
     }
 
     /// Performs `request` on the next free lane; throws on any failure.
-    public func perform(_ request: HTTPRequest, sink: ResponseSink = .memory(limit: 16 << 20)) async throws
+    func perform(_ request: HTTPRequest, sink: ResponseSink = .memory(limit: 16 << 20)) async throws
         -> HTTPResponse
     {
         let attempt = try await attempt(request, sink: sink)
@@ -67,7 +67,7 @@ public final class TransferPool: Sendable {
     /// Performs `request` on the next free lane and reports how far it got, failure or
     /// not. Throws only CancellationError: cancelling the calling task aborts the
     /// transfer at its next progress callback.
-    public func attempt(_ request: HTTPRequest, sink: ResponseSink = .memory(limit: 16 << 20)) async throws
+    func attempt(_ request: HTTPRequest, sink: ResponseSink = .memory(limit: 16 << 20)) async throws
         -> TransferAttempt
     {
         let cancel = CancelFlag()
@@ -92,7 +92,7 @@ public final class TransferPool: Sendable {
     /// Cancels what is queued or running, and waits (up to `timeout`) until every lane
     /// has released its libcurl handle. Exiting the process before that races OpenSSL's
     /// exit-time cleanup against lanes still closing TLS connections.
-    public func shutdown(timeout: Duration = .seconds(5)) async {
+    package func shutdown(timeout: Duration = .seconds(5)) async {
         let (queued, running, idle) = queue.withLock { q -> ([Job], [CancelFlag], [Int]) in
             q.closed = true
             var queued: [Job] = []

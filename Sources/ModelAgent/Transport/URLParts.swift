@@ -1,12 +1,12 @@
 /// The pieces of an http(s) URL the agent needs, without Foundation's URL.
-public struct URLParts: Sendable, Equatable {
-    public var scheme: String
+struct URLParts: Sendable, Equatable {
+    var scheme: String
     /// host[:port], as written.
-    public var authority: String
+    var authority: String
     /// Path and query, starting with "/".
-    public var pathAndQuery: String
+    var pathAndQuery: String
 
-    public init?(_ url: String) {
+    init?(_ url: String) {
         guard let schemeEnd = url.firstRange(of: "://") else { return nil }
         scheme = url[..<schemeEnd.lowerBound].lowercased()
         let rest = url[schemeEnd.upperBound...]
@@ -19,13 +19,13 @@ public struct URLParts: Sendable, Equatable {
     }
 
     /// host[:port] without user-info, as written.
-    public var hostAndPort: String {
+    var hostAndPort: String {
         guard let at = authority.lastIndex(of: "@") else { return authority }
         return String(authority[authority.index(after: at)...])
     }
 
     /// The host without port or user-info, lower-cased; IPv6 brackets kept.
-    public var host: String {
+    var host: String {
         var a = authority
         if let at = a.lastIndex(of: "@") { a = String(a[a.index(after: at)...]) }
         if a.hasPrefix("["), let close = a.firstIndex(of: "]") { return String(a[...close]).lowercased() }
@@ -34,7 +34,7 @@ public struct URLParts: Sendable, Equatable {
     }
 
     /// The port, explicit or the scheme's default.
-    public var port: Int? {
+    var port: Int? {
         var a = authority
         if let at = a.lastIndex(of: "@") { a = String(a[a.index(after: at)...]) }
         if a.hasPrefix("["), let close = a.firstIndex(of: "]") { a = String(a[a.index(after: close)...]) }
@@ -47,16 +47,16 @@ public struct URLParts: Sendable, Equatable {
     }
 
     /// Scheme, host and port: what a browser calls the origin.
-    public var origin: String { "\(scheme)://\(host):\(port.map(String.init) ?? "")" }
+    var origin: String { "\(scheme)://\(host):\(port.map(String.init) ?? "")" }
 
-    public var path: String {
+    var path: String {
         String(pathAndQuery[..<(pathAndQuery.firstIndex(of: "?") ?? pathAndQuery.endIndex)])
     }
 
-    public var url: String { "\(scheme)://\(authority)\(pathAndQuery)" }
+    var url: String { "\(scheme)://\(authority)\(pathAndQuery)" }
 
     /// Resolves a Location header against this URL.
-    public func resolve(_ location: String) -> String {
+    func resolve(_ location: String) -> String {
         if location.contains("://") { return location }
         if location.hasPrefix("//") { return scheme + ":" + location }
         if location.hasPrefix("/") { return "\(scheme)://\(authority)\(location)" }
@@ -66,7 +66,7 @@ public struct URLParts: Sendable, Equatable {
 }
 
 /// Percent-decoding of a URL path segment.
-public func percentDecoded(_ text: Substring) -> String? {
+func percentDecoded(_ text: Substring) -> String? {
     var out: [UInt8] = []
     var bytes = text.utf8[...]
     while let b = bytes.first {

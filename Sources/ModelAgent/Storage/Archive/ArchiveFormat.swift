@@ -1,10 +1,10 @@
 /// The archive formats the HTTP provider unpacks.
-public enum ArchiveFormat: Sendable, Equatable {
+enum ArchiveFormat: Sendable, Equatable {
     case zip, tar, tarGzip
 
     /// By file name first (what the user wrote), then by the response's Content-Type
     /// (what KServe's agent goes by). Nil means "a plain file".
-    public static func detect(fileName: String, contentType: String?) -> ArchiveFormat? {
+    static func detect(fileName: String, contentType: String?) -> ArchiveFormat? {
         let name = fileName.lowercased()
         if name.hasSuffix(".zip") { return .zip }
         if name.hasSuffix(".tar") { return .tar }
@@ -33,7 +33,7 @@ public enum ArchiveFormat: Sendable, Equatable {
     /// Unpacks the archive at `path` into `destination`, refusing entries that would land
     /// outside it, links and devices. Entry sizes are not capped one by one; together they
     /// must fit the extraction budget (free disk, `--max-archive-ratio`, `--max-download-size`).
-    public static func extract(
+    static func extract(
         _ format: ArchiveFormat, archive path: String, into destination: StagingDirectory,
         limits: DownloadLimits = DownloadLimits()
     ) throws -> FetchReport {

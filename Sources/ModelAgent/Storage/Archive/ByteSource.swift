@@ -64,9 +64,9 @@ final class MemorySource: ByteSource {
     }
 }
 
-public struct ArchiveError: Error, RetryClassifying, CustomStringConvertible {
-    public let description: String
-    public var isTransient: Bool { false }
+struct ArchiveError: Error, RetryClassifying, CustomStringConvertible {
+    let description: String
+    var isTransient: Bool { false }
     /// Entry names come from the archive and may be a megabyte long: the reason is cut.
     init(_ description: String) {
         self.description = description.count > 1024 ? String(description.prefix(1024)) + "…" : description

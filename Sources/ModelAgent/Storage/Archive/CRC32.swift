@@ -3,17 +3,17 @@ import CZlib
 /// CRC-32 checksums. The zip/gzip polynomial (IEEE) is zlib's `crc32_z`; Castagnoli's
 /// (CRC-32C, used by Google Cloud Storage), which zlib lacks, is table-driven here
 /// (reflected, slicing by 8).
-public struct CRC32: Sendable {
-    public static let castagnoliPolynomial: UInt32 = 0x82F6_3B78
+struct CRC32: Sendable {
+    static let castagnoliPolynomial: UInt32 = 0x82F6_3B78
 
     private static let castagnoliTables = makeTables(castagnoliPolynomial)
 
     /// Nil for IEEE (zlib computes it).
     private let tables: [UInt32]?
-    public private(set) var value: UInt32 = 0
+    private(set) var value: UInt32 = 0
 
-    public static func ieee() -> CRC32 { CRC32(tables: nil) }
-    public static func castagnoli() -> CRC32 { CRC32(tables: castagnoliTables) }
+    static func ieee() -> CRC32 { CRC32(tables: nil) }
+    static func castagnoli() -> CRC32 { CRC32(tables: castagnoliTables) }
 
     private init(tables: [UInt32]?) { self.tables = tables }
 
@@ -33,7 +33,7 @@ public struct CRC32: Sendable {
         return t
     }
 
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard let tables else {
             if let base = bytes.baseAddress, bytes.count > 0 {
                 value = UInt32(
@@ -75,7 +75,7 @@ public struct CRC32: Sendable {
         value = ~crc
     }
 
-    public mutating func update(_ bytes: [UInt8]) {
+    mutating func update(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { update($0) }
     }
 }

@@ -7,20 +7,20 @@ import Logging
 #endif
 
 /// Google Cloud Storage's JSON API: object listings and media downloads.
-public struct GCSClient: BucketClient {
-    public var scheme: String { "gs" }
+struct GCSClient: BucketClient {
+    var scheme: String { "gs" }
     /// scheme://host[:port] of the API: `STORAGE_EMULATOR_HOST` or storage.googleapis.com.
-    public let baseURL: String
+    let baseURL: String
     let tokens: GCSTokenProvider
     let pool: TransferPool
 
-    public init(baseURL: String, tokens: GCSTokenProvider, pool: TransferPool) {
+    init(baseURL: String, tokens: GCSTokenProvider, pool: TransferPool) {
         self.baseURL = baseURL.trimmingSlashesAtEnd()
         self.tokens = tokens
         self.pool = pool
     }
 
-    public static func baseURL(environment env: [String: String]) -> String {
+    static func baseURL(environment env: [String: String]) -> String {
         guard let emulator = env["STORAGE_EMULATOR_HOST"], !emulator.isEmpty else {
             return "https://storage.googleapis.com"
         }
@@ -36,7 +36,7 @@ public struct GCSClient: BucketClient {
     }
 
     /// Every object whose name starts with `prefix`, following page tokens.
-    public func list(bucket: String, prefix: String, pageSize: Int = 1000, limit: Int? = nil) async throws
+    func list(bucket: String, prefix: String, pageSize: Int = 1000, limit: Int? = nil) async throws
         -> [ListedObject]
     {
         let maxResults = pageSize
@@ -62,7 +62,7 @@ public struct GCSClient: BucketClient {
 
     /// A media download request, pinned to the listed generation so that every part
     /// comes from the same version of the object.
-    public func request(bucket: String, object: ListedObject, range: ByteRange?) async throws -> HTTPRequest {
+    func request(bucket: String, object: ListedObject, range: ByteRange?) async throws -> HTTPRequest {
         var url = "\(baseURL)/storage/v1/b/\(uriEncode(bucket))/o/\(uriEncode(object.key))?alt=media"
         if let generation = object.version { url += "&generation=\(uriEncode(generation))" }
         return try await authorized(url, range: range)
@@ -118,10 +118,10 @@ public struct GCSClient: BucketClient {
 }
 
 /// An error answer from the GCS API, with its message.
-public struct GCSError: Error, RetryClassifying, CustomStringConvertible {
-    public let operation: String
-    public let status: Int
-    public let message: String
+struct GCSError: Error, RetryClassifying, CustomStringConvertible {
+    let operation: String
+    let status: Int
+    let message: String
 
     init(operation: String, status: Int, message: String) {
         self.operation = operation
@@ -134,6 +134,6 @@ public struct GCSError: Error, RetryClassifying, CustomStringConvertible {
         self.init(operation: operation, status: status, message: ErrorDocument.reason(body) ?? "")
     }
 
-    public var isTransient: Bool { isTransientHTTPStatus(status) }
-    public var description: String { "\(operation): HTTP \(status)" + (message.isEmpty ? "" : ": \(message)") }
+    var isTransient: Bool { isTransientHTTPStatus(status) }
+    var description: String { "\(operation): HTTP \(status)" + (message.isEmpty ? "" : ": \(message)") }
 }

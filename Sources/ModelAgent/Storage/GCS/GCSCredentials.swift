@@ -7,7 +7,7 @@ import Logging
 #endif
 
 /// Where GCS access tokens come from, in the order Google's client libraries look.
-public enum GCSCredentialSource: Sendable, Equatable {
+enum GCSCredentialSource: Sendable, Equatable {
     /// Unsigned requests: asked for (`gcsAnonymousCredential=true`), an emulator, or nothing found.
     case anonymous
     /// `GOOGLE_APPLICATION_CREDENTIALS`: a service-account key (signed JWT) or an
@@ -16,7 +16,7 @@ public enum GCSCredentialSource: Sendable, Equatable {
     /// The metadata server (GKE Workload Identity, GCE): `GCE_METADATA_HOST`.
     case metadataServer(host: String)
 
-    public static func from(environment env: [String: String]) -> GCSCredentialSource {
+    static func from(environment env: [String: String]) -> GCSCredentialSource {
         if ["true", "1"].contains(env["gcsAnonymousCredential"]?.lowercased() ?? "") { return .anonymous }
         if let path = env["GOOGLE_APPLICATION_CREDENTIALS"], !path.isEmpty { return .keyFile(path: path) }
         if let emulator = env["STORAGE_EMULATOR_HOST"], !emulator.isEmpty { return .anonymous }
@@ -27,9 +27,9 @@ public enum GCSCredentialSource: Sendable, Equatable {
 
 /// Hands out a current access token (nil: anonymous). Tokens are shared by concurrent
 /// requests and renewed five minutes before they expire.
-public actor GCSTokenProvider {
-    public static let scope = "https://www.googleapis.com/auth/devstorage.read_only"
-    public let source: GCSCredentialSource
+actor GCSTokenProvider {
+    static let scope = "https://www.googleapis.com/auth/devstorage.read_only"
+    let source: GCSCredentialSource
     private let pool: TransferPool
     private let logger: Logger
     private let cache: CredentialCache<String>
@@ -43,7 +43,7 @@ public actor GCSTokenProvider {
     static let timeoutsMeaningAbsent = 3
 
     /// `absenceRecheck`: how long "no metadata server here" is believed before asking again.
-    public init(
+    init(
         source: GCSCredentialSource, pool: TransferPool, logger: Logger, refreshMargin: Int = 300,
         absenceRecheck: Duration = .seconds(60)
     ) {
@@ -58,7 +58,7 @@ public actor GCSTokenProvider {
     /// fails (a timeout or an error status, common while GKE's Workload Identity starts)
     /// throws a transient error, so the download is retried with backoff and recovers
     /// once the server answers, instead of going anonymous for good.
-    public func token() async throws -> String? {
+    func token() async throws -> String? {
         if case .anonymous = source { return nil }
         if let anonymousUntil, ContinuousClock.now < anonymousUntil { return nil }
         do {

@@ -7,24 +7,24 @@ import Logging
 #endif
 
 /// A key pair with its optional session token and expiry. Never printed.
-public struct AWSCredentials: Sendable, Equatable, CustomStringConvertible {
-    public var accessKeyId: String
-    public var secretAccessKey: String
-    public var sessionToken: String?
-    public var expiration: UTCTime?
+struct AWSCredentials: Sendable, Equatable, CustomStringConvertible {
+    var accessKeyId: String
+    var secretAccessKey: String
+    var sessionToken: String?
+    var expiration: UTCTime?
 
-    public init(accessKeyId: String, secretAccessKey: String, sessionToken: String? = nil, expiration: UTCTime? = nil) {
+    init(accessKeyId: String, secretAccessKey: String, sessionToken: String? = nil, expiration: UTCTime? = nil) {
         self.accessKeyId = accessKeyId
         self.secretAccessKey = secretAccessKey
         self.sessionToken = sessionToken
         self.expiration = expiration
     }
 
-    public var description: String { "AWSCredentials(<redacted>)" }
+    var description: String { "AWSCredentials(<redacted>)" }
 }
 
 /// Where S3 credentials come from, in the order KServe users configure them.
-public enum AWSCredentialSource: Sendable {
+enum AWSCredentialSource: Sendable {
     /// `awsAnonymousCredential=true`, or nothing configured: unsigned requests.
     case anonymous
     /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`.
@@ -35,8 +35,8 @@ public enum AWSCredentialSource: Sendable {
 
 /// Hands out current credentials; web-identity ones are fetched once, shared by all
 /// concurrent requests, and refreshed five minutes before they expire.
-public actor AWSCredentialProvider {
-    public let source: AWSCredentialSource
+actor AWSCredentialProvider {
+    let source: AWSCredentialSource
     private let pool: TransferPool
     private let logger: Logger
     private let cache: CredentialCache<AWSCredentials>
@@ -44,7 +44,7 @@ public actor AWSCredentialProvider {
     /// while (not an STS call per request), as STS keys live an hour at least.
     static let assumedLifetime = 900 + 300
 
-    public init(
+    init(
         source: AWSCredentialSource, pool: TransferPool, logger: Logger, refreshMargin: Int = 300,
         now: @escaping @Sendable () -> UTCTime = { .now() }
     ) {
@@ -56,7 +56,7 @@ public actor AWSCredentialProvider {
     }
 
     /// Nil means "send the request unsigned".
-    public func credentials() async throws -> AWSCredentials? {
+    func credentials() async throws -> AWSCredentials? {
         switch source {
         case .anonymous: return nil
         case .fixed(let credentials): return credentials
@@ -121,8 +121,8 @@ enum STSWebIdentity {
     }
 }
 
-public struct CredentialError: Error, RetryClassifying, CustomStringConvertible {
-    public let description: String
-    public var isTransient: Bool { true }
-    public init(_ description: String) { self.description = description }
+struct CredentialError: Error, RetryClassifying, CustomStringConvertible {
+    let description: String
+    var isTransient: Bool { true }
+    init(_ description: String) { self.description = description }
 }

@@ -1,14 +1,14 @@
 import Logging
 
 /// Signed requests to one S3-compatible service: ListObjectsV2 and (ranged) GetObject.
-public struct S3Client: BucketClient {
-    public var scheme: String { "s3" }
-    public let config: S3Configuration
+struct S3Client: BucketClient {
+    var scheme: String { "s3" }
+    let config: S3Configuration
     let credentials: AWSCredentialProvider
     let pool: TransferPool
     let signer: SigV4Signer
 
-    public init(config: S3Configuration, credentials: AWSCredentialProvider, pool: TransferPool) {
+    init(config: S3Configuration, credentials: AWSCredentialProvider, pool: TransferPool) {
         self.config = config
         self.credentials = credentials
         self.pool = pool
@@ -16,7 +16,7 @@ public struct S3Client: BucketClient {
     }
 
     /// A signed request; called per attempt, so the signature is always fresh.
-    public func request(
+    func request(
         bucket: String, key: String?, query: [(String, String)] = [], range: ByteRange? = nil, timeout: Duration? = nil
     ) async throws -> HTTPRequest {
         let (origin, pathPrefix) = config.base(bucket: bucket)
@@ -34,12 +34,12 @@ public struct S3Client: BucketClient {
     }
 
     /// A signed GetObject for `object`, with If-Match handled by the engine.
-    public func request(bucket: String, object: ListedObject, range: ByteRange?) async throws -> HTTPRequest {
+    func request(bucket: String, object: ListedObject, range: ByteRange?) async throws -> HTTPRequest {
         try await request(bucket: bucket, key: object.key, range: range)
     }
 
     /// Every object whose key starts with `prefix`, following continuation tokens.
-    public func list(bucket: String, prefix: String, pageSize: Int = 1000, limit: Int? = nil) async throws
+    func list(bucket: String, prefix: String, pageSize: Int = 1000, limit: Int? = nil) async throws
         -> [ListedObject]
     {
         let maxKeys = pageSize
@@ -101,11 +101,11 @@ public struct S3Client: BucketClient {
 
 /// An error answer from S3. Only its code and message are kept: the full body can echo
 /// the canonical request, session token included.
-public struct S3Error: Error, RetryClassifying, CustomStringConvertible {
-    public let operation: String
-    public let status: Int
-    public let code: String
-    public let message: String
+struct S3Error: Error, RetryClassifying, CustomStringConvertible {
+    let operation: String
+    let status: Int
+    let code: String
+    let message: String
 
     init(operation: String, status: Int, body: [UInt8]) {
         let xml = XMLScanner(body)
@@ -123,8 +123,8 @@ public struct S3Error: Error, RetryClassifying, CustomStringConvertible {
     }
 
     /// S3 also throttles and times out under 400/503 with these codes.
-    public var isTransient: Bool { isTransientHTTPStatus(status) || code == "SlowDown" || code == "RequestTimeout" }
-    public var description: String {
+    var isTransient: Bool { isTransientHTTPStatus(status) || code == "SlowDown" || code == "RequestTimeout" }
+    var description: String {
         "\(operation): \(status) \(code)" + (message.isEmpty ? "" : ": \(message)")
     }
 }

@@ -1,19 +1,19 @@
 /// How to reach S3, read from the environment variables KServe's credential builder
 /// injects (reference kserve-agent.md §8.1), with defaults that never fail for lack of a
 /// region.
-public struct S3Configuration: Sendable, Equatable {
-    public var region = "us-east-1"
+struct S3Configuration: Sendable, Equatable {
+    var region = "us-east-1"
     /// scheme://host[:port] of a custom endpoint; nil means AWS.
-    public var endpoint: URLParts?
+    var endpoint: URLParts?
     /// Force path-style (`true`) or virtual-host (`false`) addressing; nil decides per request.
-    public var forcePathStyle: Bool?
-    public var accelerate = false
-    public var verifyTLS = true
-    public var caBundle: String?
+    var forcePathStyle: Bool?
+    var accelerate = false
+    var verifyTLS = true
+    var caBundle: String?
 
-    public init() {}
+    init() {}
 
-    public static func from(environment env: [String: String]) throws -> S3Configuration {
+    static func from(environment env: [String: String]) throws -> S3Configuration {
         var config = S3Configuration()
         if let region = env["AWS_DEFAULT_REGION"] ?? env["AWS_REGION"], !region.isEmpty { config.region = region }
         if let raw = [env["AWS_ENDPOINT_URL_S3"], env["AWS_ENDPOINT_URL"]].compactMap({ $0 }).first(where: {
@@ -41,7 +41,7 @@ public struct S3Configuration: Sendable, Equatable {
     }
 
     /// The credential source the environment describes.
-    public static func credentialSource(environment env: [String: String], region: String) -> AWSCredentialSource {
+    static func credentialSource(environment env: [String: String], region: String) -> AWSCredentialSource {
         if env["awsAnonymousCredential"]?.lowercased() == "true" { return .anonymous }
         if let key = env["AWS_ACCESS_KEY_ID"], let secret = env["AWS_SECRET_ACCESS_KEY"], !key.isEmpty, !secret.isEmpty
         {

@@ -1,18 +1,18 @@
 /// AWS Signature Version 4 (header form), computed with OpenSSL's HMAC-SHA256.
-public struct SigV4Signer: Sendable {
-    public let region: String
-    public let service: String
+struct SigV4Signer: Sendable {
+    let region: String
+    let service: String
 
-    public static let emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    static let emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-    public init(region: String, service: String) {
+    init(region: String, service: String) {
         self.region = region
         self.service = service
     }
 
     /// Adds `Host`, `x-amz-date`, `x-amz-content-sha256`, the session token if any, and
     /// `Authorization` to `request`, whose URL must already be encoded as sent.
-    public func sign(
+    func sign(
         _ request: inout HTTPRequest, credentials: AWSCredentials, at time: UTCTime = .now(),
         payloadHash: String = emptyPayloadHash
     ) {
@@ -80,7 +80,7 @@ public struct SigV4Signer: Sendable {
 
 /// RFC 3986 encoding as SigV4 wants it: everything but A–Z a–z 0–9 - _ . ~ is %XX
 /// (upper case), and "/" too unless `keepSlash`.
-public func uriEncode(_ text: String, keepSlash: Bool = false) -> String {
+func uriEncode(_ text: String, keepSlash: Bool = false) -> String {
     var out = ""
     out.reserveCapacity(text.utf8.count)
     let hexDigits = Array("0123456789ABCDEF")

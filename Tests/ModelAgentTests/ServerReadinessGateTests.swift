@@ -1,0 +1,54 @@
+import Logging
+import Synchronization
+import TestSupport
+import Testing
+
+@testable import ModelAgent
+
+/// The gate that holds loads back until the model server is ready, with a server in memory
+/// that answers its health probe only when told to.
+@Suite(.timeLimit(.minutes(2)))
+struct ServerReadinessGateTests {
+    final class SlowServer: ModelServer {
+        let ready = Mutex(false)
+        let probes = Mutex(0)
+        let baseURL = "memory://slow"
+
+        func probe(_ path: String) async -> Bool {
+            probes.withLock { $0 += 1 }
+            return ready.withLock { $0 }
+        }
+        func metadata() async -> ModelServerClient.Metadata { .described(name: "memory", version: "1") }
+        func isModelReady(_ name: ModelName) async throws -> Bool { false }
+        func load(_ name: ModelName, logger: Logger) async throws {}
+        func unload(_ name: ModelName, logger: Logger) async throws {}
+    }
+
+    @Test("waiters are let through once the server answers ready; the poller then ends")
+    func opensOnceReady() async throws {
+        let server = SlowServer()
+        let gate = ServerReadinessGate(client: server, logger: Logger(label: "test"))
+        let waiter = Task { try await gate.wait() }
+        try await eventually("the gate to poll") { server.probes.withLock { $0 } >= 2 }
+        server.ready.withLock { $0 = true }
+        try await waiter.value
+        #expect(gate.isOpen && !gate.isPolling)
+        #expect(try await gate.flavor() == .generic)
+    }
+
+    @Test("close fails the waits and ends the poller of a server that never becomes ready")
+    func closeEndsThePoller() async throws {
+        let server = SlowServer()
+        let gate = ServerReadinessGate(client: server, flavor: .generic, logger: Logger(label: "test"))
+        let waiters = (0..<3).map { _ in Task { try await gate.wait() } }
+        try await eventually("the gate to poll") { server.probes.withLock { $0 } >= 1 && gate.isPolling }
+        gate.close()
+        for waiter in waiters {
+            await #expect(throws: CancellationError.self) { try await waiter.value }
+        }
+        try await eventually("the poller to end") { !gate.isPolling }
+        // A wait after close fails at once instead of starting another poller.
+        await #expect(throws: CancellationError.self) { try await gate.wait() }
+        #expect(!gate.isPolling && !gate.isOpen)
+    }
+}
