@@ -21,9 +21,7 @@ struct HTTPStorageTests {
                 atPath: (try IrisArtifacts.root) + "/iris.tar.gz", toPath: root + "/iris.tar.gz")
             try FileManager.default.copyItem(atPath: (try IrisArtifacts.root) + "/iris.zip", toPath: root + "/blob")
             try FileManager.default.copyItem(atPath: (try IrisArtifacts.directory), toPath: root + "/iris")
-            var random = SystemRandomNumberGenerator()
-            try Data((0..<(3 << 20)).map { _ in UInt8.random(in: 0...255, using: &random) })
-                .write(to: URL(fileURLWithPath: root + "/big.bin"))
+            try S3ProviderTests.randomData(3 << 20).write(to: URL(fileURLWithPath: root + "/big.bin"))
             server = try await FixtureServer(root: root, logDirectory: workspace.logs)
         }
 

@@ -156,7 +156,10 @@ struct ReconcilerTests {
 
         // A second reconciler over the same model dir, the server still holding m.
         let logger = Logger(label: "reconciler-test")
-        let second = Reconciler(context: first.context, disk: try first.store.recover(logger: logger))
+        // The first shutdown closed its gate for good: a restarted agent has a new one.
+        var context = first.context
+        context.gate = ServerReadinessGate(client: first.server, flavor: .generic, logger: logger)
+        let second = Reconciler(context: context, disk: try first.store.recover(logger: logger))
         second.apply([try first.name("m"): first.spec("v1")])
         try await eventually("the restart to finish") { second.isReady }
         #expect(first.server.calls == ["load m", "ready m"])

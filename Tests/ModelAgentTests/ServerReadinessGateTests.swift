@@ -11,11 +11,23 @@ import Testing
 struct ServerReadinessGateTests {
     final class SlowServer: ModelServer {
         let ready = Mutex(false)
+        /// Probes after the first never answer (until cancelled), so only cancellation can
+        /// end a poller that is in one.
+        let hangAfterFirstProbe: Bool
         let probes = Mutex(0)
         let baseURL = "memory://slow"
 
+        init(hangAfterFirstProbe: Bool = false) { self.hangAfterFirstProbe = hangAfterFirstProbe }
+
         func probe(_ path: String) async -> Bool {
-            probes.withLock { $0 += 1 }
+            let count = probes.withLock { n -> Int in
+                n += 1
+                return n
+            }
+            if hangAfterFirstProbe && count > 1 {
+                try? await Task.sleep(for: .seconds(3600))
+                return false
+            }
             return ready.withLock { $0 }
         }
         func metadata() async -> ModelServerClient.Metadata { .described(name: "memory", version: "1") }
@@ -36,19 +48,24 @@ struct ServerReadinessGateTests {
         #expect(try await gate.flavor() == .generic)
     }
 
-    @Test("close fails the waits and ends the poller of a server that never becomes ready")
+    @Test("close fails the waits and cancels the poller of a server that never becomes ready")
     func closeEndsThePoller() async throws {
-        let server = SlowServer()
+        let server = SlowServer(hangAfterFirstProbe: true)
         let gate = ServerReadinessGate(client: server, flavor: .generic, logger: Logger(label: "test"))
         let waiters = (0..<3).map { _ in Task { try await gate.wait() } }
-        try await eventually("the gate to poll") { server.probes.withLock { $0 } >= 1 && gate.isPolling }
+        // All three wait, and the poller hangs in its second probe: only its cancellation
+        // by close can end it.
+        try await eventually("three waiters and a hanging probe") {
+            gate.waiterCount == 3 && server.probes.withLock { $0 } == 2
+        }
         gate.close()
         for waiter in waiters {
             await #expect(throws: CancellationError.self) { try await waiter.value }
         }
         try await eventually("the poller to end") { !gate.isPolling }
+        #expect(server.probes.withLock { $0 } == 2)
         // A wait after close fails at once instead of starting another poller.
         await #expect(throws: CancellationError.self) { try await gate.wait() }
-        #expect(!gate.isPolling && !gate.isOpen)
+        #expect(!gate.isPolling && !gate.isOpen && server.probes.withLock { $0 } == 2)
     }
 }

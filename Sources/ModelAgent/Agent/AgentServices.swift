@@ -54,7 +54,8 @@ struct ResyncService: Service {
 /// The inotify watch of the config dir (started before the first read, so a change made
 /// during startup is seen) and the reads it triggers. A burst of events (the kubelet's swap
 /// produces several; an in-place write can be seen half-done) becomes one read `debounce`
-/// after its first event; events queued before that read are then skipped.
+/// after its first event; events queued before that read are then skipped (still logged,
+/// after the read that covered them).
 struct ConfigWatchService: Service {
     let watcher: ConfigWatcher
     let loader: ConfigLoader

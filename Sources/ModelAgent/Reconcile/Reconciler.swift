@@ -126,7 +126,8 @@ final class Reconciler: Sendable {
     }
 
     /// Stops every worker (in-flight downloads are cancelled and their staging removed)
-    /// and waits, up to `timeout`, for their loops to end.
+    /// and waits, up to `timeout`, for their loops to end. Closes the context's readiness
+    /// gate for good: the context is not for another reconciler afterwards.
     func shutdown(timeout: Duration) async {
         // Closed and stopped under the lock: a wish applied concurrently either reached a
         // worker stopped here or is refused.

@@ -29,6 +29,8 @@ final class ServerReadinessGate: Sendable {
     var isOpen: Bool { state.withLock { $0.open } }
     /// A poller runs (someone waits for a server that is not ready yet).
     var isPolling: Bool { state.withLock { $0.polling } }
+    /// Waits registered now (for tests).
+    var waiterCount: Int { state.withLock { $0.waiters.count } }
 
     /// The server's flavor, waiting for the server if it is not known yet.
     func flavor() async throws -> ServerFlavor {
@@ -44,25 +46,19 @@ final class ServerReadinessGate: Sendable {
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let (resumeNow, startPolling) = state.withLock { s -> (Bool, Bool) in
-                    if s.open { return (true, false) }
-                    if Task.isCancelled || s.closed { return (true, false) }
+                // Decided, and the poller started, under the lock: `close` either sees the
+                // poller to cancel or makes this wait fail.
+                let outcome = state.withLock { s -> Result<Void, CancellationError>? in
+                    if s.open { return .success(()) }
+                    if Task.isCancelled || s.closed { return .failure(CancellationError()) }
                     s.waiters[id] = continuation
-                    let start = !s.polling
-                    s.polling = true
-                    return (false, start)
-                }
-                if resumeNow {
-                    if (Task.isCancelled || state.withLock { $0.closed }) && !isOpen {
-                        continuation.resume(throwing: CancellationError())
-                    } else {
-                        continuation.resume()
+                    if !s.polling {
+                        s.polling = true
+                        s.poller = Task { await self.poll() }
                     }
+                    return nil
                 }
-                if startPolling {
-                    let poller = Task { await self.poll() }
-                    state.withLock { $0.poller = poller }
-                }
+                if let outcome { continuation.resume(with: outcome) }
             }
         } onCancel: {
             let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
@@ -71,6 +67,7 @@ final class ServerReadinessGate: Sendable {
     }
 
     /// At shutdown: stops the poller and fails the waits (the gate stays open if it was).
+    /// Final: a closed gate that is not open fails every later wait.
     func close() {
         let (poller, waiters) = state.withLock { s -> (Task<Void, Never>?, [CheckedContinuation<Void, any Error>]) in
             s.closed = true
@@ -118,8 +115,8 @@ final class ServerReadinessGate: Sendable {
                 announced = true
             }
             let abandoned = state.withLock { s -> Bool in
-                guard s.waiters.isEmpty || Task.isCancelled else { return false }
-                s.polling = false
+                guard s.waiters.isEmpty || s.closed || Task.isCancelled else { return false }
+                (s.polling, s.poller) = (false, nil)
                 return true
             }
             if abandoned { return }
@@ -131,8 +128,9 @@ final class ServerReadinessGate: Sendable {
             "Model server at \(client.baseURL) is ready\(description)",
             metadata: ["flavor": "\(flavor.rawValue)", "checked": "\(flavor.readinessPath)"])
         let waiters = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
+            // After close, nobody waits; the gate still records that the server is ready.
             s.open = true
-            s.polling = false
+            (s.polling, s.poller) = (false, nil)
             defer { s.waiters = [:] }
             return Array(s.waiters.values)
         }
