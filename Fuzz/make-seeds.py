@@ -99,3 +99,10 @@ for i, u in enumerate(["s3://bucket/models/iris", "gs://b/", "https://user:pw@ho
                        "file:///mnt/pvc/m", "pvc://claim/models/x", "/abs/path", "http://[::1]:80/a%20b.bin",
                        "http://admin:p%3Fw@h/x", "2026-11-22T06:00:00Z", "hdfs://n/p"]):
     put("uri", "u%d" % i, u)
+
+for i, p in enumerate([
+        '{"tcpSocket":{"port":0,"host":"127.0.0.1"},"successThreshold":1}',
+        '[{"httpGet":{"path":"/v2/health/ready","port":"8080","scheme":"HTTP","httpHeaders":[{"name":"K-Kubelet-Probe","value":"queue"}]},'
+        '"timeoutSeconds":3},{"exec":{"command":["true"]}},{"grpc":{"port":9001}}]',
+        '{"httpGet":{"port":1e30}}', "/v2/models/iris/versions/1/infer?x=1", "/v1/models/iris:predict"]):
+    put("readiness-probe", "p%d" % i, p)

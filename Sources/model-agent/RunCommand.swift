@@ -25,14 +25,26 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Model server kind: auto (from GET /v2), triton, mlserver, kserve or generic.")
     var serverFlavor: String = "auto"
 
-    @Option(help: "Port of the agent's status endpoints (/v1/models, /readyz, /livez, /metrics); 0 picks a free one.")
+    @Option(
+        help:
+            "Port that proxies inference requests to the model server and answers probes (KServe's agent port); 0 picks a free one."
+    )
     var port = 9081
 
-    @Option(help: "Address the status endpoints listen on.")
+    @Option(help: "Port of the agent's own endpoints (/v1/models, /metrics, /readyz, /livez); 0 picks a free one.")
+    var adminPort = 9082
+
+    @Option(help: "Address both ports listen on.")
     var bindAddress = "0.0.0.0"
 
     @Option(help: "Connections clients may hold open on --port; the longest idle one makes room for a new one.")
-    var maxConnections = 256
+    var maxConnections = 1024
+
+    @Option(
+        help:
+            "Seconds --port keeps proxying after SIGTERM (health checks fail meanwhile) once no new request arrives; 0 closes at once."
+    )
+    var drainTimeout: Double = 30
 
     @Option(
         help:
@@ -72,6 +84,9 @@ struct RunCommand: AsyncParsableCommand {
         try FlagRanges.count(maxConcurrentLoads, "--max-concurrent-loads", 1...1024)
         try FlagRanges.count(maxConnections, "--max-connections", 1...1_000_000)
         if !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535") }
+        if !(0...65535).contains(adminPort) { throw ValidationError("--admin-port must be between 0 and 65535") }
+        if port != 0 && port == adminPort { throw ValidationError("--port and --admin-port must differ") }
+        if drainTimeout != 0 { try FlagRanges.seconds(drainTimeout, "--drain-timeout (or 0)", 0.1...3600) }
         if !(1...65535).contains(componentPort) {
             throw ValidationError("--component-port must be between 1 and 65535")
         }
@@ -97,12 +112,12 @@ struct RunCommand: AsyncParsableCommand {
         options.stagingDir = stagingDir
         options.serverURL = serverURL ?? "http://127.0.0.1:\(componentPort)"
         options.serverFlavor = ServerFlavor(rawValue: serverFlavor)
-        options.statusHost = bindAddress
-        options.statusPort = port
+        options.bindHost = bindAddress
+        options.proxyPort = port
+        options.adminPort = adminPort
         options.connectionLimits.maxConnections = maxConnections
         options.connectionLimits.headerTimeout = .seconds(headerTimeout)
-        // The status port answers at once: a request gets as long as its head did.
-        options.connectionLimits.requestTimeout = .seconds(headerTimeout)
+        options.drainTimeout = .seconds(drainTimeout)
         options.maxConcurrentDownloads = maxConcurrentDownloads
         options.maxConcurrentLoads = maxConcurrentLoads
         options.resyncInterval = resyncInterval > 0 ? .seconds(resyncInterval) : nil

@@ -22,10 +22,15 @@ struct AgentLifecycleTests {
             try await agent.waitForStates(["iris-a": "Loaded", "iris-b": "Loaded", "iris-c": "Loaded"])
             for name in ["iris-a", "iris-b", "iris-c"] {
                 #expect(try await h.mlserver.infer(name) == [0, 2])
+                // The same request through the agent's proxied port, as queue-proxy sends it.
+                #expect(try await h.mlserver.infer(name, via: agent.proxyURL) == [0, 2])
                 #expect(h.markers(of: name).count == 1)
                 #expect(contents(of: h.modelDir + "/" + name).contains("model.joblib"))
             }
             #expect(await agent.isReady())
+            // KServe's V1 model path belongs to the server (MLServer has no V1: its 404).
+            let v1 = try await TestHTTP.get(agent.proxyURL + "/v1/models/iris-a")
+            #expect(v1.status == 404 && !v1.text.contains("storageUri"), "\(v1.text)")
             #expect(try await h.proxy.operations().map(\.op) == ["load", "load", "load"])
             #expect(h.stagingEntries().isEmpty)
             #expect(try agent.messages(containing: "Successfully loaded model").count == 3)

@@ -80,7 +80,8 @@ struct BurstTests {
             name: "model-agent", executable: try TestPaths.agentBinary(),
             arguments: [
                 "--enable-puller", "--config-dir", config.path, "--model-dir", temp.path + "/models",
-                "--component-port", String(port), "--port", "0", "--bind-address", "127.0.0.1",
+                "--component-port", String(port), "--port", "0", "--admin-port", "0", "--drain-timeout", "0",
+                "--bind-address", "127.0.0.1",
                 "--local-source-root", temp.path,
             ],
             logPath: temp.path + "/agent.log")

@@ -31,6 +31,7 @@ struct CommandLineTests {
         ["--resync-interval", "1e-300"], ["--stall-timeout", "1e300"],
         ["pull", "--connect-timeout", "1e300", "a", "b"],
         ["--part-size", "9223372036854775807"],
+        ["--drain-timeout", "nan"], ["--drain-timeout", "-1"], ["--port", "9100", "--admin-port", "9100"],
     ])
     func refusesUnusableArguments(_ arguments: [String]) async throws {
         let temp = try TemporaryDirectory("cli")
@@ -43,7 +44,10 @@ struct CommandLineTests {
         let temp = try TemporaryDirectory("cli")
         try write("not a directory", to: temp.path + "/models")
         let (status, output) = try await runAgent(
-            ["--config-dir", temp.path + "/configs", "--model-dir", temp.path + "/models", "--port", "0"], in: temp)
+            [
+                "--config-dir", temp.path + "/configs", "--model-dir", temp.path + "/models", "--port", "0",
+                "--admin-port", "0",
+            ], in: temp)
         #expect(status == 2)
         #expect(output.contains("Failed to bring up agent, shutting down."))
         #expect(output.contains("cannot use model dir"))
@@ -206,7 +210,7 @@ struct StagingDirectoryTests {
         let child = try ChildProcess(
             name: "model-agent", executable: try TestPaths.agentBinary(),
             arguments: [
-                "--config-dir", config.path, "--model-dir", temp.path + "/models", "--port", "0",
+                "--config-dir", config.path, "--model-dir", temp.path + "/models", "--port", "0", "--admin-port", "0",
                 "--staging-dir", "/dev/shm/model-agent-staging-\(getpid())",
             ],
             logPath: temp.path + "/refused.log")

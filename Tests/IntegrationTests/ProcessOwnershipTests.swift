@@ -51,8 +51,7 @@ struct ProcessOwnershipTests {
                 name: "second", executable: try TestPaths.agentBinary(),
                 arguments: [
                     "--config-dir", w.config.path, "--model-dir", w.modelDir, "--server-url", w.server.baseURL,
-                    "--port",
-                    "0",
+                    "--port", "0", "--admin-port", "0",
                     "--bind-address", "127.0.0.1", "--local-source-root", w.temp.path,
                 ],
                 logPath: w.temp.path + "/second.log")

@@ -63,6 +63,7 @@ struct TritonTests {
         try await agent.waitForStates(["local-add": "Loaded", "s3-add": "Loaded"])
         #expect(try await h.triton.infer("local-add") == [2, 3, 4])
         #expect(try await h.triton.infer("s3-add") == [2, 3, 4])
+        #expect(try await h.triton.infer("s3-add", via: agent.proxyURL) == [2, 3, 4])
         #expect(try agent.messages(containing: "(triton 2.51.0;").count == 1)
         // Triton's index lists the hidden staging dir, but nothing ever loads it in explicit mode.
         let index = try await TestHTTP.post(h.triton.baseURL + "/v2/repository/index", json: "{}").text

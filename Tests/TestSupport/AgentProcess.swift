@@ -3,8 +3,12 @@ import Foundation
 /// The model-agent binary run as the sidecar would run, with its JSON logs captured.
 public final class AgentProcess: @unchecked Sendable {
     public let process: ChildProcess
+    /// The admin port: /v1/models, /metrics, /readyz, /livez.
     public let statusPort: Int
     public var statusURL: String { "http://127.0.0.1:\(statusPort)" }
+    /// The proxied port (`--port`): inference traffic to the model server, and probes.
+    public let proxyPort: Int
+    public var proxyURL: String { "http://127.0.0.1:\(proxyPort)" }
 
     /// Fast retries so failure paths resolve within a test's time.
     public static let quickRetries = [
@@ -26,12 +30,15 @@ public final class AgentProcess: @unchecked Sendable {
             name: "model-agent", executable: try TestPaths.agentBinary(),
             arguments: [
                 "--enable-puller", "--config-dir", configDir, "--model-dir", modelDir, "--server-url", serverURL,
-                "--port", "0", "--bind-address", "127.0.0.1",
+                // No quiet period unless a test asks for one (a later flag wins).
+                "--port", "0", "--admin-port", "0", "--bind-address", "127.0.0.1", "--drain-timeout", "0",
             ] + localSourceRoots.flatMap { ["--local-source-root", $0] } + arguments,
             environment: env, logPath: logDirectory + "/agent-\(UUID().uuidString.prefix(6)).log")
-        let line = try await process.waitForLine(containing: "Starting agent http server")
         struct Started: Decodable { let port: Int }
-        statusPort = try JSONDecoder().decode(Started.self, from: Data(line.utf8)).port
+        let admin = try await process.waitForLine(containing: "Starting admin server")
+        statusPort = try JSONDecoder().decode(Started.self, from: Data(admin.utf8)).port
+        let proxy = try await process.waitForLine(containing: "Starting agent http server")
+        proxyPort = try JSONDecoder().decode(Started.self, from: Data(proxy.utf8)).port
     }
 
     public struct Model: Decodable, Sendable {

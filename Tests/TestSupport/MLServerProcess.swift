@@ -33,11 +33,12 @@ public final class MLServerProcess: @unchecked Sendable {
     }
 
     /// Classifies two iris flowers (a setosa and a virginica); a loaded model answers [0, 2].
-    public func infer(_ model: String) async throws -> [Int] {
+    /// `via`: another base URL to send the request to (the agent's proxied port).
+    public func infer(_ model: String, via base: String? = nil) async throws -> [Int] {
         let body = """
             {"inputs":[{"name":"predict","shape":[2,4],"datatype":"FP32","data":[[5.1,3.5,1.4,0.2],[6.7,3.0,5.2,2.3]]}]}
             """
-        let response = try await TestHTTP.post("\(baseURL)/v2/models/\(model)/infer", json: body)
+        let response = try await TestHTTP.post("\(base ?? baseURL)/v2/models/\(model)/infer", json: body)
         guard response.status == 200 else {
             throw TestSetupError("infer \(model): \(response.status) \(response.text)")
         }

@@ -43,9 +43,10 @@ public final class TritonProcess: @unchecked Sendable {
     }
 
     /// add_one-style inference: INPUT0 [1, 2, 3].
-    public func infer(_ model: String) async throws -> [Double] {
+    /// `via`: another base URL to send the request to (the agent's proxied port).
+    public func infer(_ model: String, via base: String? = nil) async throws -> [Double] {
         let body = #"{"inputs":[{"name":"INPUT0","shape":[3],"datatype":"FP32","data":[1,2,3]}]}"#
-        let response = try await TestHTTP.post("\(baseURL)/v2/models/\(model)/infer", json: body)
+        let response = try await TestHTTP.post("\(base ?? baseURL)/v2/models/\(model)/infer", json: body)
         guard response.status == 200 else {
             throw TestSetupError("infer \(model): \(response.status) \(response.text)")
         }

@@ -1,12 +1,17 @@
 import Logging
+import NIOCore
+import NIOPosix
 import ServiceLifecycle
 
-/// The running sidecar: config watch, reconciler, status server and their wiring.
+/// The running sidecar: config watch, reconciler, proxied port, admin port and their wiring.
 package final class Agent: Sendable {
     private let logger: Logger
     private let configWatch: ConfigWatchService
     private let reconciler: Reconciler
     private let statusServer: StatusServer
+    private let proxy: ProxyService
+    /// The event loops of both ports and the proxy's upstream connections.
+    private let eventLoops: MultiThreadedEventLoopGroup
     private let dataPool: TransferPool
     private let controlPool: TransferPool
     private let resyncInterval: Duration?
@@ -16,9 +21,11 @@ package final class Agent: Sendable {
 
     private init(
         logger: Logger, configWatch: ConfigWatchService, reconciler: Reconciler, statusServer: StatusServer,
-        dataPool: TransferPool, controlPool: TransferPool, resyncInterval: Duration?, loader: ConfigLoader,
-        lock: [ModelDirLock]
+        proxy: ProxyService, eventLoops: MultiThreadedEventLoopGroup, dataPool: TransferPool,
+        controlPool: TransferPool, resyncInterval: Duration?, loader: ConfigLoader, lock: [ModelDirLock]
     ) {
+        self.proxy = proxy
+        self.eventLoops = eventLoops
         self.loader = loader
         self.lock = lock
         self.logger = logger
@@ -95,34 +102,96 @@ package final class Agent: Sendable {
         await loader.reload(reason: "startup")
         watcher.start()
 
-        let statusServer: StatusServer
+        let readinessProbe: ReadinessProbeSpec
         do {
-            statusServer = try await StatusServer.start(
-                host: options.statusHost, port: options.statusPort,
-                sources: StatusSources(
-                    board: board, metrics: metrics, config: health, isReady: { reconciler.isReady }),
-                limits: options.connectionLimits)
+            readinessProbe = try ReadinessProbeSpec.parse(
+                options.environment["SERVING_READINESS_PROBE"], defaultPort: URLParts(options.serverURL)?.port ?? 8080)
         } catch {
             watcher.stop()
-            throw StartupError("cannot listen on \(options.statusHost):\(options.statusPort): \(error)")
+            throw StartupError("\(error)")
+        }
+        for skipped in readinessProbe.skipped {
+            logger.warning("SERVING_READINESS_PROBE: \(skipped) cannot be run by the agent; it is not checked")
+        }
+
+        // One set of event loops for both ports: threads only as the machine has cores.
+        let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: min(System.coreCount, 4))
+        let drain = TrafficDrain()
+        let traffic = ModelTraffic(registry: metrics.registry, isKnown: { board.status(of: $0) != nil })
+        let prober = UserContainerProber(spec: readinessProbe, pool: controlPool, group: eventLoops)
+        let healthChecker = HealthChecker(isReady: {
+            guard reconciler.isReady else { return false }
+            return await prober.isReady()
+        })
+        var adminLimits = ConnectionGuard.Limits()
+        adminLimits.maxConnections = 64
+        adminLimits.headerTimeout = options.connectionLimits.headerTimeout
+        adminLimits.requestTimeout = options.connectionLimits.headerTimeout
+        let proxyLimits = ConnectionGuard.raisingDescriptorLimit(
+            fitting: options.connectionLimits, reserve: 256 + adminLimits.maxConnections, descriptorsPerConnection: 2)
+        let statusServer: StatusServer
+        let proxyServer: ProxyServer
+        var sources = StatusSources(
+            board: board, metrics: metrics, config: health, traffic: traffic,
+            isReady: { reconciler.isReady && !drain.isDraining })
+        sources.isDraining = { drain.isDraining }
+        do {
+            statusServer = try await StatusServer.start(
+                group: eventLoops, host: options.bindHost, port: options.adminPort, sources: sources,
+                limits: adminLimits)
+        } catch {
+            watcher.stop()
+            try? await eventLoops.shutdownGracefully()
+            throw StartupError("cannot listen on \(options.bindHost):\(options.adminPort) (admin port): \(error)")
+        }
+        logger.info(
+            "Starting admin server",
+            metadata: ["port": .stringConvertible(statusServer.port), "host": "\(options.bindHost)"])
+        let upstream = URLParts(options.serverURL)
+        if upstream?.scheme != "http" {
+            logger.warning(
+                "The proxied port forwards to http:// model servers only; requests to it will be answered 502",
+                metadata: ["server_url": "\(Redaction.uri(options.serverURL))"])
+        }
+        do {
+            proxyServer = try await ProxyServer.start(
+                group: eventLoops, host: options.bindHost, port: options.proxyPort,
+                upstream: (
+                    host: upstream?.scheme == "http" ? Self.unbracketed(upstream?.host ?? "") : "",
+                    port: upstream?.port ?? 0
+                ),
+                shared: ProxyContext(
+                    target: Redaction.uri(options.serverURL), drain: drain, traffic: traffic,
+                    failures: UpstreamFailureLog(logger: logger), health: healthChecker),
+                limits: proxyLimits, logger: logger)
+        } catch {
+            watcher.stop()
+            await statusServer.stop()
+            try? await eventLoops.shutdownGracefully()
+            throw StartupError("cannot listen on \(options.bindHost):\(options.proxyPort): \(error)")
         }
         logger.info(
             "Starting agent http server...",
-            metadata: ["port": .stringConvertible(statusServer.port), "host": "\(options.statusHost)"])
+            metadata: ["port": .stringConvertible(proxyServer.port), "host": "\(options.bindHost)"])
 
         return Agent(
             logger: logger,
             configWatch: ConfigWatchService(
                 watcher: watcher, loader: loader, debounce: options.configDebounce, logger: logger),
-            reconciler: reconciler, statusServer: statusServer, dataPool: dataPool,
-            controlPool: controlPool, resyncInterval: options.resyncInterval, loader: loader, lock: lock)
+            reconciler: reconciler, statusServer: statusServer,
+            proxy: ProxyService(
+                server: proxyServer, drain: drain, health: healthChecker, quietPeriod: options.drainTimeout,
+                logger: logger),
+            eventLoops: eventLoops, dataPool: dataPool, controlPool: controlPool,
+            resyncInterval: options.resyncInterval, loader: loader, lock: lock)
     }
 
     /// Runs until SIGTERM or SIGINT, then shuts down: one ServiceGroup owns every
     /// long-running part and the signals (SIGHUP re-reads models.json).
     package func run(signals: AgentSignals) async throws {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: StatusService(server: statusServer), serviceName: "status-server"),
+            .init(service: StatusService(server: statusServer), serviceName: "admin-server"),
+            .init(service: proxy, serviceName: "proxy"),
             .init(
                 service: ReconcilerService(reconciler: reconciler, pools: [dataPool, controlPool], logger: logger),
                 serviceName: "reconciler"),
@@ -135,7 +204,9 @@ package final class Agent: Sendable {
                     serviceName: "resync"))
         }
         services.append(
-            .init(service: SignalService(agent: self, signals: signals, logger: logger), serviceName: "signals"))
+            .init(
+                service: SignalService(agent: self, signals: signals, drain: proxy.drain, logger: logger),
+                serviceName: "signals"))
         // The signal service returns on SIGTERM/SIGINT: the group then shuts everything down
         // in reverse order. Any other service returning early (none should) does the same.
         for index in services.indices {
@@ -146,7 +217,19 @@ package final class Agent: Sendable {
         groupLogger.logLevel = max(logger.logLevel, .info)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: services, logger: groupLogger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            try? await eventLoops.shutdownGracefully()
+            throw error
+        }
+        // Both ports are closed by now; what is left on the loops are connections.
+        try? await eventLoops.shutdownGracefully()
+        logger.info("Shutdown complete, exiting...")
+    }
+
+    private static func unbracketed(_ host: String) -> String {
+        host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
     }
 
     /// Re-reads models.json now and re-checks every model with the server (SIGHUP).

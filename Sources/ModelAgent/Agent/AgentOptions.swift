@@ -7,10 +7,22 @@ package struct AgentOptions: Sendable {
     package var serverURL = "http://127.0.0.1:8080"
     /// Nil: detect from `GET /v2`.
     package var serverFlavor: ServerFlavor?
-    package var statusHost = "0.0.0.0"
-    package var statusPort = 9081
-    /// Connections clients may hold on the agent's port, and how long one may idle.
-    package var connectionLimits = ConnectionGuard.Limits()
+    /// Address of both ports.
+    package var bindHost = "0.0.0.0"
+    /// The proxied port (KServe's agent port): inference traffic and probes.
+    package var proxyPort = 9081
+    /// The agent's own endpoints: /v1/models, /metrics, /readyz, /livez.
+    package var adminPort = 9082
+    /// Connections clients may hold on the proxied port, and how long one may idle.
+    /// Kept-alive connections may idle 3 minutes between requests, as on KServe's agent (a
+    /// client's pool must not race the agent's close).
+    package var connectionLimits: ConnectionGuard.Limits = {
+        var limits = ConnectionGuard.Limits(requestTimeout: nil)
+        limits.idleTimeout = .seconds(180)
+        return limits
+    }()
+    /// After SIGTERM: how long the proxied port keeps serving after its last new request.
+    package var drainTimeout: Duration = .seconds(30)
     package var maxConcurrentDownloads = 4
     package var maxConcurrentLoads = 2
     /// Periodic re-read of models.json and re-check of the server; nil disables.

@@ -8,7 +8,8 @@ import ServiceLifecycle
 // The agent's long-running parts as services of one ServiceGroup. The group tells them to
 // shut down in the reverse of their order in `Agent.run`: signals first, then resync and the
 // config watch (no new work), then the reconciler (downloads cancelled, staging removed,
-// transfer pools closed), and the status port last, so it answers while workers drain.
+// transfer pools closed), then the proxied port (drained: it has been failing health checks
+// since the SIGTERM), and the admin port last, so it answers while the rest winds down.
 
 /// SIGTERM and SIGINT end the agent (this service returns, and the group shuts down in
 /// order); SIGHUP re-reads models.json (the conventional "reload your configuration",
@@ -16,6 +17,8 @@ import ServiceLifecycle
 struct SignalService: Service {
     let agent: Agent
     let signals: AgentSignals
+    /// Begun at once on SIGTERM: health checks fail from the first moment.
+    let drain: TrafficDrain
     let logger: Logger
 
     func run() async {
@@ -27,6 +30,7 @@ struct SignalService: Service {
             return false
         }
         if signalled {
+            drain.begin()
             logger.info("Received TERM signal, attempting to gracefully shutdown servers.")
         } else {
             logger.info("Shutting down")
@@ -77,7 +81,41 @@ struct ConfigWatchService: Service {
     }
 }
 
-/// The status port, bound before startup returns; closed when the shutdown reaches it.
+/// The proxied port. Health checks run in its lifetime. At shutdown it drains: health checks
+/// answer 503 (from the SIGTERM on), requests keep flowing until `quietPeriod` has passed
+/// without a new one and those in flight have ended (at most 30 s or `quietPeriod` more);
+/// then the port closes.
+struct ProxyService: Service {
+    let server: ProxyServer
+    let drain: TrafficDrain
+    let health: HealthChecker
+    let quietPeriod: Duration
+    let logger: Logger
+
+    func run() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await health.run() }
+            try? await gracefulShutdown()
+            drain.begin()
+            if quietPeriod > .zero {
+                logger.info("Sleeping \(quietPeriod) to allow K8s propagation of non-ready state")
+                await drain.waitUntilQuiet(quietPeriod)
+                let inFlight = drain.inFlight
+                if inFlight > 0 {
+                    logger.info("Quiet period over; waiting for \(inFlight) requests in flight")
+                    // Bounded: the kubelet kills the pod after its grace period anyway.
+                    await drain.waitForInFlight(upTo: max(quietPeriod, .seconds(30)))
+                }
+            }
+            health.stop()
+            group.cancelAll()
+            logger.info("Shutting down server: main")
+            await server.stop()
+        }
+    }
+}
+
+/// The admin port, bound before startup returns; closed when the shutdown reaches it.
 struct StatusService: Service {
     let server: StatusServer
 
@@ -103,6 +141,5 @@ struct ReconcilerService: Service {
             await reconciler.shutdown(timeout: .seconds(10))
             for pool in pools { await pool.shutdown() }
         }.value
-        logger.info("Shutdown complete, exiting...")
     }
 }

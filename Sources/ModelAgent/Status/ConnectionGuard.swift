@@ -17,10 +17,16 @@ package final class ConnectionGuard: Sendable {
     package struct Limits: Sendable, Equatable {
         package var maxConnections = 256
         package var headerTimeout: Duration = .seconds(30)
-        /// From a request's head to the end of its answer.
-        package var requestTimeout: Duration = .seconds(30)
+        /// How long a kept-alive connection may wait for its next request head; nil: as
+        /// long as `headerTimeout`.
+        package var idleTimeout: Duration?
+        /// From a request's head to the end of its answer; nil: no bound (the proxied
+        /// port, where uploads, downloads and event streams take as long as they take).
+        package var requestTimeout: Duration? = .seconds(30)
 
-        init() {}
+        init(requestTimeout: Duration? = .seconds(30)) {
+            self.requestTimeout = requestTimeout
+        }
     }
 
     private struct Tracked {
@@ -75,8 +81,11 @@ package final class ConnectionGuard: Sendable {
 
     /// Raises the process's soft descriptor limit as far as the hard one allows, and
     /// returns the connection limit that leaves `reserve` descriptors for the agent's own
-    /// work (downloads, config and marker reads, connections to the model server).
-    static func raisingDescriptorLimit(fitting requested: Limits, reserve: Int = 256) -> Limits {
+    /// work (downloads, config and marker reads, the admin port), counting
+    /// `descriptorsPerConnection` for each (a proxied connection has its upstream twin).
+    static func raisingDescriptorLimit(
+        fitting requested: Limits, reserve: Int = 256, descriptorsPerConnection: Int = 1
+    ) -> Limits {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return requested }
         if limit.rlim_cur < limit.rlim_max {
@@ -86,7 +95,7 @@ package final class ConnectionGuard: Sendable {
         }
         let available = Int(clamping: limit.rlim_cur)
         var fitted = requested
-        fitted.maxConnections = max(8, min(requested.maxConnections, available - reserve))
+        fitted.maxConnections = max(8, min(requested.maxConnections, (available - reserve) / descriptorsPerConnection))
         return fitted
     }
 }
@@ -138,8 +147,14 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if case .head = unwrapInboundIn(data) {
-            // Busy connections are never evicted, so they too must end in bounded time.
-            arm(context, for: connections.limits.requestTimeout)
+            // Busy connections are never evicted, so on the admin port they too must end in
+            // bounded time.
+            if let timeout = connections.limits.requestTimeout {
+                arm(context, for: timeout)
+            } else {
+                deadline?.cancel()
+                deadline = nil
+            }
             connections.markBusy(context.channel, true)
         }
         context.fireChannelRead(data)
@@ -154,7 +169,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         written.futureResult.whenSuccess {
             connections.markBusy(channel, false)
             let (handler, context) = loopBound.value
-            if channel.isActive { handler.arm(context) }
+            if channel.isActive { handler.arm(context, for: connections.limits.idleTimeout) }
         }
     }
 

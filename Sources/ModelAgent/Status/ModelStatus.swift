@@ -39,7 +39,8 @@ struct ModelStatus: Sendable {
         self.since = wallClockSeconds()
     }
 
-    var json: String {
+    /// `traffic`: the model's figures from the proxy, when it has seen a request for it.
+    func json(traffic: ModelTraffic.Figures? = nil) -> String {
         var fields: [(String, String)] = [
             ("name", JSONText.quoted(name.rawValue)),
             ("state", JSONText.quoted(state.rawValue)),
@@ -54,6 +55,8 @@ struct ModelStatus: Sendable {
         if let lastError { fields.append(("lastError", JSONText.quoted(SecretRedactor.shared.redact(lastError)))) }
         if let lastDownloadBytes { fields.append(("lastDownloadBytes", String(lastDownloadBytes))) }
         if let lastDownloadMilliseconds { fields.append(("lastDownloadMs", String(lastDownloadMilliseconds))) }
+        fields.append(("inFlightRequests", String(traffic?.inFlight ?? 0)))
+        if let lastRequest = traffic?.lastRequest { fields.append(("lastRequest", String(format3(lastRequest)))) }
         return JSONText.object(fields)
     }
 }

@@ -7,60 +7,57 @@ struct StatusSources: Sendable {
     var board: StatusBoard
     var metrics: AgentMetrics
     var config: ConfigHealth
+    var traffic: ModelTraffic?
     var isReady: @Sendable () -> Bool
+    var isDraining: @Sendable () -> Bool = { false }
 
     init(
-        board: StatusBoard, metrics: AgentMetrics, config: ConfigHealth = ConfigHealth(),
+        board: StatusBoard, metrics: AgentMetrics, config: ConfigHealth = ConfigHealth(), traffic: ModelTraffic? = nil,
         isReady: @escaping @Sendable () -> Bool
     ) {
         self.board = board
         self.metrics = metrics
         self.config = config
+        self.traffic = traffic
         self.isReady = isReady
     }
 }
 
-/// HTTP endpoints: /v1/models[/<name>], /readyz, /livez, /metrics. A kubelet or
-/// queue-proxy probe (User-Agent kube-probe/…, or a K-Network-Probe header) gets the
-/// readiness answer on any path, as KServe's agent answers its injected probe.
+/// The admin port's endpoints: /v1/models[/<name>], /readyz, /livez, /metrics. They say
+/// which models exist, where they come from and why they failed, so they are kept off the
+/// proxied port, which every client of the InferenceService can reach. A kubelet probe
+/// (User-Agent kube-probe/…, or a K-Network-Probe header) gets the readiness answer on
+/// any path.
 final class StatusServer: Sendable {
-    private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
 
     var port: Int { channel.localAddress?.port ?? 0 }
 
-    private init(group: MultiThreadedEventLoopGroup, channel: any Channel) {
-        self.group = group
+    private init(channel: any Channel) {
         self.channel = channel
     }
 
     static func start(
-        host: String, port: Int, sources: StatusSources, limits: ConnectionGuard.Limits = ConnectionGuard.Limits()
+        group: any EventLoopGroup, host: String, port: Int, sources: StatusSources,
+        limits: ConnectionGuard.Limits = ConnectionGuard.Limits()
     ) async throws -> StatusServer {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let connections = ConnectionGuard(limits: ConnectionGuard.raisingDescriptorLimit(fitting: limits))
-        do {
-            let channel = try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 256)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                        try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(connections))
-                        try channel.pipeline.syncOperations.addHandler(StatusHandler(sources: sources))
-                    }
+        let connections = ConnectionGuard(limits: limits)
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(connections))
+                    try channel.pipeline.syncOperations.addHandler(StatusHandler(sources: sources))
                 }
-                .bind(host: host, port: port).get()
-            return StatusServer(group: group, channel: channel)
-        } catch {
-            try? await group.shutdownGracefully()
-            throw error
-        }
+            }
+            .bind(host: host, port: port).get()
+        return StatusServer(channel: channel)
     }
 
     func stop() async {
         try? await channel.close()
-        try? await group.shutdownGracefully()
     }
 }
 
@@ -123,14 +120,15 @@ private final class StatusHandler: ChannelInboundHandler {
                     board: sources.board, isReady: sources.isReady(), configValid: sources.config.currentProblem == nil)
             )
         case "/v1/models":
-            let items = sources.board.snapshot().map(\.json).joined(separator: ",")
+            let items = sources.board.snapshot().map { $0.json(traffic: sources.traffic?.figures($0.name)) }
+                .joined(separator: ",")
             return (.ok, "application/json", Array("[\(items)]".utf8))
         case _ where path.hasPrefix("/v1/models/"):
             let raw = String(path.dropFirst("/v1/models/".count))
             guard let name = try? ModelName(validating: raw), let status = sources.board.status(of: name) else {
                 return (.notFound, "application/json", Array("{\"error\":\"model not found\"}".utf8))
             }
-            return (.ok, "application/json", Array(status.json.utf8))
+            return (.ok, "application/json", Array(status.json(traffic: sources.traffic?.figures(name)).utf8))
         default:
             if isProbe { return readiness() }
             return (.notFound, "text/plain", Array("not found\n".utf8))
@@ -144,6 +142,7 @@ private final class StatusHandler: ChannelInboundHandler {
             sources.config.currentProblem.map {
                 "; serving the last good state, because " + SecretRedactor.shared.redact($0)
             } ?? ""
+        if sources.isDraining() { return (.serviceUnavailable, "text/plain", Array("shutting down\n".utf8)) }
         return sources.isReady()
             ? (.ok, "text/plain", Array("ready\(note)\n".utf8))
             : (.serviceUnavailable, "text/plain", Array("initial model sync in progress\(note)\n".utf8))

@@ -7,6 +7,7 @@
     package enum FuzzEntryPoints {
         package static let targets: [String] = [
             "models-json", "quantity", "marker", "tar", "zip", "gzip", "xml", "pbtxt", "gcs-json", "uri",
+            "readiness-probe",
         ]
 
         /// Runs target `name` on `data`; false for an unknown name.
@@ -27,6 +28,7 @@
             case "pbtxt": pbtxt(bytes)
             case "gcs-json": gcsJSON(bytes)
             case "uri": uri(bytes)
+            case "readiness-probe": readinessProbe(bytes)
             default: return false
             }
             return true
@@ -41,6 +43,14 @@
                 _ = try? StorageLocation.parse(entry.spec.storageUri)
             }
             for refusal in file.refusals { _ = refusal.description }
+        }
+
+        /// SERVING_READINESS_PROBE (copied from another container's env) and request
+        /// targets as the proxy reads them.
+        private static func readinessProbe(_ bytes: [UInt8]) {
+            let text = String(decoding: bytes, as: UTF8.self)
+            _ = try? ReadinessProbeSpec.parse(text, defaultPort: 8080)
+            _ = ModelTraffic.modelName(inPath: text)
         }
 
         private static func quantity(_ bytes: [UInt8]) {

@@ -1,0 +1,115 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Kept-alive connections to the model server for the client connections of one event
+/// loop: a request takes the most recently used idle connection (the least likely to have
+/// been closed by the server's keep-alive timeout) or opens a new one on the same loop, so
+/// bytes never change threads on their way through the proxy.
+final class UpstreamPool: Sendable {
+    let eventLoop: any EventLoop
+    let host: String
+    let port: Int
+    private let idle: NIOLoopBoundBox<[UpstreamConnection]>
+    private let closed: NIOLoopBoundBox<Bool>
+    private let maxIdle: Int
+    private let idleTimeout: TimeAmount
+    private let connectTimeout: TimeAmount
+
+    init(
+        eventLoop: any EventLoop, host: String, port: Int, maxIdle: Int = 512, idleTimeout: TimeAmount = .seconds(60),
+        connectTimeout: TimeAmount = .seconds(5)
+    ) {
+        self.eventLoop = eventLoop
+        self.host = host
+        self.port = port
+        self.maxIdle = maxIdle
+        self.idleTimeout = idleTimeout
+        self.connectTimeout = connectTimeout
+        idle = NIOLoopBoundBox.makeBoxSendingValue([], eventLoop: eventLoop)
+        closed = NIOLoopBoundBox.makeBoxSendingValue(false, eventLoop: eventLoop)
+    }
+
+    /// Calls `done` on the pool's loop with a connection, or the reason there is none;
+    /// `fresh`: a new connection, not one kept alive.
+    func acquire(fresh: Bool = false, _ done: @escaping (Result<UpstreamConnection, UpstreamUnavailable>) -> Void) {
+        eventLoop.preconditionInEventLoop()
+        while !fresh, let connection = idle.value.popLast() {
+            connection.idleTimer?.cancel()
+            connection.idleTimer = nil
+            if connection.isActive {
+                connection.reused = true
+                return done(.success(connection))
+            }
+        }
+        if closed.value { return done(.failure(UpstreamUnavailable(reason: "the agent is shutting down"))) }
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(HTTPRequestEncoder())
+                    try sync.addHandler(
+                        ByteToMessageHandler(
+                            HTTPResponseDecoder(
+                                leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)
+                        ))
+                    try sync.addHandler(UpstreamConnection())
+                }
+            }
+            .connect(host: host, port: port)
+            .assumeIsolated()
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    guard let connection = try? channel.pipeline.syncOperations.handler(type: UpstreamConnection.self)
+                    else {
+                        channel.close(promise: nil)
+                        return done(.failure(UpstreamUnavailable(reason: "connection setup failed")))
+                    }
+                    done(.success(connection))
+                case .failure(let error):
+                    done(.failure(UpstreamUnavailable(reason: Self.describeConnectError(error))))
+                }
+            }
+    }
+
+    /// Takes back a connection whose exchange completed cleanly; others are closed.
+    func release(_ connection: UpstreamConnection) {
+        eventLoop.preconditionInEventLoop()
+        connection.detach()
+        guard connection.mayReuse, connection.isActive, !closed.value, idle.value.count < maxIdle else {
+            connection.close()
+            return
+        }
+        idle.value.append(connection)
+        connection.idleTimer = eventLoop.assumeIsolated().scheduleTask(in: idleTimeout) { [weak connection] in
+            connection?.close()
+        }
+    }
+
+    /// Closes the idle connections and refuses new ones.
+    func close() {
+        eventLoop.execute { [self] in
+            closed.value = true
+            for connection in idle.value { connection.close() }
+            idle.value.removeAll()
+        }
+    }
+
+    private static func describeConnectError(_ error: any Error) -> String {
+        if let error = error as? NIOConnectionError {
+            if let first = error.connectionErrors.first {
+                return "cannot connect: \(UpstreamConnection.describe(first.error))"
+            }
+            if error.dnsAError != nil || error.dnsAAAAError != nil { return "cannot resolve the model server's host" }
+            return "cannot connect"
+        }
+        return "cannot connect: \(UpstreamConnection.describe(error))"
+    }
+}
+
+struct UpstreamUnavailable: Error {
+    let reason: String
+}

@@ -1,0 +1,314 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// The proxied port (`--port`): inference traffic streamed to the model server, probes
+/// answered by the agent, failures, drain. The model server here is a small upstream whose
+/// slow answers move on when the test says so; MLServer and Triton are reached through the
+/// proxy in AgentLifecycleTests and TritonTests.
+@Suite(.timeLimit(.minutes(5)))
+struct ProxyTests {
+    struct World {
+        let temp: TemporaryDirectory
+        let upstream: ProxyUpstream
+        let config: ConfigDirectory
+
+        init() async throws {
+            temp = try TemporaryDirectory("proxy")
+            upstream = try await ProxyUpstream(logDirectory: temp.path)
+            config = try ConfigDirectory(path: temp.path + "/configs")
+            try config.write([])
+        }
+
+        func agent(
+            serverURL: String? = nil, arguments: [String] = [], environment: [String: String] = [:]
+        ) async throws -> AgentProcess {
+            try await AgentProcess(
+                configDir: config.path, modelDir: temp.path + "/models", serverURL: serverURL ?? upstream.baseURL,
+                arguments: AgentProcess.quickRetries + arguments, environment: environment, logDirectory: temp.path)
+        }
+    }
+
+    struct Echo: Decodable {
+        let method: String
+        let target: String
+        let headers: [String: [String]]
+        let size: Int
+    }
+
+    @Test func forwardsRequestsAndAnswersProbesItself() async throws {
+        let w = try await World()
+        let agent = try await w.agent()
+        try await eventually("readiness") { await agent.isReady() }
+
+        let echo = try await TestHTTP.get(
+            agent.proxyURL + "/echo/a?x=1&y=%2F",
+            headers: [
+                "Connection": "keep-alive, X-Hop", "X-Hop": "1", "Keep-Alive": "timeout=5",
+                "Proxy-Authorization": "Basic c2VjcmV0", "X-Custom": "kept", "X-Forwarded-For": "10.0.0.1",
+            ]
+        ).json(Echo.self)
+        #expect(echo.method == "GET" && echo.target == "/echo/a?x=1&y=%2F")
+        #expect(echo.headers["x-custom"] == ["kept"])
+        #expect(echo.headers["x-hop"] == nil && echo.headers["keep-alive"] == nil)
+        #expect(echo.headers["proxy-authorization"] == nil)
+        #expect(echo.headers["x-forwarded-for"] == ["10.0.0.1, 127.0.0.1"])
+        #expect(echo.headers["x-forwarded-proto"] == ["http"])
+        #expect(echo.headers["x-forwarded-host"] == ["127.0.0.1:\(agent.proxyPort)"])
+
+        // A chunked upload, and one that waits for 100 Continue, arrive whole.
+        let chunked = try await runShell(
+            "head -c 3000000 /dev/zero | curl -sS -T - -X POST \(agent.proxyURL)/echo/up", in: w.temp.path)
+        #expect(chunked.status == 0 && chunked.output.contains(#""size": 3000000"#), "\(chunked.output)")
+        let continued = try await runShell(
+            "head -c 2000000 /dev/zero > \(w.temp.path)/two.bin && curl -sS -v --expect100-timeout 60"
+                + " -H 'Expect: 100-continue' --data-binary @\(w.temp.path)/two.bin \(agent.proxyURL)/echo/c 2>&1",
+            in: w.temp.path)
+        #expect(continued.output.contains("HTTP/1.1 100 Continue"), "\(continued.output)")
+        #expect(continued.output.contains(#""size": 2000000"#))
+
+        // The agent's own endpoints are not on this port: those paths belong to the server.
+        for path in ["/v1/models", "/v1/models/alpha", "/metrics", "/readyz", "/livez"] {
+            let answer = try await TestHTTP.get(agent.proxyURL + path)
+            #expect(answer.status == 404 && answer.text.contains("no such fixture path"), "\(path)")
+        }
+
+        // Probes, on any path, never reach the server.
+        let kubelet = try await TestHTTP.get(agent.proxyURL + "/any", headers: ["User-Agent": "kube-probe/1.30"])
+        #expect(kubelet.status == 200)
+        let queue = try await TestHTTP.get(agent.proxyURL + "/", headers: ["K-Network-Probe": "queue"])
+        #expect(queue.status == 200)
+        let network = try await runShell(
+            "curl -si -H 'K-Network-Probe: probe' -H 'K-Network-Hash: h1' \(agent.proxyURL)/x", in: w.temp.path)
+        #expect(network.output.contains("HTTP/1.1 200") && network.output.contains("K-Network-Hash: h1"))
+        let noHash = try await TestHTTP.get(agent.proxyURL + "/x", headers: ["K-Network-Probe": "probe"])
+        #expect(noHash.status == 400)
+        await agent.stop()
+        await w.upstream.stop()
+    }
+
+    @Test func countsTrafficPerManagedModel() async throws {
+        let w = try await World()
+        let source = try w.temp.subdirectory("artifact")
+        try write("w", to: source + "/w.bin")
+        // The upstream is no V2 server: the model stays Loading, but it is managed.
+        try w.config.write([ConfigDirectory.Entry("alpha", source)])
+        let agent = try await w.agent()
+        try await eventually("alpha to be known") { try await agent.model("alpha") != nil }
+
+        for path in ["/echo/v2/models/alpha/infer", "/v2/models/alpha/infer", "/v2/models/alpha/versions/1/infer"] {
+            _ = try await TestHTTP.post(agent.proxyURL + path, json: "{}")
+        }
+        _ = try await TestHTTP.get(agent.proxyURL + "/v1/models/alpha:predict")
+        _ = try await TestHTTP.post(agent.proxyURL + "/v2/models/invented-\(UUID())/infer", json: "{}")
+
+        let metrics = try await TestHTTP.get(agent.statusURL + "/metrics").text
+        #expect(metrics.contains(#"model_agent_proxy_requests_total{model="alpha"} 3"#), "\(metrics)")
+        #expect(metrics.contains(#"model_agent_proxy_requests_total{model=""} 2"#))
+        #expect(!metrics.contains("invented-"))
+        #expect(metrics.contains(#"model_agent_proxy_request_duration_seconds_count{model="alpha"} 3"#))
+        let status = try await TestHTTP.get(agent.statusURL + "/v1/models/alpha").text
+        #expect(status.contains(#""inFlightRequests":0"#) && status.contains(#""lastRequest":"#), "\(status)")
+        await agent.stop()
+        await w.upstream.stop()
+    }
+
+    @Test func streamsAGibibyteEachWayInBoundedMemory() async throws {
+        let w = try await World()
+        let agent = try await w.agent()
+        let size = 1 << 30
+        let zeros = try await runShell("head -c \(size) /dev/zero | sha256sum", in: w.temp.path)
+        let upload = try await runShell(
+            "head -c \(size) /dev/zero | curl -sS -T - -X POST \(agent.proxyURL)/upload", in: w.temp.path)
+        #expect(upload.output.contains(#""size": \#(size)"#), "\(upload.output)")
+        #expect(upload.output.contains(String(zeros.output.prefix(64))))
+
+        let direct = try await runShell("curl -sS \(w.upstream.baseURL)/bytes/\(size) | sha256sum", in: w.temp.path)
+        let proxied = try await runShell("curl -sS \(agent.proxyURL)/bytes/\(size) | sha256sum", in: w.temp.path)
+        #expect(direct.output.count >= 64 && proxied.output == direct.output)
+        let sized = try await runShell(
+            "curl -sS '\(agent.proxyURL)/bytes/\(size)?sized=1' | sha256sum", in: w.temp.path)
+        #expect(sized.output == direct.output)
+
+        let peak = peakResidentBytes(of: agent.process.pid) ?? .max
+        #expect(peak < 64 << 20, "peak RSS \(peak >> 20) MiB")
+        await agent.stop()
+        await w.upstream.stop()
+    }
+
+    @Test func aServerThatStopsReadingPausesTheUploadAndResumesIt() async throws {
+        let w = try await World()
+        let agent = try await w.agent()
+        let size = 256 << 20
+        let upload = try ChildProcess(
+            name: "curl", executable: "/bin/sh",
+            arguments: ["-c", "head -c \(size) /dev/zero | curl -sS -T - -X POST \(agent.proxyURL)/slow-upload/u1"],
+            logPath: w.temp.path + "/slow-upload.log")
+        try await eventually("the server to stop reading") { try await w.upstream.arrived("u1") == 1 }
+        try await w.upstream.open("u1")
+        #expect(try await upload.waitForExit(timeout: .seconds(120)) == 0)
+        #expect(upload.output.contains(#""size": \#(size)"#), "\(upload.output)")
+        let peak = peakResidentBytes(of: agent.process.pid) ?? .max
+        #expect(peak < 64 << 20, "peak RSS \(peak >> 20) MiB")
+        await agent.stop()
+        await w.upstream.stop()
+    }
+
+    /// Requests sent back to back on one connection get their own answers in order; HEAD
+    /// gets none of a body; CONNECT is refused and ends the connection.
+    @Test func pipelinedRequestsKeepTheirOrder() async throws {
+        let w = try await World()
+        let agent = try await w.agent()
+        let script = """
+            import socket, sys
+            s = socket.create_connection(("127.0.0.1", \(agent.proxyPort)))
+            s.sendall(b"GET /echo/1 HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n"
+                      b"HEAD /echo/2 HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n"
+                      b"POST /echo/3 HTTP/1.1\\r\\nHost: a\\r\\nContent-Length: 3\\r\\n\\r\\nabc"
+                      b"CONNECT example.com:443 HTTP/1.1\\r\\nHost: example.com:443\\r\\n\\r\\n"
+                      b"GET /echo/never HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n")
+            data = b""
+            while True:
+                block = s.recv(65536)
+                if not block:
+                    break
+                data += block
+            sys.stdout.write(data.decode())
+            """
+        try write(script, to: w.temp.path + "/pipeline.py")
+        let python = try TestPaths.venvTool("tools", "python3")
+        let run = try await runShell("\(python) \(w.temp.path)/pipeline.py", in: w.temp.path)
+        let text = run.output
+        let first = text.range(of: #""target": "/echo/1""#)
+        let third = text.range(of: #""target": "/echo/3""#)
+        #expect(first != nil && third != nil && first!.lowerBound < third!.lowerBound, "\(text)")
+        #expect(text.contains(#""size": 3"#))
+        #expect(text.components(separatedBy: "HTTP/1.1 200 OK").count == 4, "\(text)")
+        #expect(text.contains("HTTP/1.1 405"))
+        #expect(!text.contains("/echo/never"))
+        await agent.stop()
+        await w.upstream.stop()
+    }
+
+    @Test func eventStreamChunksArriveOneByOne() async throws {
+        let w = try await World()
+        let agent = try await w.agent()
+        let output = w.temp.path + "/sse.txt"
+        let client = try ChildProcess(
+            name: "curl", executable: "/bin/sh",
+            arguments: ["-c", "curl -sSN '\(agent.proxyURL)/sse/s1?events=3' > \(output)"],
+            logPath: w.temp.path + "/curl-sse.log")
+        try await eventually("the stream to reach the server") { try await w.upstream.arrived("s1") == 1 }
+        for event in 0..<3 {
+            try await w.upstream.open("s1.\(event)")
+            try await eventually("event \(event) through the proxy") {
+                ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("data: event \(event)")
+            }
+        }
+        #expect(try await client.waitForExit() == 0)
+        await agent.stop()
+        await w.upstream.stop()
+    }
+
+    @Test func unreachableServerGets502OnceLoggedThenRecovers() async throws {
+        let w = try await World()
+        let port = try freePort()
+        let agent = try await w.agent(serverURL: "http://127.0.0.1:\(port)")
+        for _ in 0..<5 {
+            let answer = try await TestHTTP.post(agent.proxyURL + "/v2/models/m/infer", json: "{}")
+            #expect(answer.status == 502)
+            #expect(answer.text.contains(#""error":"model server unavailable: cannot connect"#), "\(answer.text)")
+        }
+        #expect(try agent.messages(containing: "Proxy cannot reach the model server").count == 1)
+
+        let upstream = try await ProxyUpstream(port: port, logDirectory: w.temp.path)
+        #expect(try await TestHTTP.get(agent.proxyURL + "/echo/back").status == 200)
+        #expect(try agent.messages(containing: "again (5 requests failed)").count == 1)
+
+        // A server that resets mid-answer: the client sees the cut, the next request works.
+        let cut = try await runShell("curl -sS -o /dev/null \(agent.proxyURL)/reset-after-head", in: w.temp.path)
+        #expect(cut.status != 0)
+        #expect(try await TestHTTP.get(agent.proxyURL + "/echo/after").status == 200)
+        await agent.stop()
+        await upstream.stop()
+        await w.upstream.stop()
+    }
+
+    @Test func sigtermFailsHealthChecksButKeepsServingUntilQuiet() async throws {
+        let w = try await World()
+        let agent = try await w.agent(arguments: ["--drain-timeout", "2"])
+        try await eventually("readiness") { await agent.isReady() }
+        let held = try ChildProcess(
+            name: "curl", executable: "/bin/sh", arguments: ["-c", "curl -sS \(agent.proxyURL)/hold/h1"],
+            logPath: w.temp.path + "/held.log")
+        try await eventually("the held request to reach the server") { try await w.upstream.arrived("h1") == 1 }
+
+        kill(agent.process.pid, SIGTERM)
+        try await eventually("health checks to fail") {
+            let probe = try? await TestHTTP.get(agent.proxyURL + "/", headers: ["User-Agent": "kube-probe/1.30"])
+            return probe?.status == 503
+        }
+        #expect(try await TestHTTP.get(agent.statusURL + "/readyz").status == 503)
+        // New requests still pass while the endpoints update (the port stays open at least
+        // until the held request ends).
+        let late = try await runShell("curl -si \(agent.proxyURL)/echo/late", in: w.temp.path)
+        #expect(late.output.contains("HTTP/1.1 200") && late.output.contains("Connection: close"), "\(late.output)")
+        // The quiet period passes; the held request is still served.
+        _ = try await agent.process.waitForLine(containing: "Quiet period over; waiting for 1 requests in flight")
+        #expect(agent.process.isRunning)
+        try await w.upstream.open("h1")
+        #expect(try await held.waitForExit() == 0)
+        #expect(held.output == "released")
+        #expect(try await agent.process.waitForExit(timeout: .seconds(60)) == 0)
+        let messages = try agent.logLines().map(\.msg)
+        let sleeping = messages.firstIndex { $0.hasPrefix("Sleeping 2.0 seconds") }
+        let closed = messages.firstIndex { $0 == "Shutting down server: main" }
+        #expect(sleeping != nil && closed != nil && sleeping! < closed!)
+        await w.upstream.stop()
+    }
+
+    @Test func servingReadinessProbeGatesHealthChecks() async throws {
+        let w = try await World()
+        let tcpPort = try freePort()
+        let probe = """
+            [{"httpGet":{"path":"/echo/ready","port":\(w.upstream.port),"host":"127.0.0.1","scheme":"HTTP",
+              "httpHeaders":[{"name":"K-Kubelet-Probe","value":"queue"}]},"timeoutSeconds":5},
+             {"tcpSocket":{"port":"\(tcpPort)"},"timeoutSeconds":5}]
+            """
+        let agent = try await w.agent(environment: ["SERVING_READINESS_PROBE": probe])
+        try await eventually("readiness of the agent itself") { await agent.isReady() }
+        func health() async throws -> Int {
+            try await TestHTTP.get(agent.proxyURL + "/", headers: ["User-Agent": "kube-probe/1.30"]).status
+        }
+        // Nothing listens on the TCP probe's port yet.
+        #expect(try await health() == 503)
+        let listener = try await ProxyUpstream(port: tcpPort, logDirectory: w.temp.path)
+        #expect(try await health() == 200)
+        await listener.stop()
+        await w.upstream.stop()
+        #expect(try await health() == 503)
+        await agent.stop()
+    }
+
+    @Test func anUnusableReadinessProbeStopsStartupAndBlankMeansNone() async throws {
+        let w = try await World()
+        for bad in ["{not json", #"{"exec":null}"#, #"{"httpGet":{"port":"http"}}"#, #"{"tcpSocket":{"port":70000}}"#] {
+            let child = try ChildProcess(
+                name: "model-agent", executable: try TestPaths.agentBinary(),
+                arguments: [
+                    "--config-dir", w.config.path, "--model-dir", w.temp.path + "/bad-models", "--port", "0",
+                    "--admin-port", "0", "--bind-address", "127.0.0.1", "--server-url", w.upstream.baseURL,
+                ],
+                environment: ProcessInfo.processInfo.environment.merging(["SERVING_READINESS_PROBE": bad]) { $1 },
+                logPath: w.temp.path + "/bad-probe-\(UUID().uuidString.prefix(6)).log")
+            #expect(try await child.waitForExit() == 2, "\(bad)")
+            #expect(child.output.contains("SERVING_READINESS_PROBE") || child.output.contains("probe 0"), "\(bad)")
+        }
+        let agent = try await w.agent(environment: ["SERVING_READINESS_PROBE": " "])
+        try await eventually("readiness") {
+            (try? await TestHTTP.get(agent.proxyURL + "/", headers: ["K-Network-Probe": "queue"]).status) == 200
+        }
+        await agent.stop()
+        await w.upstream.stop()
+    }
+}
