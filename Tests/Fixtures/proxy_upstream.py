@@ -8,6 +8,7 @@
   GET  /hold/<g>           answers "released" once gate <g> opens
   POST /slow-upload/<g>    reads 1 MiB of the body, waits for gate <g>, then reads the rest; JSON: size
   GET  /reset-after-head   sends a head and part of a body, then resets the connection
+  GET  /switch-protocols   answers 101 Switching Protocols, unasked
   POST /_gate/<g>          opens gate <g>
   GET  /_arrived/<g>       how many requests have waited on gate <g> (an event to wait for)
 Prints "PORT <n>" when listening on 127.0.0.1.
@@ -167,6 +168,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+            return
+        if path == "/switch-protocols":
+            self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n")
+            self.wfile.flush()
+            self.close_connection = True
             return
         if path == "/reset-after-head":
             self.send_response(200)

@@ -229,6 +229,10 @@ struct ProxyTests {
         let cut = try await runShell("curl -sS -o /dev/null \(agent.proxyURL)/reset-after-head", in: w.temp.path)
         #expect(cut.status != 0)
         #expect(try await TestHTTP.get(agent.proxyURL + "/echo/after").status == 200)
+        // One that switches protocols unasked (it once tripped a NIO precondition).
+        let switched = try await TestHTTP.get(agent.proxyURL + "/switch-protocols")
+        #expect(switched.status == 502 && switched.text.contains("switched protocols"), "\(switched.text)")
+        #expect(try await TestHTTP.get(agent.proxyURL + "/echo/still-up").status == 200)
         await agent.stop()
         await upstream.stop()
         await w.upstream.stop()

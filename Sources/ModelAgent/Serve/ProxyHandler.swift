@@ -289,6 +289,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         let informational = head.status.code < 200
         // 100 Continue and friends mean nothing to an HTTP/1.0 client.
         if informational && exchange.head.version.minor == 0 { return }
+        // Once the client has seen anything of an answer, the request is not sent again.
+        replay = nil
         var (downstream, closeAfter) = ProxyHeaders.downstreamResponse(
             head, requestVersion: exchange.head.version, keepAlive: exchange.head.isKeepAlive)
         if !informational {
