@@ -65,6 +65,17 @@ class Handler(BaseHTTPRequestHandler):
             sink(block)
             left -= len(block)
 
+    def digest_body(self):
+        """Reads the body as it comes; returns its size and sha256."""
+        digest, size = hashlib.sha256(), [0]
+
+        def sink(block):
+            digest.update(block)
+            size[0] += len(block)
+
+        self.read_body(sink)
+        return size[0], digest.hexdigest()
+
     def send_json(self, status, payload):
         data = json.dumps(payload).encode()
         self.send_response(status)
@@ -88,27 +99,15 @@ class Handler(BaseHTTPRequestHandler):
                 count = ARRIVED.get(path[len("/_arrived/"):], 0)
             return self.send_json(200, {"count": count})
         if path.startswith("/echo"):
-            digest, size = hashlib.sha256(), [0]
-
-            def sink(block):
-                digest.update(block)
-                size[0] += len(block)
-
-            self.read_body(sink)
+            size, sha256 = self.digest_body()
             headers = {}
             for name, value in self.headers.items():
                 headers.setdefault(name.lower(), []).append(value)
             return self.send_json(200, {"method": self.command, "target": self.path, "headers": headers,
-                                        "size": size[0], "sha256": digest.hexdigest()})
+                                        "size": size, "sha256": sha256})
         if path == "/upload":
-            digest, size = hashlib.sha256(), [0]
-
-            def sink(block):
-                digest.update(block)
-                size[0] += len(block)
-
-            self.read_body(sink)
-            return self.send_json(200, {"size": size[0], "sha256": digest.hexdigest()})
+            size, sha256 = self.digest_body()
+            return self.send_json(200, {"size": size, "sha256": sha256})
         if path.startswith("/slow-upload/"):
             name = path[len("/slow-upload/"):]
             state = {"size": 0, "paused": False}

@@ -42,6 +42,18 @@ package final class Agent: Sendable {
     /// until `run` returns.
     package static func start(options: AgentOptions, logger: Logger) async throws -> Agent {
         logger.info("Initializing model agent with config-dir \(options.configDir), model-dir \(options.modelDir)")
+        // Refused before anything is touched: no lock taken, no download started.
+        let upstream = URLParts(options.serverURL)
+        let readinessProbe: ReadinessProbeSpec
+        do {
+            readinessProbe = try ReadinessProbeSpec.parse(
+                options.environment["SERVING_READINESS_PROBE"], defaultPort: upstream?.port ?? 8080)
+        } catch {
+            throw StartupError("\(error)")
+        }
+        for skipped in readinessProbe.skipped {
+            logger.warning("SERVING_READINESS_PROBE: \(skipped) cannot be run by the agent; it is not checked")
+        }
         let configDir = FileSystem.absolute(options.configDir)
         switch FileSystem.resolvedKind(configDir) {
         case .directory?: break
@@ -102,18 +114,6 @@ package final class Agent: Sendable {
         await loader.reload(reason: "startup")
         watcher.start()
 
-        let readinessProbe: ReadinessProbeSpec
-        do {
-            readinessProbe = try ReadinessProbeSpec.parse(
-                options.environment["SERVING_READINESS_PROBE"], defaultPort: URLParts(options.serverURL)?.port ?? 8080)
-        } catch {
-            watcher.stop()
-            throw StartupError("\(error)")
-        }
-        for skipped in readinessProbe.skipped {
-            logger.warning("SERVING_READINESS_PROBE: \(skipped) cannot be run by the agent; it is not checked")
-        }
-
         // One set of event loops for both ports: threads only as the machine has cores.
         let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: min(System.coreCount, 4))
         let drain = TrafficDrain()
@@ -147,7 +147,6 @@ package final class Agent: Sendable {
         logger.info(
             "Starting admin server",
             metadata: ["port": .stringConvertible(statusServer.port), "host": "\(options.bindHost)"])
-        let upstream = URLParts(options.serverURL)
         if upstream?.scheme != "http" {
             logger.warning(
                 "The proxied port forwards to http:// model servers only; requests to it will be answered 502",
@@ -163,7 +162,7 @@ package final class Agent: Sendable {
                 shared: ProxyContext(
                     target: Redaction.uri(options.serverURL), drain: drain, traffic: traffic,
                     failures: UpstreamFailureLog(logger: logger), health: healthChecker),
-                limits: proxyLimits, logger: logger)
+                limits: proxyLimits)
         } catch {
             watcher.stop()
             await statusServer.stop()
@@ -193,7 +192,7 @@ package final class Agent: Sendable {
             .init(service: StatusService(server: statusServer), serviceName: "admin-server"),
             .init(service: proxy, serviceName: "proxy"),
             .init(
-                service: ReconcilerService(reconciler: reconciler, pools: [dataPool, controlPool], logger: logger),
+                service: ReconcilerService(reconciler: reconciler, pools: [dataPool, controlPool]),
                 serviceName: "reconciler"),
             .init(service: configWatch, serviceName: "config-watch"),
         ]

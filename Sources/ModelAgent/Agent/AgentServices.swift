@@ -130,7 +130,6 @@ struct StatusService: Service {
 struct ReconcilerService: Service {
     let reconciler: Reconciler
     let pools: [TransferPool]
-    let logger: Logger
 
     func run() async {
         try? await gracefulShutdown()

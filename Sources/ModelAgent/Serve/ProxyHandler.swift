@@ -1,4 +1,3 @@
-import Logging
 import NIOCore
 import NIOHTTP1
 
@@ -54,7 +53,6 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
 
     private let shared: ProxyContext
     private let pool: UpstreamPool
-    private let logger: Logger
     private var state = State.idle
     private var context: ChannelHandlerContext?
     private var pendingRead = false
@@ -67,10 +65,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     private var replay: [HTTPClientRequestPart]?
     private var replayBytes = 0
 
-    init(shared: ProxyContext, pool: UpstreamPool, logger: Logger) {
+    init(shared: ProxyContext, pool: UpstreamPool) {
         self.shared = shared
         self.pool = pool
-        self.logger = logger
     }
 
     func handlerAdded(context: ChannelHandlerContext) {

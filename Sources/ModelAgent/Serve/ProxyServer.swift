@@ -1,4 +1,3 @@
-import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -22,7 +21,7 @@ final class ProxyServer: Sendable {
     /// upstream).
     static func start(
         group: MultiThreadedEventLoopGroup, host: String, port: Int, upstream: (host: String, port: Int),
-        shared: ProxyContext, limits: ConnectionGuard.Limits, logger: Logger
+        shared: ProxyContext, limits: ConnectionGuard.Limits
     ) async throws -> ProxyServer {
         let pools = group.makeIterator().map { UpstreamPool(eventLoop: $0, host: upstream.host, port: upstream.port) }
         let connections = ConnectionGuard(limits: limits)
@@ -38,7 +37,7 @@ final class ProxyServer: Sendable {
                     let sync = channel.pipeline.syncOperations
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
                     try sync.addHandler(ConnectionGuardHandler(connections))
-                    try sync.addHandler(ProxyHandler(shared: shared, pool: pool, logger: logger))
+                    try sync.addHandler(ProxyHandler(shared: shared, pool: pool))
                 }
             }
             .bind(host: host, port: port).get()

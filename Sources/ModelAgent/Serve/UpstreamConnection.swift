@@ -32,7 +32,6 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     private var receiver: (any UpstreamReceiver)?
     private var pendingRead = false
-    private var responseEnded = false
     /// The server said it will close the connection (or spoke HTTP/1.0 without keep-alive).
     private(set) var mayReuse = true
     /// True once it has served a request: the server may have closed it since, so a request
@@ -55,7 +54,6 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
 
     func attach(_ receiver: any UpstreamReceiver) {
         self.receiver = receiver
-        responseEnded = false
     }
 
     func detach() {
@@ -110,7 +108,6 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
         case .body(let buffer):
             receiver.responseBody(buffer, from: self)
         case .end(let trailers):
-            responseEnded = true
             self.receiver = nil
             receiver.responseEnd(trailers, from: self)
         }
