@@ -106,3 +106,24 @@ for i, p in enumerate([
         '"timeoutSeconds":3},{"exec":{"command":["true"]}},{"grpc":{"port":9001}}]',
         '{"httpGet":{"port":1e30}}', "/v2/models/iris/versions/1/infer?x=1", "/v1/models/iris:predict"]):
     put("readiness-probe", "p%d" % i, p)
+
+
+def grpc_frame(message, compressed=0):
+    return bytes([compressed]) + len(message).to_bytes(4, "big") + message
+
+
+def field(number, wire, payload):
+    return bytes([number << 3 | wire]) + payload
+
+
+def lengthed(data):
+    return bytes([len(data)]) + data
+
+
+iris = field(1, 2, lengthed(b"iris")) + field(2, 2, lengthed(b"1")) + field(5, 2, lengthed(b"\x0a\x07predict"))
+for i, m in enumerate([
+        grpc_frame(iris), grpc_frame(field(3, 2, lengthed(b"req-1")) + iris), grpc_frame(iris, compressed=1),
+        grpc_frame(field(3, 0, b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01") + iris),
+        grpc_frame(field(1, 2, b"\xff\xff\xff\xff\x0f")), b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + grpc_frame(iris),
+        b"POST /v2/models/iris/infer HTTP/1.1\r\n"]):
+    put("grpc-message", "g%d" % i, m)

@@ -22,6 +22,13 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Base URL of the model server's V2 API (default: http://127.0.0.1:<component-port>).")
     var serverURL: String?
 
+    @Option(
+        name: .customLong("h2c-server-url"),
+        help:
+            "Where --port sends HTTP/2 (h2c) requests such as gRPC, as h2c; e.g. MLServer's or Triton's gRPC port (default: --server-url)."
+    )
+    var h2cServerURL: String?
+
     @Option(help: "Model server kind: auto (from GET /v2), triton, mlserver, kserve or generic.")
     var serverFlavor: String = "auto"
 
@@ -103,6 +110,9 @@ struct RunCommand: AsyncParsableCommand {
         if let serverURL, !(serverURL.hasPrefix("http://") || serverURL.hasPrefix("https://")) {
             throw ValidationError("--server-url must start with http:// or https://")
         }
+        if let h2cServerURL, !h2cServerURL.hasPrefix("http://") {
+            throw ValidationError("--h2c-server-url must start with http:// (h2c is cleartext HTTP/2)")
+        }
     }
 
     func options(environment: [String: String]) -> AgentOptions {
@@ -111,6 +121,7 @@ struct RunCommand: AsyncParsableCommand {
         options.modelDir = modelDir
         options.stagingDir = stagingDir
         options.serverURL = serverURL ?? "http://127.0.0.1:\(componentPort)"
+        options.h2cServerURL = h2cServerURL
         options.serverFlavor = ServerFlavor(rawValue: serverFlavor)
         options.bindHost = bindAddress
         options.proxyPort = port

@@ -38,6 +38,43 @@ struct AgentLifecycleTests {
         }
     }
 
+    @Test("gRPC inference crosses the proxied port over h2c, many calls on one connection, counted per model")
+    func grpcThroughTheProxy() async throws {
+        try await MLServerHarness.run { h in
+            try h.config.write([Entry("iris", h.url("iris.tar.gz"))])
+            let agent = try await h.startAgent(
+                AgentProcess.quickRetries + ["--h2c-server-url", "http://127.0.0.1:\(h.mlserver.grpcPort)"])
+            try await agent.waitForStates(["iris": "Loaded"])
+            let target = "127.0.0.1:\(agent.proxyPort)"
+            let calls = try await h.mlserver.grpcInfer("iris", target: target, calls: 24)
+            #expect(calls.errors.isEmpty && calls.ok.count == 24, "\(calls)")
+            #expect(calls.ok.allSatisfy { $0 == [0, 2] }, "\(calls.ok)")
+            // Two calls of 32 MB each, with 16 MB answers, far past any flow-control window:
+            // streamed, not buffered.
+            let big = try await h.mlserver.grpcInfer("iris", target: target, calls: 2, pairs: 1_000_000)
+            #expect(big.errors.isEmpty && big.ok == [[0, 2], [0, 2]], "\(big)")
+            let peak = peakResidentBytes(of: agent.process.pid) ?? .max
+            #expect(peak < 64 << 20, "peak RSS \(peak >> 20) MiB")
+            // The server's own gRPC errors come back as they are.
+            let absent = try await h.mlserver.grpcInfer("absent", target: target)
+            #expect(absent.ok.isEmpty && absent.errors == ["NOT_FOUND"], "\(absent)")
+            // HTTP/1.1 on the same port still goes to the REST port.
+            #expect(try await h.mlserver.infer("iris", via: agent.proxyURL) == [0, 2])
+            // Probes over HTTP/2 are answered by the agent, as over HTTP/1.1.
+            let probe = try await runShell(
+                "curl -sS -i --http2-prior-knowledge -A kube-probe/1.30 \(agent.proxyURL)/", in: h.logs)
+            #expect(probe.output.hasPrefix("HTTP/2 200") && probe.output.hasSuffix("queue"), "\(probe.output)")
+
+            let metrics = try await TestHTTP.get(agent.statusURL + "/metrics").text
+            // The model is named inside the gRPC message: 26 calls and the REST one.
+            #expect(metrics.contains(#"model_agent_proxy_requests_total{model="iris"} 27"#), "\(metrics)")
+            #expect(metrics.contains(#"model_agent_proxy_errors_total{model="iris"} 0"#))
+            #expect(metrics.contains(#"model_agent_proxy_requests_total{model=""} 1"#))
+            let status = try await TestHTTP.get(agent.statusURL + "/v1/models/iris").text
+            #expect(status.contains(#""inFlightRequests":0"#) && status.contains(#""lastRequest":"#), "\(status)")
+        }
+    }
+
     @Test("a ..data swap that adds one model and removes another sends exactly those two operations")
     func dataSwap() async throws {
         try await MLServerHarness.run { h in

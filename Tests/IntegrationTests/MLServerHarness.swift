@@ -44,7 +44,8 @@ final class MLServerHarness: @unchecked Sendable {
     /// Replaces MLServer with a fresh process on the same port: it has lost every model.
     func restartMLServer() async throws {
         await mlserver.stop()
-        mlserver = try await MLServerProcess(repository: modelDir, logDirectory: logs, port: mlserver.port)
+        mlserver = try await MLServerProcess(
+            repository: modelDir, logDirectory: logs, port: mlserver.port, grpcPort: mlserver.grpcPort)
     }
 
     func startAgent(_ arguments: [String] = AgentProcess.quickRetries) async throws -> AgentProcess {

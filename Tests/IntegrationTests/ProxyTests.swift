@@ -238,6 +238,30 @@ struct ProxyTests {
         await w.upstream.stop()
     }
 
+    @Test func h2cRequestsGoToTheirOwnServerAndGet502WhenItIsDown() async throws {
+        let w = try await World()
+        let h2Port = try freePort()
+        let agent = try await w.agent(arguments: ["--h2c-server-url", "http://127.0.0.1:\(h2Port)"])
+        for _ in 0..<3 {
+            let answer = try await runShell(
+                "curl -sS -i --http2-prior-knowledge -d '{}' \(agent.proxyURL)/v2/models/m/infer", in: w.temp.path)
+            #expect(answer.output.hasPrefix("HTTP/2 502"), "\(answer.output)")
+            #expect(answer.output.contains(#"{"error":"model server unavailable: cannot connect"#))
+        }
+        #expect(
+            try agent.messages(containing: "Proxy cannot reach the model server at http://127.0.0.1:\(h2Port)").count
+                == 1)
+        // HTTP/1.1 clients of the same port still reach the HTTP/1.1 server.
+        #expect(try await TestHTTP.get(agent.proxyURL + "/echo/h1").status == 200)
+        // A client that sends a few bytes of something that is not the HTTP/2 preface is HTTP/1.
+        let bogus = try await runShell(
+            "printf 'PRX / HTTP/1.1\\r\\nHost: a\\r\\nConnection: close\\r\\n\\r\\n' | curl -sS -i telnet://127.0.0.1:\(agent.proxyPort) --max-time 60 || true",
+            in: w.temp.path)
+        #expect(bogus.output.hasPrefix("HTTP/1.1 "), "\(bogus.output)")
+        await agent.stop()
+        await w.upstream.stop()
+    }
+
     @Test func sigtermFailsHealthChecksButKeepsServingUntilQuiet() async throws {
         let w = try await World()
         let agent = try await w.agent(arguments: ["--drain-timeout", "2"])

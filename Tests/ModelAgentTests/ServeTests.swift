@@ -1,3 +1,4 @@
+import NIOHPACK
 import NIOHTTP1
 import Testing
 
@@ -114,5 +115,68 @@ struct ServeTests {
         // A zero quiet period with nothing in flight returns at once.
         await drain.waitUntilQuiet(.zero)
         await drain.waitForInFlight(upTo: .zero)
+    }
+
+    @Test func theHTTP2PrefaceSelectsH2cAndAnythingElseHTTP1() {
+        let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+        #expect(ProxyProtocolDetector.decide(preface) == .h2)
+        #expect(ProxyProtocolDetector.decide(preface + [0, 0, 18]) == .h2)
+        for cut in [0, 1, 3, 16, 23] { #expect(ProxyProtocolDetector.decide(preface.prefix(cut)) == nil, "\(cut)") }
+        #expect(ProxyProtocolDetector.decide(Array("POST /v2".utf8)) == .http1)
+        #expect(ProxyProtocolDetector.decide(Array("PRI * HTTP/1.1\r\n".utf8)) == .http1)
+        #expect(ProxyProtocolDetector.decide(Array("P".utf8)) == nil)
+    }
+
+    @Test func gRPCRequestsNameTheirModelInTheFirstField() {
+        func frame(_ message: [UInt8], compressed: UInt8 = 0) -> [UInt8] {
+            let n = UInt32(message.count)
+            return [compressed, UInt8(n >> 24), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)] + message
+        }
+        func string(_ field: UInt8, _ text: String) -> [UInt8] {
+            [field << 3 | 2, UInt8(text.utf8.count)] + Array(text.utf8)
+        }
+        let inputs: [UInt8] = [5 << 3 | 2, 3, 1, 2, 3]
+        let iris = frame(string(1, "iris") + string(2, "1") + inputs)
+        #expect(GRPCModelName.parse(iris) == .name("iris"))
+        // Every cut before the name ends asks for more; from there on the name is known.
+        let nameEnd = 5 + 2 + 4
+        for cut in 0..<nameEnd { #expect(GRPCModelName.parse(Array(iris.prefix(cut))) == .needMore, "\(cut)") }
+        #expect(GRPCModelName.parse(Array(iris.prefix(nameEnd))) == .name("iris"))
+        // Fields before it are skipped: a string, a varint, fixed64 and fixed32.
+        let skipped =
+            string(3, "req-7") + [4 << 3 | 0, 0x96, 0x01] + [6 << 3 | 1] + [UInt8](repeating: 9, count: 8)
+            + [7 << 3 | 5, 1, 2, 3, 4]
+        #expect(GRPCModelName.parse(frame(skipped + string(1, "m-2"))) == .name("m-2"))
+        // Compressed, nameless, malformed or oversized: unknown, never a guess.
+        #expect(GRPCModelName.parse(frame(string(1, "iris"), compressed: 1)) == .unknown)
+        #expect(GRPCModelName.parse(frame(string(2, "1"))) == .unknown)
+        #expect(GRPCModelName.parse(frame([1 << 3 | 3])) == .unknown)  // a group
+        #expect(GRPCModelName.parse(frame([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])) == .unknown)
+        #expect(GRPCModelName.parse(frame([0x08] + [UInt8](repeating: 0xff, count: 11))) == .unknown)
+        #expect(GRPCModelName.parse(frame([0x0a, 0x05, 0x61])) == .unknown)  // the message ends inside the name
+        #expect(GRPCModelName.parse(frame([0x0a, 0x02, 0xff, 0xfe])) == .unknown)  // not UTF-8
+        // A first field longer than the window hides the name.
+        let long = [UInt8](repeating: 0x61, count: 600)
+        let bigFirst = frame([3 << 3 | 2, 0xd8, 0x04] + long + string(1, "late"))
+        #expect(GRPCModelName.parse(bigFirst) == .unknown)
+        #expect(GRPCModelName.parse(Array(bigFirst.prefix(GRPCModelName.window))) == .unknown)
+    }
+
+    @Test func h2RequestsKeepPseudoHeadersAndTrailersTE() {
+        let headers: HPACKHeaders = [
+            ":method": "POST", ":scheme": "http", ":authority": "svc.example", ":path": "/inference.X/ModelInfer",
+            "te": "trailers", "content-type": "application/grpc", "connection": "close", "proxy-authorization": "s",
+            "x-forwarded-for": "10.0.0.1",
+        ]
+        let out = H2ProxyHeaders.upstreamRequest(headers, clientAddress: "127.0.0.1")
+        #expect(Array(out.map(\.name).prefix(4)) == [":method", ":scheme", ":authority", ":path"])
+        #expect(out[":path"] == ["/inference.X/ModelInfer"] && out["te"] == ["trailers"])
+        #expect(out["connection"].isEmpty && out["proxy-authorization"].isEmpty)
+        #expect(out["x-forwarded-for"] == ["10.0.0.1, 127.0.0.1"])
+        #expect(out["x-forwarded-proto"] == ["http"] && out["x-forwarded-host"] == ["svc.example"])
+        let gzipTE = H2ProxyHeaders.upstreamRequest([":method": "GET", "te": "gzip"], clientAddress: nil)
+        #expect(gzipTE["te"].isEmpty && gzipTE["x-forwarded-for"].isEmpty)
+        let response = H2ProxyHeaders.downstreamResponse([":status": "200", "keep-alive": "x", "grpc-status": "0"])
+        #expect(response.map(\.name) == [":status", "grpc-status"])
     }
 }

@@ -5,15 +5,21 @@ import Foundation
 public final class MLServerProcess: @unchecked Sendable {
     public let process: ChildProcess
     public let port: Int
+    /// KServe V2 gRPC (h2c).
+    public let grpcPort: Int
     public let repository: String
+    private let logDirectory: String
     public var baseURL: String { "http://127.0.0.1:\(port)" }
 
-    public init(repository: String, logDirectory: String, port: Int? = nil) async throws {
+    public init(repository: String, logDirectory: String, port: Int? = nil, grpcPort: Int? = nil) async throws {
         self.repository = repository
+        self.logDirectory = logDirectory
         self.port = try port ?? freePort()
+        self.grpcPort = try grpcPort ?? freePort()
         let settings = """
             {"debug": false, "load_models_at_startup": false, "host": "127.0.0.1", "http_port": \(self.port),
-             "grpc_port": 0, "metrics_port": 0, "parallel_workers": 0}
+             "grpc_port": \(self.grpcPort), "metrics_port": 0, "parallel_workers": 0,
+             "grpc_max_message_length": 104857600}
             """
         try write(settings, to: repository + "/settings.json")
         process = try ChildProcess(
@@ -25,6 +31,7 @@ public final class MLServerProcess: @unchecked Sendable {
                 throw TestSetupError("MLServer exited:\n\(self.process.output.suffix(3000))")
             }
             return (try? await TestHTTP.get("\(self.baseURL)/v2/health/ready").status) == 200
+                && isListening(self.grpcPort)
         }
     }
 
@@ -45,6 +52,31 @@ public final class MLServerProcess: @unchecked Sendable {
         struct Output: Decodable { let data: [Int] }
         struct Answer: Decodable { let outputs: [Output] }
         return try response.json(Answer.self).outputs.first?.data ?? []
+    }
+
+    /// ModelInfer calls for the iris input over gRPC (grpcio, `calls` at once over one
+    /// HTTP/2 connection) to `target` (host:port): the classes of each answered call, and
+    /// the gRPC status names of the failed ones. `pairs`: the input's two flowers repeated
+    /// (16 bytes of request and 8 of answer per flower); an answer is [0, 2] when every
+    /// pair was classified right.
+    public func grpcInfer(_ model: String, target: String, calls: Int = 1, pairs: Int = 1) async throws -> (
+        ok: [[Int]], errors: [String]
+    ) {
+        let python = try TestPaths.venvTool("mlserver", "python")
+        let script = TestPaths.repositoryRoot + "/Tests/Fixtures/grpc_infer.py"
+        let (status, output) = try await runShell(
+            "'\(python)' '\(script)' \(target) \(model) --calls \(calls) --pairs \(pairs)", in: logDirectory,
+            timeout: .seconds(120))
+        guard status == 0 else { throw TestSetupError("grpc_infer.py failed (\(status)):\n\(output)") }
+        struct Answer: Decodable {
+            let ok: [[Int]]
+            let errors: [String]
+        }
+        guard let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
+            throw TestSetupError("grpc_infer.py printed no result:\n\(output)")
+        }
+        let answer = try JSONDecoder().decode(Answer.self, from: Data(line.utf8))
+        return (answer.ok, answer.errors)
     }
 
     public func stop() async { await process.stop() }

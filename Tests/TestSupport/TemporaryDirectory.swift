@@ -74,6 +74,21 @@ private func canBind(_ port: Int) -> Bool {
     } == 0
 }
 
+/// Whether something on 127.0.0.1 accepts TCP connections on `port`.
+public func isListening(_ port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    } == 0
+}
+
 /// Polls `condition` until it holds or `timeout` passes.
 public func eventually(
     _ what: String, timeout: Duration = .seconds(60), interval: Duration = .milliseconds(100),

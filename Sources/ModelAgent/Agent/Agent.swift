@@ -155,13 +155,13 @@ package final class Agent: Sendable {
         do {
             proxyServer = try await ProxyServer.start(
                 group: eventLoops, host: options.bindHost, port: options.proxyPort,
-                upstream: (
-                    host: upstream?.scheme == "http" ? Self.unbracketed(upstream?.host ?? "") : "",
-                    port: upstream?.port ?? 0
-                ),
+                upstream: Self.plainHTTP(upstream),
+                h2Upstream: Self.plainHTTP(options.h2cServerURL.flatMap(URLParts.init) ?? upstream),
                 shared: ProxyContext(
-                    target: Redaction.uri(options.serverURL), drain: drain, traffic: traffic,
-                    failures: UpstreamFailureLog(logger: logger), health: healthChecker),
+                    target: Redaction.uri(options.serverURL),
+                    h2Target: Redaction.uri(options.h2cServerURL ?? options.serverURL), drain: drain, traffic: traffic,
+                    failures: UpstreamFailureLog(logger: logger), h2Failures: UpstreamFailureLog(logger: logger),
+                    health: healthChecker),
                 limits: proxyLimits)
         } catch {
             watcher.stop()
@@ -227,8 +227,12 @@ package final class Agent: Sendable {
         logger.info("Shutdown complete, exiting...")
     }
 
-    private static func unbracketed(_ host: String) -> String {
-        host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+    /// Host and port of an http:// URL, for the proxy; anything else gives an empty host,
+    /// which every proxied request then finds unreachable (502).
+    private static func plainHTTP(_ url: URLParts?) -> (host: String, port: Int) {
+        guard let url, url.scheme == "http" else { return ("", 0) }
+        let host = url.host
+        return (host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host, url.port ?? 0)
     }
 
     /// Re-reads models.json now and re-checks every model with the server (SIGHUP).

@@ -5,6 +5,9 @@ package struct AgentOptions: Sendable {
     /// Defaults to `<modelDir>/.staging`, which model servers do not scan.
     package var stagingDir: String?
     package var serverURL = "http://127.0.0.1:8080"
+    /// Where the proxied port sends HTTP/2 (h2c) requests, gRPC among them, spoken as h2c;
+    /// nil: `serverURL`, as KServe's agent does (its component port then serves gRPC).
+    package var h2cServerURL: String?
     /// Nil: detect from `GET /v2`.
     package var serverFlavor: ServerFlavor?
     /// Address of both ports.

@@ -3,10 +3,13 @@ import NIOHTTP1
 
 /// What every client connection of the proxied port shares.
 struct ProxyContext: Sendable {
+    /// Where HTTP/1.x requests and HTTP/2 requests go, as logged (redacted).
     var target: String
+    var h2Target: String
     var drain: TrafficDrain
     var traffic: ModelTraffic
     var failures: UpstreamFailureLog
+    var h2Failures: UpstreamFailureLog
     var health: HealthChecker
 }
 
@@ -369,29 +372,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     // MARK: Local answers
 
     private func answerProbe(_ probe: ProbeRequest, _ head: HTTPRequestHead) {
-        switch probe {
-        case .network(let hash):
-            guard !shared.drain.isDraining else { return respondText(head, .serviceUnavailable, "shutting down\n") }
-            guard let hash else {
-                return respondText(
-                    head, .badRequest, "a probe request must contain a non-empty K-Network-Hash header\n")
-            }
-            respondText(head, .ok, "", extra: [("K-Network-Hash", hash)])
-        case .health:
-            guard !shared.drain.isDraining else { return respondText(head, .serviceUnavailable, "shutting down\n") }
-            guard let context else { return }
-            let promise = context.eventLoop.makePromise(of: Bool.self)
-            shared.health.check(promise)
-            promise.futureResult.assumeIsolated().whenComplete { [self] result in
-                let ready = (try? result.get()) ?? false
-                if shared.drain.isDraining {
-                    respondText(head, .serviceUnavailable, "shutting down\n")
-                } else if ready {
-                    respondText(head, .ok, "queue")
-                } else {
-                    respondText(head, .serviceUnavailable, "not ready\n")
-                }
-            }
+        guard let context else { return }
+        probe.answer(shared, on: context.eventLoop) { [self] answer in
+            respondText(head, answer.status, answer.text, extra: answer.extra)
         }
     }
 

@@ -98,7 +98,7 @@ final class UpstreamPool: Sendable {
         }
     }
 
-    private static func describeConnectError(_ error: any Error) -> String {
+    static func describeConnectError(_ error: any Error) -> String {
         if let error = error as? NIOConnectionError {
             if let first = error.connectionErrors.first {
                 return "cannot connect: \(UpstreamConnection.describe(first.error))"

@@ -113,12 +113,19 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     private var deadline: Scheduled<Void>?
     private var admitted = false
 
-    init(_ connections: ConnectionGuard) {
+    /// `admitted`: the connection was registered already (by `ProxyProtocolDetector`);
+    /// its deadline starts now.
+    init(_ connections: ConnectionGuard, admitted: Bool = false) {
         self.connections = connections
+        self.admitted = admitted
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { admit(context) }
+        if admitted {
+            arm(context)
+        } else if context.channel.isActive {
+            admit(context)
+        }
     }
 
     func channelActive(context: ChannelHandlerContext) {

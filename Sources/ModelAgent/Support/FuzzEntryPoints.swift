@@ -7,7 +7,7 @@
     package enum FuzzEntryPoints {
         package static let targets: [String] = [
             "models-json", "quantity", "marker", "tar", "zip", "gzip", "xml", "pbtxt", "gcs-json", "uri",
-            "readiness-probe",
+            "readiness-probe", "grpc-message",
         ]
 
         /// Runs target `name` on `data`; false for an unknown name.
@@ -29,6 +29,7 @@
             case "gcs-json": gcsJSON(bytes)
             case "uri": uri(bytes)
             case "readiness-probe": readinessProbe(bytes)
+            case "grpc-message": grpcMessage(bytes)
             default: return false
             }
             return true
@@ -51,6 +52,22 @@
             let text = String(decoding: bytes, as: UTF8.self)
             _ = try? ReadinessProbeSpec.parse(text, defaultPort: 8080)
             _ = ModelTraffic.modelName(inPath: text)
+        }
+
+        /// The first bytes of an h2c connection and of a gRPC request body, as the proxy
+        /// reads them, fed in the pieces a client might send them in.
+        private static func grpcMessage(_ bytes: [UInt8]) {
+            _ = ProxyProtocolDetector.decide(bytes)
+            var prefix: [UInt8] = []
+            let step = max(1, Int(bytes.first ?? 1) % 7)
+            var index = 0
+            while index < bytes.count {
+                let end = min(bytes.count, index + step)
+                prefix.append(contentsOf: bytes[index..<end])
+                index = end
+                if GRPCModelName.parse(prefix) != .needMore { break }
+            }
+            if case .name(let name) = GRPCModelName.parse(bytes) { _ = try? ModelName(validating: name) }
         }
 
         private static func quantity(_ bytes: [UInt8]) {

@@ -1,0 +1,162 @@
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+
+/// First handler of a proxied connection. It registers the connection with the guard,
+/// then looks at the first bytes: a client speaking HTTP/2 with prior knowledge (h2c, as
+/// gRPC clients and queue-proxy's h2c transport do) opens with the HTTP/2 connection
+/// preface, anything else is HTTP/1.x. It sets up the pipeline for that protocol, hands it
+/// the bytes read so far and leaves.
+final class ProxyProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    enum WireProtocol: Equatable {
+        case http1
+        case h2
+    }
+
+    struct Setup: Sendable {
+        var shared: ProxyContext
+        var pool: UpstreamPool
+        var h2Pool: H2UpstreamPool
+        var connections: ConnectionGuard
+    }
+
+    private let setup: Setup
+    private var buffered: ByteBuffer?
+    private var admitted = false
+    private var deadline: Scheduled<Void>?
+
+    init(_ setup: Setup) {
+        self.setup = setup
+    }
+
+    /// Nil while the bytes so far are a prefix of the preface.
+    static func decide(_ bytes: some Collection<UInt8>) -> WireProtocol? {
+        for (byte, expected) in zip(bytes, preface) where byte != expected { return .http1 }
+        return bytes.count >= preface.count ? .h2 : nil
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { admit(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        admit(context)
+        context.fireChannelActive()
+    }
+
+    private func admit(_ context: ChannelHandlerContext) {
+        guard !admitted else { return }
+        admitted = true
+        guard setup.connections.admit(context.channel) else {
+            context.close(promise: nil)
+            return
+        }
+        // A connection that never says enough to tell its protocol is closed as one that
+        // never sends a request head.
+        let channel = context.channel
+        let wait = setup.connections.limits.headerTimeout
+        deadline = context.eventLoop.scheduleTask(in: .nanoseconds(wait.nanoseconds)) {
+            channel.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        var bytes = buffered ?? context.channel.allocator.buffer(capacity: incoming.readableBytes)
+        buffered = nil
+        bytes.writeBuffer(&incoming)
+        guard let found = Self.decide(bytes.readableBytesView) else {
+            buffered = bytes
+            return
+        }
+        deadline?.cancel()
+        deadline = nil
+        do {
+            try configure(found, context.channel)
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        context.fireChannelRead(wrapInboundOut(bytes))
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+        context.fireChannelInactive()
+    }
+
+    private func configure(_ found: WireProtocol, _ channel: any Channel) throws {
+        let sync = channel.pipeline.syncOperations
+        let setup = self.setup
+        switch found {
+        case .http1:
+            try sync.configureHTTPServerPipeline(withErrorHandling: true)
+            try sync.addHandler(ConnectionGuardHandler(setup.connections, admitted: true))
+            try sync.addHandler(ProxyHandler(shared: setup.shared, pool: setup.pool))
+        case .h2:
+            _ = try sync.configureHTTP2Pipeline(
+                mode: .server, connectionConfiguration: H2UpstreamPool.connectionConfiguration(server: true),
+                streamConfiguration: H2UpstreamPool.streamConfiguration,
+                streamDelegate: H2ConnectionActivity(channel: channel, connections: setup.connections)
+            ) { stream in
+                stream.eventLoop.makeCompletedFuture {
+                    try stream.pipeline.syncOperations.addHandler(
+                        H2StreamProxy(shared: setup.shared, pool: setup.h2Pool))
+                }
+            }
+        }
+    }
+}
+
+/// The guard's view of an h2c client connection: busy while any stream is open (busy
+/// connections are never evicted), and closed when it has had no stream for the idle
+/// timeout (the header timeout before its first).
+final class H2ConnectionActivity: NIOHTTP2StreamDelegate {
+    private struct State {
+        var open = 0
+        var timer: Scheduled<Void>?
+    }
+
+    private let channel: any Channel
+    private let connections: ConnectionGuard
+    private let state: NIOLoopBoundBox<State>
+
+    init(channel: any Channel, connections: ConnectionGuard) {
+        self.channel = channel
+        self.connections = connections
+        state = NIOLoopBoundBox.makeBoxSendingValue(State(), eventLoop: channel.eventLoop)
+        arm(connections.limits.headerTimeout)
+    }
+
+    private func arm(_ wait: Duration) {
+        state.value.timer?.cancel()
+        let channel = self.channel
+        state.value.timer = channel.eventLoop.scheduleTask(in: .nanoseconds(wait.nanoseconds)) {
+            channel.close(promise: nil)
+        }
+    }
+
+    func streamCreated(_ id: HTTP2StreamID, channel _: any Channel) {
+        state.value.open += 1
+        if state.value.open == 1 {
+            state.value.timer?.cancel()
+            state.value.timer = nil
+            connections.markBusy(channel, true)
+        }
+    }
+
+    func streamClosed(_ id: HTTP2StreamID, channel _: any Channel) {
+        state.value.open -= 1
+        if state.value.open == 0 {
+            connections.markBusy(channel, false)
+            if channel.isActive { arm(connections.limits.idleTimeout ?? connections.limits.headerTimeout) }
+        }
+    }
+}
