@@ -251,6 +251,12 @@ struct ProxyTests {
         #expect(
             try agent.messages(containing: "Proxy cannot reach the model server at http://127.0.0.1:\(h2Port)").count
                 == 1)
+        // An upload still being sent when the 502 goes out is read and dropped, not left to
+        // stall once its flow-control window (64 KiB) fills.
+        let upload = try await runShell(
+            "head -c 800000 /dev/zero | curl -sS -i --http2-prior-knowledge --max-time 60 -T - \(agent.proxyURL)/up",
+            in: w.temp.path)
+        #expect(upload.output.hasPrefix("HTTP/2 502"), "\(upload.output)")
         // HTTP/1.1 clients of the same port still reach the HTTP/1.1 server.
         #expect(try await TestHTTP.get(agent.proxyURL + "/echo/h1").status == 200)
         // A client that sends a few bytes of something that is not the HTTP/2 preface is HTTP/1.

@@ -44,6 +44,13 @@ package final class Agent: Sendable {
         logger.info("Initializing model agent with config-dir \(options.configDir), model-dir \(options.modelDir)")
         // Refused before anything is touched: no lock taken, no download started.
         let upstream = URLParts(options.serverURL)
+        var h2Upstream = upstream
+        if let url = options.h2cServerURL {
+            guard let parts = URLParts(url), parts.scheme == "http", parts.port != nil, !parts.host.isEmpty else {
+                throw StartupError("--h2c-server-url must be an http:// URL with a host (h2c is cleartext HTTP/2)")
+            }
+            h2Upstream = parts
+        }
         let readinessProbe: ReadinessProbeSpec
         do {
             readinessProbe = try ReadinessProbeSpec.parse(
@@ -156,7 +163,7 @@ package final class Agent: Sendable {
             proxyServer = try await ProxyServer.start(
                 group: eventLoops, host: options.bindHost, port: options.proxyPort,
                 upstream: Self.plainHTTP(upstream),
-                h2Upstream: Self.plainHTTP(options.h2cServerURL.flatMap(URLParts.init) ?? upstream),
+                h2Upstream: Self.plainHTTP(h2Upstream),
                 shared: ProxyContext(
                     target: Redaction.uri(options.serverURL),
                     h2Target: Redaction.uri(options.h2cServerURL ?? options.serverURL), drain: drain, traffic: traffic,

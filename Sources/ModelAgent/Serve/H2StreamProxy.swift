@@ -25,6 +25,8 @@ final class H2StreamProxy: ChannelDuplexHandler {
 
     private let shared: ProxyContext
     private let pool: H2UpstreamPool
+    private let budget: H2StreamBudget
+    private let connection: H2ConnectionActivity
     private var state = State.idle
     private var context: ChannelHandlerContext?
     private var pendingRead = false
@@ -39,10 +41,15 @@ final class H2StreamProxy: ChannelDuplexHandler {
     private var responseStarted = false
     private var status = 0
     private var grpcFailed = false
+    /// Set once an answer went out before the request ended (see `stopRequest`).
+    private var answerWritten: EventLoopFuture<Void>?
+    private var discarded = 0
 
-    init(shared: ProxyContext, pool: H2UpstreamPool) {
+    init(shared: ProxyContext, pool: H2UpstreamPool, budget: H2StreamBudget, connection: H2ConnectionActivity) {
         self.shared = shared
         self.pool = pool
+        self.budget = budget
+        self.connection = connection
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -68,7 +75,10 @@ final class H2StreamProxy: ChannelDuplexHandler {
         case .data(let data):
             if namePrefix != nil, case .byteBuffer(let buffer) = data.data { lookForName(buffer) }
             if data.endStream { requestDone() }
-            forward(payload)
+            switch state {
+            case .answered, .done: discard(data.data.readableBytes)
+            default: forward(payload)
+            }
         default:
             break
         }
@@ -137,7 +147,7 @@ final class H2StreamProxy: ChannelDuplexHandler {
 
     private func request(_ frame: HTTP2Frame.FramePayload.Headers, context: ChannelHandlerContext) {
         let headers = frame.headers
-        if frame.endStream { requestEnded = true }
+        requestEnded = frame.endStream
         if let probe = ProbeRequest.classify({ headers[$0] }) {
             state = .answered
             probe.answer(shared, on: context.eventLoop) { [self] answer in
@@ -148,6 +158,13 @@ final class H2StreamProxy: ChannelDuplexHandler {
         if headers.first(name: ":method") == "CONNECT" {
             state = .answered
             return respond(.methodNotAllowed, contentType: "text/plain; charset=utf-8", "CONNECT is not supported\n")
+        }
+        guard budget.acquire() else {
+            // As many requests in flight over HTTP/2 as the port allows: never processed,
+            // so the client may retry it.
+            state = .answered
+            context.writeAndFlush(wrapOutboundOut(.rstStream(.refusedStream)), promise: nil)
+            return
         }
         shared.drain.requestStarted()
         counting = true
@@ -162,7 +179,7 @@ final class H2StreamProxy: ChannelDuplexHandler {
         let address = context.channel.parent?.remoteAddress?.ipAddress
         let upstreamHeaders = H2ProxyHeaders.upstreamRequest(headers, clientAddress: address)
         state = .opening(pending: [.headers(.init(headers: upstreamHeaders, endStream: frame.endStream))])
-        if frame.endStream { requestDone() }
+        if frame.endStream && namePrefix != nil { countAs(nil) }
         let upstream = H2UpstreamStream(client: self)
         let bound = NIOLoopBound(upstream, eventLoop: context.eventLoop)
         pool.openStream(
@@ -222,7 +239,10 @@ final class H2StreamProxy: ChannelDuplexHandler {
         guard counting else { return }
         counting = false
         namePrefix = nil
+        budget.release()
         shared.drain.requestFinished()
+        // Draining: this client is told to take its next requests elsewhere.
+        if shared.drain.isDraining { connection.goAway() }
         shared.traffic.finished(label, failed: failed, duration: ContinuousClock.now - started)
     }
 
@@ -253,14 +273,20 @@ final class H2StreamProxy: ChannelDuplexHandler {
         }
         let downstream = HTTP2Frame.FramePayload.Headers(
             headers: H2ProxyHeaders.downstreamResponse(headers), endStream: frame.endStream)
-        context.write(wrapOutboundOut(.headers(downstream)), promise: nil)
-        if frame.endStream { responseDone(context) }
+        if frame.endStream {
+            responseDone(context, written: context.write(wrapOutboundOut(.headers(downstream))))
+        } else {
+            context.write(wrapOutboundOut(.headers(downstream)), promise: nil)
+        }
     }
 
     func responseData(_ data: HTTP2Frame.FramePayload.Data, from upstream: H2UpstreamStream) {
         guard isCurrent(upstream), let context else { return }
-        context.write(wrapOutboundOut(.data(data)), promise: nil)
-        if data.endStream { responseDone(context) }
+        if data.endStream {
+            responseDone(context, written: context.write(wrapOutboundOut(.data(data))))
+        } else {
+            context.write(wrapOutboundOut(.data(data)), promise: nil)
+        }
     }
 
     func responseFlush() {
@@ -270,11 +296,12 @@ final class H2StreamProxy: ChannelDuplexHandler {
     func upstreamFailed(_ reason: String, from upstream: H2UpstreamStream) {
         guard isCurrent(upstream), let context else { return }
         if !responseStarted { return fail(reason) }
-        // Part of the answer is out: the client learns of the failure by the stream's reset.
+        // Part of the answer is out: the client learns of the failure by the stream's reset
+        // (INTERNAL_ERROR: not CANCEL, which would say the client gave up).
         shared.h2Failures.failed(reason, target: shared.h2Target)
         state = .done
         finish(failed: true)
-        context.close(promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.rstStream(.internalError)), promise: nil)
     }
 
     /// gRPC codes that mean the server failed (those gRPC's HTTP mapping turns into 5xx:
@@ -282,16 +309,17 @@ final class H2StreamProxy: ChannelDuplexHandler {
     /// as errors as a 5xx answer is; the others are the caller's mistakes.
     private static let serverSideGRPCStatuses: Set<Int> = [2, 4, 12, 13, 14, 15]
 
-    private func responseDone(_ context: ChannelHandlerContext) {
+    private func responseDone(_ context: ChannelHandlerContext, written: EventLoopFuture<Void>) {
         guard case .forwarding(let upstream) = state else { return }
         state = .done
         shared.h2Failures.succeeded(target: shared.h2Target)
         finish(failed: status >= 500 || grpcFailed)
-        context.flush()
         if !requestEnded {
             // The server answered before the request ended: the rest is not wanted.
             upstream.close()
+            stopRequest(context, after: written)
         }
+        context.flush()
     }
 
     // MARK: Local answers
@@ -304,11 +332,31 @@ final class H2StreamProxy: ChannelDuplexHandler {
             ":status": String(status.code), "content-type": contentType, "content-length": String(body.utf8.count),
         ]
         for (name, value) in extra { headers.add(name: name.lowercased(), value: value) }
-        context.write(wrapOutboundOut(.headers(.init(headers: headers, endStream: body.isEmpty))), promise: nil)
+        var written = context.write(wrapOutboundOut(.headers(.init(headers: headers, endStream: body.isEmpty))))
         if !body.isEmpty {
             let buffer = context.channel.allocator.buffer(string: body)
-            context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer), endStream: true))), promise: nil)
+            written = context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer), endStream: true))))
         }
+        if !requestEnded { stopRequest(context, after: written) }
         context.flush()
+    }
+
+    /// After a complete answer to a request still being sent: the rest of its body is read
+    /// and dropped, so the client can finish sending and read the answer (many clients
+    /// report a reset mid-upload as a failure, answer or not); past `discardLimit` bytes
+    /// the stream is reset with NO_ERROR (RFC 9113 §8.1), once the answer is out.
+    private func stopRequest(_ context: ChannelHandlerContext, after written: EventLoopFuture<Void>) {
+        answerWritten = written
+        resumeReads()
+    }
+
+    private static let discardLimit = 1 << 20
+
+    private func discard(_ bytes: Int) {
+        discarded += bytes
+        guard discarded > Self.discardLimit, let written = answerWritten, let context else { return }
+        answerWritten = nil
+        let channel = context.channel
+        written.whenSuccess { channel.writeAndFlush(HTTP2Frame.FramePayload.rstStream(.noError), promise: nil) }
     }
 }

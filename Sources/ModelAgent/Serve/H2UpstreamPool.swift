@@ -13,7 +13,7 @@ final class H2UpstreamPool: Sendable {
     private enum State {
         case none
         case connecting([Waiter])
-        case ready(any Channel, Multiplexer)
+        case ready(any Channel, Multiplexer, H2UpstreamStreams)
         case closed
     }
 
@@ -23,37 +23,18 @@ final class H2UpstreamPool: Sendable {
     private let connectTimeout: TimeAmount
     private let state: NIOLoopBoundBox<State>
 
-    init(eventLoop: any EventLoop, host: String, port: Int, connectTimeout: TimeAmount = .seconds(5)) {
+    private let idleTimeout: TimeAmount
+
+    init(
+        eventLoop: any EventLoop, host: String, port: Int, connectTimeout: TimeAmount = .seconds(5),
+        idleTimeout: TimeAmount = .seconds(60)
+    ) {
         self.eventLoop = eventLoop
         self.host = host
         self.port = port
         self.connectTimeout = connectTimeout
+        self.idleTimeout = idleTimeout
         state = NIOLoopBoundBox.makeBoxSendingValue(.none, eventLoop: eventLoop)
-    }
-
-    /// Settings for both sides of the proxy's HTTP/2: 128 KiB per-stream windows keep a
-    /// stalled stream's buffered bytes small (a stream's reads stop while the other side
-    /// cannot take more, so its window is what it may hold).
-    static let streamConfiguration: NIOHTTP2Handler.StreamConfiguration = {
-        var configuration = NIOHTTP2Handler.StreamConfiguration()
-        configuration.targetWindowSize = 128 << 10
-        configuration.outboundBufferSizeHighWatermark = 64 << 10
-        configuration.outboundBufferSizeLowWatermark = 32 << 10
-        return configuration
-    }()
-
-    /// `server`: the side facing clients, which open up to 256 concurrent streams; the
-    /// side facing the model server takes no pushed or server-opened streams.
-    static func connectionConfiguration(server: Bool) -> NIOHTTP2Handler.ConnectionConfiguration {
-        var configuration = NIOHTTP2Handler.ConnectionConfiguration()
-        configuration.initialSettings = [
-            HTTP2Setting(parameter: .maxConcurrentStreams, value: server ? 256 : 0),
-            HTTP2Setting(parameter: .initialWindowSize, value: 128 << 10),
-            HTTP2Setting(parameter: .maxHeaderListSize, value: 64 << 10),
-        ]
-        if !server { configuration.initialSettings.append(HTTP2Setting(parameter: .enablePush, value: 0)) }
-        configuration.targetWindowSize = 1 << 20
-        return configuration
     }
 
     /// Opens a stream to the server; `initializer` sets up its pipeline. `done` is called
@@ -82,7 +63,7 @@ final class H2UpstreamPool: Sendable {
 
     private func connection(_ waiter: @escaping Waiter) {
         switch state.value {
-        case .ready(let channel, let multiplexer) where channel.isActive:
+        case .ready(let channel, let multiplexer, _) where channel.isActive:
             waiter(.success(multiplexer))
         case .connecting(var waiters):
             state.value = .none
@@ -111,16 +92,17 @@ final class H2UpstreamPool: Sendable {
                 case .success(let channel):
                     do {
                         let sync = channel.pipeline.syncOperations
+                        let streams = H2UpstreamStreams(channel: channel, idleTimeout: pool.idleTimeout)
                         let multiplexer = try sync.configureHTTP2Pipeline(
-                            mode: .client, connectionConfiguration: Self.connectionConfiguration(server: false),
-                            streamConfiguration: Self.streamConfiguration,
+                            mode: .client, connectionConfiguration: H2Settings.connection(server: false),
+                            streamConfiguration: H2Settings.stream, streamDelegate: streams,
                             inboundStreamInitializer: { stream in stream.close() })
                         try sync.addHandler(H2UpstreamConnectionWatch(pool: bound))
                         if case .closed = pool.state.value {
                             channel.close(promise: nil)
                             return pool.settle(.failure(UpstreamUnavailable(reason: "the agent is shutting down")))
                         }
-                        pool.settle(.success((channel, multiplexer)))
+                        pool.settle(.success((channel, multiplexer, streams)))
                     } catch {
                         channel.close(promise: nil)
                         pool.settle(.failure(UpstreamUnavailable(reason: "connection setup failed")))
@@ -129,11 +111,11 @@ final class H2UpstreamPool: Sendable {
             }
     }
 
-    private func settle(_ result: Result<(any Channel, Multiplexer), UpstreamUnavailable>) {
+    private func settle(_ result: Result<(any Channel, Multiplexer, H2UpstreamStreams), UpstreamUnavailable>) {
         guard case .connecting(let waiters) = state.value else { return }
         switch result {
-        case .success(let (channel, multiplexer)):
-            state.value = .ready(channel, multiplexer)
+        case .success(let (channel, multiplexer, streams)):
+            state.value = .ready(channel, multiplexer, streams)
             for waiter in waiters { waiter(.success(multiplexer)) }
         case .failure(let failure):
             state.value = .none
@@ -141,16 +123,20 @@ final class H2UpstreamPool: Sendable {
         }
     }
 
-    /// The server closed `channel` or will not take new streams on it: the next stream
-    /// opens a new connection; streams running on the old one finish there.
+    /// The server closed `channel` or will not take new streams on it, or it idled: the
+    /// next stream opens a new connection; streams running on the old one finish there,
+    /// and it closes after the last.
     fileprivate func retire(_ channel: any Channel) {
-        if case .ready(let current, _) = state.value, current === channel { state.value = .none }
+        guard case .ready(let current, _, let streams) = state.value, current === channel else { return }
+        state.value = .none
+        streams.retire()
     }
 
-    /// Closes the connection (its open streams end) and refuses new ones.
+    /// Refuses new streams; the connection closes once its streams have ended (requests
+    /// still running when the event loops stop end with them).
     func close() {
         eventLoop.execute { [self] in
-            if case .ready(let channel, _) = state.value { channel.close(promise: nil) }
+            if case .ready(_, _, let streams) = state.value { streams.retire() }
             let waiting: [Waiter]
             if case .connecting(let waiters) = state.value { waiting = waiters } else { waiting = [] }
             state.value = .closed
@@ -179,9 +165,56 @@ private final class H2UpstreamConnectionWatch: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A connection-level protocol error (NIO sends GOAWAY and closes): nothing new
-        // goes there.
-        pool.value.retire(context.channel)
+    // Errors are not a reason to retire: NIO reports stream errors here too (a stream
+    // reset while the server still sent on it), and for connection errors it sends GOAWAY,
+    // after which the server closes.
+}
+
+/// The streams open on one h2c connection to the model server: once retired (GOAWAY,
+/// shutdown) the connection closes after its last stream, and one left without streams for
+/// the idle timeout is retired and closed, so idle connections do not pile up on the server.
+final class H2UpstreamStreams: NIOHTTP2StreamDelegate {
+    private struct State {
+        var open = 0
+        var retired = false
+        var timer: Scheduled<Void>?
+    }
+
+    private let channel: any Channel
+    private let idleTimeout: TimeAmount
+    private let state: NIOLoopBoundBox<State>
+
+    init(channel: any Channel, idleTimeout: TimeAmount) {
+        self.channel = channel
+        self.idleTimeout = idleTimeout
+        state = NIOLoopBoundBox.makeBoxSendingValue(State(), eventLoop: channel.eventLoop)
+        armIdle()
+    }
+
+    func streamCreated(_ id: HTTP2StreamID, channel _: any Channel) {
+        state.value.open += 1
+        state.value.timer?.cancel()
+        state.value.timer = nil
+    }
+
+    func streamClosed(_ id: HTTP2StreamID, channel _: any Channel) {
+        state.value.open -= 1
+        guard state.value.open == 0 else { return }
+        if state.value.retired { channel.close(promise: nil) } else { armIdle() }
+    }
+
+    func retire() {
+        state.value.retired = true
+        state.value.timer?.cancel()
+        state.value.timer = nil
+        if state.value.open == 0 { channel.close(promise: nil) }
+    }
+
+    private func armIdle() {
+        let channel = self.channel
+        state.value.timer = channel.eventLoop.scheduleTask(in: idleTimeout) {
+            // Closing makes the pool retire it (the watch sees the close).
+            channel.close(promise: nil)
+        }
     }
 }

@@ -23,12 +23,15 @@ final class ProxyProtocolDetector: ChannelInboundHandler, RemovableChannelHandle
         var pool: UpstreamPool
         var h2Pool: H2UpstreamPool
         var connections: ConnectionGuard
+        var h2Streams: H2StreamBudget
     }
 
     private let setup: Setup
     private var buffered: ByteBuffer?
     private var admitted = false
     private var deadline: Scheduled<Void>?
+    /// When the first request head (or HTTP/2 stream) must have arrived.
+    private var headDeadline = NIODeadline.now()
 
     init(_ setup: Setup) {
         self.setup = setup
@@ -60,7 +63,8 @@ final class ProxyProtocolDetector: ChannelInboundHandler, RemovableChannelHandle
         // never sends a request head.
         let channel = context.channel
         let wait = setup.connections.limits.headerTimeout
-        deadline = context.eventLoop.scheduleTask(in: .nanoseconds(wait.nanoseconds)) {
+        headDeadline = .now() + .nanoseconds(wait.nanoseconds)
+        deadline = context.eventLoop.scheduleTask(deadline: headDeadline) {
             channel.close(promise: nil)
         }
     }
@@ -98,65 +102,21 @@ final class ProxyProtocolDetector: ChannelInboundHandler, RemovableChannelHandle
         switch found {
         case .http1:
             try sync.configureHTTPServerPipeline(withErrorHandling: true)
-            try sync.addHandler(ConnectionGuardHandler(setup.connections, admitted: true))
+            try sync.addHandler(ConnectionGuardHandler(setup.connections, headDeadline: headDeadline))
             try sync.addHandler(ProxyHandler(shared: setup.shared, pool: setup.pool))
         case .h2:
+            let activity = H2ConnectionActivity(
+                channel: channel, connections: setup.connections, firstStreamBy: headDeadline)
             _ = try sync.configureHTTP2Pipeline(
-                mode: .server, connectionConfiguration: H2UpstreamPool.connectionConfiguration(server: true),
-                streamConfiguration: H2UpstreamPool.streamConfiguration,
-                streamDelegate: H2ConnectionActivity(channel: channel, connections: setup.connections)
+                mode: .server, connectionConfiguration: H2Settings.connection(server: true),
+                streamConfiguration: H2Settings.stream, streamDelegate: activity
             ) { stream in
                 stream.eventLoop.makeCompletedFuture {
                     try stream.pipeline.syncOperations.addHandler(
-                        H2StreamProxy(shared: setup.shared, pool: setup.h2Pool))
+                        H2StreamProxy(
+                            shared: setup.shared, pool: setup.h2Pool, budget: setup.h2Streams, connection: activity))
                 }
             }
-        }
-    }
-}
-
-/// The guard's view of an h2c client connection: busy while any stream is open (busy
-/// connections are never evicted), and closed when it has had no stream for the idle
-/// timeout (the header timeout before its first).
-final class H2ConnectionActivity: NIOHTTP2StreamDelegate {
-    private struct State {
-        var open = 0
-        var timer: Scheduled<Void>?
-    }
-
-    private let channel: any Channel
-    private let connections: ConnectionGuard
-    private let state: NIOLoopBoundBox<State>
-
-    init(channel: any Channel, connections: ConnectionGuard) {
-        self.channel = channel
-        self.connections = connections
-        state = NIOLoopBoundBox.makeBoxSendingValue(State(), eventLoop: channel.eventLoop)
-        arm(connections.limits.headerTimeout)
-    }
-
-    private func arm(_ wait: Duration) {
-        state.value.timer?.cancel()
-        let channel = self.channel
-        state.value.timer = channel.eventLoop.scheduleTask(in: .nanoseconds(wait.nanoseconds)) {
-            channel.close(promise: nil)
-        }
-    }
-
-    func streamCreated(_ id: HTTP2StreamID, channel _: any Channel) {
-        state.value.open += 1
-        if state.value.open == 1 {
-            state.value.timer?.cancel()
-            state.value.timer = nil
-            connections.markBusy(channel, true)
-        }
-    }
-
-    func streamClosed(_ id: HTTP2StreamID, channel _: any Channel) {
-        state.value.open -= 1
-        if state.value.open == 0 {
-            connections.markBusy(channel, false)
-            if channel.isActive { arm(connections.limits.idleTimeout ?? connections.limits.headerTimeout) }
         }
     }
 }

@@ -31,6 +31,7 @@ final class ProxyServer: Sendable {
             H2UpstreamPool(eventLoop: $0, host: h2Upstream.host, port: h2Upstream.port)
         }
         let connections = ConnectionGuard(limits: limits)
+        let h2Streams = H2StreamBudget(limit: limits.maxConnections)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -44,7 +45,9 @@ final class ProxyServer: Sendable {
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         ProxyProtocolDetector(
-                            .init(shared: shared, pool: pool, h2Pool: h2Pool, connections: connections)))
+                            .init(
+                                shared: shared, pool: pool, h2Pool: h2Pool, connections: connections,
+                                h2Streams: h2Streams)))
                 }
             }
             .bind(host: host, port: port).get()

@@ -113,16 +113,20 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     private var deadline: Scheduled<Void>?
     private var admitted = false
 
-    /// `admitted`: the connection was registered already (by `ProxyProtocolDetector`);
-    /// its deadline starts now.
-    init(_ connections: ConnectionGuard, admitted: Bool = false) {
+    private var headDeadline: NIODeadline?
+
+    /// `headDeadline`: the connection was registered already (by `ProxyProtocolDetector`)
+    /// and must deliver its first request head by then.
+    init(_ connections: ConnectionGuard, headDeadline: NIODeadline? = nil) {
         self.connections = connections
-        self.admitted = admitted
+        self.admitted = headDeadline != nil
+        self.headDeadline = headDeadline
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if admitted {
-            arm(context)
+        if let headDeadline {
+            let channel = context.channel
+            deadline = context.eventLoop.scheduleTask(deadline: headDeadline) { channel.close(promise: nil) }
         } else if context.channel.isActive {
             admit(context)
         }

@@ -1,0 +1,67 @@
+import NIOCore
+import NIOHTTP2
+
+/// One h2c client connection as the connection guard and the drain see it: busy while any
+/// stream is open (busy connections are never evicted); closed, after a GOAWAY naming the
+/// last stream it took, once it has had no stream for the idle timeout (before its first
+/// stream: by the header deadline). While the port drains, the first answer sent on it
+/// carries a GOAWAY too, so the client opens new streams elsewhere, as HTTP/1.1 clients are
+/// told by `Connection: close`.
+final class H2ConnectionActivity: NIOHTTP2StreamDelegate {
+    private struct State {
+        var open = 0
+        var lastStream = HTTP2StreamID(0)
+        var timer: Scheduled<Void>?
+        var wentAway = false
+    }
+
+    private let channel: any Channel
+    private let connections: ConnectionGuard
+    private let state: NIOLoopBoundBox<State>
+
+    init(channel: any Channel, connections: ConnectionGuard, firstStreamBy deadline: NIODeadline) {
+        self.channel = channel
+        self.connections = connections
+        state = NIOLoopBoundBox.makeBoxSendingValue(State(), eventLoop: channel.eventLoop)
+        state.value.timer = channel.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            closeIdle()
+        }
+    }
+
+    func streamCreated(_ id: HTTP2StreamID, channel _: any Channel) {
+        state.value.open += 1
+        state.value.lastStream = max(state.value.lastStream, id)
+        if state.value.open == 1 {
+            state.value.timer?.cancel()
+            state.value.timer = nil
+            connections.markBusy(channel, true)
+        }
+    }
+
+    func streamClosed(_ id: HTTP2StreamID, channel _: any Channel) {
+        state.value.open -= 1
+        guard state.value.open == 0 else { return }
+        connections.markBusy(channel, false)
+        guard channel.isActive else { return }
+        let wait = connections.limits.idleTimeout ?? connections.limits.headerTimeout
+        state.value.timer = channel.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(wait.nanoseconds)) {
+            [self] in
+            closeIdle()
+        }
+    }
+
+    /// Tells the client to open no more streams here (those it opened still run).
+    func goAway() {
+        guard !state.value.wentAway, channel.isActive else { return }
+        state.value.wentAway = true
+        let frame = HTTP2Frame(
+            streamID: .rootStream,
+            payload: .goAway(lastStreamID: state.value.lastStream, errorCode: .noError, opaqueData: nil))
+        channel.writeAndFlush(frame, promise: nil)
+    }
+
+    private func closeIdle() {
+        goAway()
+        channel.close(promise: nil)
+    }
+}
