@@ -268,6 +268,44 @@ struct ProxyTests {
         await w.upstream.stop()
     }
 
+    @Test func h2cStreamsBothWaysUnderFlowControlAndPassesResets() async throws {
+        let w = try await World()
+        let h2 = try await H2Upstream(logDirectory: w.temp.path)
+        let agent = try await w.agent(arguments: ["--h2c-server-url", h2.baseURL])
+        let h2c = "curl -sS --http2-prior-knowledge"
+        // The server grants no window after 1 MiB: the upload waits, the agent holding no
+        // more than its windows, and goes on once the server reads again.
+        let size = 128 << 20
+        let upload = try ChildProcess(
+            name: "curl", executable: "/bin/sh",
+            arguments: ["-c", "head -c \(size) /dev/zero | \(h2c) -T - \(agent.proxyURL)/slow-upload/h1"],
+            logPath: w.temp.path + "/h2-slow-upload.log")
+        try await eventually("the server to stop reading") { try await h2.arrived("h1") == 1 }
+        try await h2.open("h1")
+        #expect(try await upload.waitForExit(timeout: .seconds(180)) == 0)
+        #expect(upload.output.contains(#""size": \#(size)"#), "\(upload.output)")
+        let download = try await runShell("\(h2c) \(agent.proxyURL)/bytes/\(size) | sha256sum", in: w.temp.path)
+        let direct = try await runShell("\(h2c) \(h2.baseURL)/bytes/\(size) | sha256sum", in: w.temp.path)
+        #expect(download.output == direct.output && direct.output.count > 64, "\(download.output)")
+        let peak = peakResidentBytes(of: agent.process.pid) ?? .max
+        #expect(peak < 64 << 20, "peak RSS \(peak >> 20) MiB")
+
+        // A reset before any answer is a 502; after the head, the client's stream is reset.
+        let before = try await runShell("\(h2c) -i \(agent.proxyURL)/reset-before-head", in: w.temp.path)
+        #expect(before.output.hasPrefix("HTTP/2 502") && before.output.contains("reset the stream"), "\(before.output)")
+        let after = try await runShell("\(h2c) -o /dev/null \(agent.proxyURL)/reset-after-head", in: w.temp.path)
+        #expect(after.status == 92 && after.output.contains("INTERNAL_ERROR"), "\(after.output)")
+        // A server that says GOAWAY after answering: the answer arrives, and the next
+        // request goes out on a new connection.
+        let bye = try await runShell("\(h2c) \(agent.proxyURL)/goaway", in: w.temp.path)
+        #expect(bye.output.contains("bye"), "\(bye.output)")
+        let next = try await runShell("\(h2c) -d x \(agent.proxyURL)/upload", in: w.temp.path)
+        #expect(next.output.contains(#""size": 1"#), "\(next.output)")
+        await agent.stop()
+        await h2.stop()
+        await w.upstream.stop()
+    }
+
     @Test func sigtermFailsHealthChecksButKeepsServingUntilQuiet() async throws {
         let w = try await World()
         let agent = try await w.agent(arguments: ["--drain-timeout", "2"])
