@@ -257,6 +257,23 @@ struct ProxyTests {
             "head -c 800000 /dev/zero | curl -sS -i --http2-prior-knowledge --max-time 60 -T - \(agent.proxyURL)/up",
             in: w.temp.path)
         #expect(upload.output.hasPrefix("HTTP/2 502"), "\(upload.output)")
+        // A connection error (DATA on stream 0) closes the connection: NIO only sends
+        // GOAWAY, and bytes that kept coming piled up until a trap (the hostile run).
+        let garbage = """
+            import socket
+            s = socket.create_connection(("127.0.0.1", \(agent.proxyPort)))
+            s.settimeout(60)
+            s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+            try:
+                for _ in range(1 << 14):
+                    s.sendall(bytes(65536))
+                print("still open")
+            except OSError:
+                print("closed")
+            """
+        try write(garbage, to: w.temp.path + "/garbage.py")
+        let flood = try await runShell("python3 \(w.temp.path)/garbage.py", in: w.temp.path)
+        #expect(flood.output.contains("closed"), "\(flood.output)")
         // HTTP/1.1 clients of the same port still reach the HTTP/1.1 server.
         #expect(try await TestHTTP.get(agent.proxyURL + "/echo/h1").status == 200)
         // A client that sends a few bytes of something that is not the HTTP/2 preface is HTTP/1.

@@ -165,9 +165,11 @@ private final class H2UpstreamConnectionWatch: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
-    // Errors are not a reason to retire: NIO reports stream errors here too (a stream
-    // reset while the server still sent on it), and for connection errors it sends GOAWAY,
-    // after which the server closes.
+    /// A connection error closes the connection (the close retires it); stream errors, which
+    /// NIO reports here too (a stream reset while the server still sent on it), do not.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if H2ConnectionErrors.endsConnection(error) { context.close(promise: nil) }
+    }
 }
 
 /// The streams open on one h2c connection to the model server: once retired (GOAWAY,

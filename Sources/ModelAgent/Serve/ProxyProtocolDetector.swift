@@ -117,6 +117,7 @@ final class ProxyProtocolDetector: ChannelInboundHandler, RemovableChannelHandle
                             shared: setup.shared, pool: setup.h2Pool, budget: setup.h2Streams, connection: activity))
                 }
             }
+            try sync.addHandler(H2ClientConnectionGuard())
         }
     }
 }
