@@ -51,17 +51,20 @@ final class H2ConnectionActivity: NIOHTTP2StreamDelegate {
     }
 
     /// Tells the client to open no more streams here (those it opened still run).
-    func goAway() {
-        guard !state.value.wentAway, channel.isActive else { return }
+    @discardableResult
+    func goAway() -> EventLoopFuture<Void> {
+        guard !state.value.wentAway, channel.isActive else { return channel.eventLoop.makeSucceededVoidFuture() }
         state.value.wentAway = true
         let frame = HTTP2Frame(
             streamID: .rootStream,
             payload: .goAway(lastStreamID: state.value.lastStream, errorCode: .noError, opaqueData: nil))
-        channel.writeAndFlush(frame, promise: nil)
+        return channel.writeAndFlush(frame)
     }
 
+    /// The GOAWAY names the last stream taken, so a client whose new stream crossed it knows
+    /// that stream was not processed and may send it again elsewhere.
     private func closeIdle() {
-        goAway()
-        channel.close(promise: nil)
+        let channel = self.channel
+        goAway().whenComplete { _ in channel.close(promise: nil) }
     }
 }
