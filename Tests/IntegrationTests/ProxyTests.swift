@@ -312,6 +312,20 @@ struct ProxyTests {
         #expect(before.output.hasPrefix("HTTP/2 502") && before.output.contains("reset the stream"), "\(before.output)")
         let after = try await runShell("\(h2c) -o /dev/null \(agent.proxyURL)/reset-after-head", in: w.temp.path)
         #expect(after.status == 92 && after.output.contains("INTERNAL_ERROR"), "\(after.output)")
+        // Clients holding 300 unfinished streams (each upstream connection takes 100) do
+        // not queue anyone else's request behind theirs.
+        var holders: [ChildProcess] = []
+        for i in 0..<3 {
+            let holder = try ChildProcess(
+                name: "h2-hold", executable: try TestPaths.venvTool("tools", "python3"),
+                arguments: [TestPaths.fixtures + "/h2_hold.py", String(agent.proxyPort), "100"],
+                logPath: w.temp.path + "/h2-hold-\(i).log")
+            _ = try await holder.waitForLine(containing: "HOLDING", timeout: .seconds(60))
+            holders.append(holder)
+        }
+        let beside = try await runShell("\(h2c) -m 60 -d abc \(agent.proxyURL)/upload", in: w.temp.path)
+        #expect(beside.output.contains(#""size": 3"#), "\(beside.output)")
+        for holder in holders { await holder.stop() }
         // A server that says GOAWAY after answering: the answer arrives, and the next
         // request goes out on a new connection.
         let bye = try await runShell("\(h2c) \(agent.proxyURL)/goaway", in: w.temp.path)

@@ -2,28 +2,37 @@ import NIOCore
 import NIOHTTP2
 import NIOPosix
 
-/// The h2c (cleartext HTTP/2, prior knowledge) connection to the model server that carries
-/// the HTTP/2 requests (gRPC) of one event loop's clients, each as its own stream. It is
-/// opened on first use and replaced once the server closes it or sends GOAWAY; streams
-/// beyond the server's concurrency limit wait in NIO's buffer for a free slot.
+/// The h2c (cleartext HTTP/2, prior knowledge) connections to the model server that carry
+/// the HTTP/2 requests (gRPC) of one event loop's clients, each request as its own stream.
+/// A connection takes at most `streamsPerConnection` streams (NIO's assumption when the
+/// server sets no limit); past that another connection opens, so clients that hold streams
+/// open cannot queue everyone else's behind them. A connection is replaced once the server
+/// closes it or sends GOAWAY, and closes after a minute without streams.
 final class H2UpstreamPool: Sendable {
     typealias Multiplexer = NIOHTTP2Handler.StreamMultiplexer
-    typealias Waiter = (Result<Multiplexer, UpstreamUnavailable>) -> Void
+    typealias Waiter = (Result<Connection, UpstreamUnavailable>) -> Void
 
-    private enum State {
-        case none
-        case connecting([Waiter])
-        case ready(any Channel, Multiplexer, H2UpstreamStreams)
-        case closed
+    static let streamsPerConnection = 100
+
+    struct Connection {
+        let channel: any Channel
+        let multiplexer: Multiplexer
+        let streams: H2UpstreamStreams
+    }
+
+    private struct State {
+        var ready: [Connection] = []
+        var waiters: [Waiter] = []
+        var connecting = false
+        var closed = false
     }
 
     let eventLoop: any EventLoop
     private let host: String
     private let port: Int
     private let connectTimeout: TimeAmount
-    private let state: NIOLoopBoundBox<State>
-
     private let idleTimeout: TimeAmount
+    private let state: NIOLoopBoundBox<State>
 
     init(
         eventLoop: any EventLoop, host: String, port: Int, connectTimeout: TimeAmount = .seconds(5),
@@ -34,7 +43,7 @@ final class H2UpstreamPool: Sendable {
         self.port = port
         self.connectTimeout = connectTimeout
         self.idleTimeout = idleTimeout
-        state = NIOLoopBoundBox.makeBoxSendingValue(.none, eventLoop: eventLoop)
+        state = NIOLoopBoundBox.makeBoxSendingValue(State(), eventLoop: eventLoop)
     }
 
     /// Opens a stream to the server; `initializer` sets up its pipeline. `done` is called
@@ -48,31 +57,36 @@ final class H2UpstreamPool: Sendable {
             switch result {
             case .failure(let failure):
                 done(.failure(failure))
-            case .success(let multiplexer):
+            case .success(let connection):
+                // Counted from now, so the next request sees this one's slot taken.
+                connection.streams.assigned += 1
                 let promise = eventLoop.makePromise(of: (any Channel).self)
-                multiplexer.createStreamChannel(promise: promise, initializer)
+                connection.multiplexer.createStreamChannel(promise: promise, initializer)
                 promise.futureResult.assumeIsolated().whenComplete { result in
-                    done(
-                        result.mapError {
-                            UpstreamUnavailable(reason: "cannot open a stream: \(UpstreamConnection.describe($0))")
-                        })
+                    switch result {
+                    case .success(let stream):
+                        stream.closeFuture.assumeIsolated().whenComplete { _ in connection.streams.assigned -= 1 }
+                        done(.success(stream))
+                    case .failure(let error):
+                        connection.streams.assigned -= 1
+                        done(
+                            .failure(
+                                UpstreamUnavailable(
+                                    reason: "cannot open a stream: \(UpstreamConnection.describe(error))")))
+                    }
                 }
             }
         }
     }
 
     private func connection(_ waiter: @escaping Waiter) {
-        switch state.value {
-        case .ready(let channel, let multiplexer, _) where channel.isActive:
-            waiter(.success(multiplexer))
-        case .connecting(var waiters):
-            state.value = .none
-            waiters.append(waiter)
-            state.value = .connecting(waiters)
-        case .closed:
-            waiter(.failure(UpstreamUnavailable(reason: "the agent is shutting down")))
-        case .none, .ready:
-            state.value = .connecting([waiter])
+        if state.value.closed { return waiter(.failure(UpstreamUnavailable(reason: "the agent is shutting down"))) }
+        if let ready = state.value.ready.first(where: { $0.channel.isActive && $0.streams.hasRoom }) {
+            return waiter(.success(ready))
+        }
+        state.value.waiters.append(waiter)
+        if !state.value.connecting {
+            state.value.connecting = true
             connect()
         }
     }
@@ -98,11 +112,11 @@ final class H2UpstreamPool: Sendable {
                             streamConfiguration: H2Settings.stream, streamDelegate: streams,
                             inboundStreamInitializer: { stream in stream.close() })
                         try sync.addHandler(H2UpstreamConnectionWatch(pool: bound))
-                        if case .closed = pool.state.value {
+                        if pool.state.value.closed {
                             channel.close(promise: nil)
                             return pool.settle(.failure(UpstreamUnavailable(reason: "the agent is shutting down")))
                         }
-                        pool.settle(.success((channel, multiplexer, streams)))
+                        pool.settle(.success(Connection(channel: channel, multiplexer: multiplexer, streams: streams)))
                     } catch {
                         channel.close(promise: nil)
                         pool.settle(.failure(UpstreamUnavailable(reason: "connection setup failed")))
@@ -111,35 +125,44 @@ final class H2UpstreamPool: Sendable {
             }
     }
 
-    private func settle(_ result: Result<(any Channel, Multiplexer, H2UpstreamStreams), UpstreamUnavailable>) {
-        guard case .connecting(let waiters) = state.value else { return }
+    /// Hands the new connection to the waiters it has room for; the rest wait for the next.
+    private func settle(_ result: Result<Connection, UpstreamUnavailable>) {
+        state.value.connecting = false
+        var waiters = state.value.waiters
+        state.value.waiters = []
         switch result {
-        case .success(let (channel, multiplexer, streams)):
-            state.value = .ready(channel, multiplexer, streams)
-            for waiter in waiters { waiter(.success(multiplexer)) }
+        case .success(let connection):
+            state.value.ready.append(connection)
+            while connection.streams.hasRoom, !waiters.isEmpty {
+                waiters.removeFirst()(.success(connection))
+            }
+            if !waiters.isEmpty {
+                state.value.waiters = waiters
+                state.value.connecting = true
+                connect()
+            }
         case .failure(let failure):
-            state.value = .none
             for waiter in waiters { waiter(.failure(failure)) }
         }
     }
 
-    /// The server closed `channel` or will not take new streams on it, or it idled: the
-    /// next stream opens a new connection; streams running on the old one finish there,
-    /// and it closes after the last.
+    /// The server closed `channel` or will not take new streams on it, or it idled: it
+    /// gets no new streams; the ones running finish there, and it closes after the last.
     fileprivate func retire(_ channel: any Channel) {
-        guard case .ready(let current, _, let streams) = state.value, current === channel else { return }
-        state.value = .none
-        streams.retire()
+        guard let index = state.value.ready.firstIndex(where: { $0.channel === channel }) else { return }
+        let connection = state.value.ready.remove(at: index)
+        connection.streams.retire()
     }
 
-    /// Refuses new streams; the connection closes once its streams have ended (requests
+    /// Refuses new streams; each connection closes once its streams have ended (requests
     /// still running when the event loops stop end with them).
     func close() {
         eventLoop.execute { [self] in
-            if case .ready(_, _, let streams) = state.value { streams.retire() }
-            let waiting: [Waiter]
-            if case .connecting(let waiters) = state.value { waiting = waiters } else { waiting = [] }
-            state.value = .closed
+            state.value.closed = true
+            for connection in state.value.ready { connection.streams.retire() }
+            state.value.ready = []
+            let waiting = state.value.waiters
+            state.value.waiters = []
             for waiter in waiting { waiter(.failure(UpstreamUnavailable(reason: "the agent is shutting down"))) }
         }
     }
@@ -178,6 +201,7 @@ private final class H2UpstreamConnectionWatch: ChannelInboundHandler {
 final class H2UpstreamStreams: NIOHTTP2StreamDelegate {
     private struct State {
         var open = 0
+        var assigned = 0
         var retired = false
         var timer: Scheduled<Void>?
     }
@@ -185,6 +209,15 @@ final class H2UpstreamStreams: NIOHTTP2StreamDelegate {
     private let channel: any Channel
     private let idleTimeout: TimeAmount
     private let state: NIOLoopBoundBox<State>
+
+    /// Streams handed out on this connection and not yet closed (including those NIO has
+    /// not opened yet).
+    var assigned: Int {
+        get { state.value.assigned }
+        set { state.value.assigned = newValue }
+    }
+
+    var hasRoom: Bool { !state.value.retired && state.value.assigned < H2UpstreamPool.streamsPerConnection }
 
     init(channel: any Channel, idleTimeout: TimeAmount) {
         self.channel = channel
