@@ -1,19 +1,27 @@
 import NIOCore
 import NIOHTTP2
 
-/// Which errors NIO reports on an HTTP/2 connection's pipeline end the connection. For a
-/// connection error NIO sends GOAWAY but leaves closing to the application; a peer that
-/// then keeps sending would have its bytes accumulate in the frame decoder until a
-/// ByteBuffer size check traps (seen in the hostile run: zero bytes streamed after the
-/// preface), so the connection is closed. Stream errors end only their stream and are
-/// reported here too; `NoSuchStream` also comes from a client whose new stream raced our
-/// GOAWAY. Those leave the connection open (NIO escalates many of them to a connection
-/// error itself). The same policy as grpc-swift's server.
+/// Which errors NIO reports on an HTTP/2 connection's pipeline end the connection. NIO
+/// reports stream errors there too (`StreamClosed` for a frame that crossed a reset, for
+/// one, which a busy server causes every few thousand requests), and for a connection error
+/// it sends GOAWAY but leaves closing to the application. Closed: a peer whose bytes cannot
+/// be framed any more (after such an error, bytes that kept coming piled up in the frame
+/// decoder until a ByteBuffer size check trapped: the hostile run), one NIO's denial-of-
+/// service checks caught, and I/O errors. Other protocol errors end their stream, or the
+/// connection by GOAWAY, after which the peer closes it or it idles out.
 enum H2ConnectionErrors {
     static func endsConnection(_ error: any Error) -> Bool {
         switch error {
-        case is NIOHTTP2Errors.StreamError, is NIOHTTP2Errors.NoSuchStream: false
-        default: true
+        case is NIOHTTP2Errors.UnableToParseFrame, is NIOHTTP2Errors.BadClientMagic,
+            is NIOHTTP2Errors.ExcessivelyLargeHeaderBlock, is NIOHTTP2Errors.ExcessiveContinuationFrames,
+            is NIOHTTP2Errors.ExcessiveEmptyDataFrames, is NIOHTTP2Errors.ExcessiveNumberOfGlitches,
+            is NIOHTTP2Errors.ExcessiveRSTFrames, is NIOHTTP2Errors.ExcessiveControlFrames,
+            is NIOHTTP2Errors.ExcessiveStreamErrors, is NIOHTTP2Errors.ExcessiveOutboundFrameBuffering:
+            true
+        case is any NIOHTTP2Error, is NIOHTTP2Errors.StreamError:
+            false
+        default:
+            true
         }
     }
 }

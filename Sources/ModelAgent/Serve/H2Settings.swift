@@ -5,13 +5,22 @@ import Synchronization
 /// stream's reads stop while the other side cannot take more, so its window is about what
 /// it may hold in the agent; 100 streams per client connection, as NIO and most servers.
 enum H2Settings {
-    static let stream: NIOHTTP2Handler.StreamConfiguration = {
+    /// `server`: the side facing clients. NIO's denial-of-service limits (200 resets or
+    /// stream errors in 30 s end the connection) guard that side; the model server is
+    /// trusted, and one that answers before reading a body resets each such stream (nginx
+    /// does), which at a few thousand requests a second would cut the connection every
+    /// few hundred requests.
+    static func stream(server: Bool) -> NIOHTTP2Handler.StreamConfiguration {
         var configuration = NIOHTTP2Handler.StreamConfiguration()
         configuration.targetWindowSize = 65535
         configuration.outboundBufferSizeHighWatermark = 64 << 10
         configuration.outboundBufferSizeLowWatermark = 32 << 10
+        if !server {
+            configuration.streamResetFrameRateLimit.maximumCount = .max
+            configuration.streamErrorRateLimit.maximumCount = .max
+        }
         return configuration
-    }()
+    }
 
     /// `server`: the side facing clients; the side facing the model server takes no
     /// pushed or server-opened streams.

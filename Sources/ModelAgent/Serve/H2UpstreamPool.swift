@@ -109,7 +109,7 @@ final class H2UpstreamPool: Sendable {
                         let streams = H2UpstreamStreams(channel: channel, idleTimeout: pool.idleTimeout)
                         let multiplexer = try sync.configureHTTP2Pipeline(
                             mode: .client, connectionConfiguration: H2Settings.connection(server: false),
-                            streamConfiguration: H2Settings.stream, streamDelegate: streams,
+                            streamConfiguration: H2Settings.stream(server: false), streamDelegate: streams,
                             inboundStreamInitializer: { stream in stream.close() })
                         try sync.addHandler(H2UpstreamConnectionWatch(pool: bound))
                         if pool.state.value.closed {

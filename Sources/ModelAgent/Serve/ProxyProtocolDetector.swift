@@ -109,7 +109,7 @@ final class ProxyProtocolDetector: ChannelInboundHandler, RemovableChannelHandle
                 channel: channel, connections: setup.connections, firstStreamBy: headDeadline)
             _ = try sync.configureHTTP2Pipeline(
                 mode: .server, connectionConfiguration: H2Settings.connection(server: true),
-                streamConfiguration: H2Settings.stream, streamDelegate: activity
+                streamConfiguration: H2Settings.stream(server: true), streamDelegate: activity
             ) { stream in
                 stream.eventLoop.makeCompletedFuture {
                     try stream.pipeline.syncOperations.addHandler(
