@@ -63,8 +63,14 @@ final class H2ConnectionActivity: NIOHTTP2StreamDelegate {
 
     /// The GOAWAY names the last stream taken, so a client whose new stream crossed it knows
     /// that stream was not processed and may send it again elsewhere.
+    /// A client that stops reading holds back the GOAWAY's write: the close comes a second
+    /// later at most.
     private func closeIdle() {
         let channel = self.channel
-        goAway().whenComplete { _ in channel.close(promise: nil) }
+        let late = channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
+        goAway().whenComplete { _ in
+            late.cancel()
+            channel.close(promise: nil)
+        }
     }
 }

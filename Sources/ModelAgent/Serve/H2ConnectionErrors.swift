@@ -30,7 +30,10 @@ enum H2ConnectionErrors {
 final class H2ClientConnectionGuard: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
 
+    /// Also on any error while the client is not reading: NIO answers each protocol error
+    /// with a GOAWAY written past its control-frame cap, so a client that provokes them
+    /// without reading would grow that queue without bound.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if H2ConnectionErrors.endsConnection(error) { context.close(promise: nil) }
+        if H2ConnectionErrors.endsConnection(error) || !context.channel.isWritable { context.close(promise: nil) }
     }
 }

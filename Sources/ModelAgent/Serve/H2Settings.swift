@@ -16,8 +16,9 @@ enum H2Settings {
         configuration.outboundBufferSizeHighWatermark = 64 << 10
         configuration.outboundBufferSizeLowWatermark = 32 << 10
         if !server {
-            configuration.streamResetFrameRateLimit.maximumCount = .max
-            configuration.streamErrorRateLimit.maximumCount = .max
+            // A window of 1 ns: the count keeps its default (NIO sizes a buffer by it).
+            configuration.streamResetFrameRateLimit.windowLength = .nanoseconds(1)
+            configuration.streamErrorRateLimit.windowLength = .nanoseconds(1)
         }
         return configuration
     }
@@ -31,7 +32,12 @@ enum H2Settings {
             HTTP2Setting(parameter: .initialWindowSize, value: 65535),
             HTTP2Setting(parameter: .maxHeaderListSize, value: 64 << 10),
         ]
-        if !server { configuration.initialSettings.append(HTTP2Setting(parameter: .enablePush, value: 0)) }
+        if !server {
+            configuration.initialSettings.append(HTTP2Setting(parameter: .enablePush, value: 0))
+            // Every stream error counts as a glitch for the connection's whole life (200 end
+            // it); a trusted server's resets are not glitches.
+            configuration.maximumConnectionGlitches = .max
+        }
         configuration.targetWindowSize = 1 << 20
         return configuration
     }
