@@ -231,8 +231,7 @@ final class H2StreamProxy: ChannelDuplexHandler {
         state = .answered
         status = 502
         finish(failed: true)
-        let body = "{\"error\":" + JSONText.quoted("model server unavailable: " + reason) + "}"
-        respond(.badGateway, contentType: "application/json", body)
+        respond(.badGateway, contentType: "application/json", UpstreamUnavailable.answerBody(reason))
     }
 
     private func finish(failed: Bool) {

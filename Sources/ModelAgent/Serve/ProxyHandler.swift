@@ -247,7 +247,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         state = .answered
         closing = true
         replay = nil
-        let body = "{\"error\":" + JSONText.quoted("model server unavailable: " + reason) + "}"
+        let body = UpstreamUnavailable.answerBody(reason)
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(body.utf8.count))

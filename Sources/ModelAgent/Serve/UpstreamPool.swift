@@ -112,4 +112,10 @@ final class UpstreamPool: Sendable {
 
 struct UpstreamUnavailable: Error {
     let reason: String
+
+    /// What a client gets, with a 502, when its request never reached the server
+    /// (HTTP/1.1 and HTTP/2 alike).
+    static func answerBody(_ reason: String) -> String {
+        "{\"error\":" + JSONText.quoted("model server unavailable: " + reason) + "}"
+    }
 }
