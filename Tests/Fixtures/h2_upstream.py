@@ -25,15 +25,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 
-PATTERN = bytes(range(256)) * 4096  # 1 MiB
-GATES = {}
-ARRIVED = {}
-LOCK = threading.Lock()
-
-
-def gate(name):
-    with LOCK:
-        return GATES.setdefault(name, threading.Event())
+from fixture_gates import PATTERN, arrivals, arrived, gate
 
 
 class Stream:
@@ -88,8 +80,7 @@ class Connection:
                 stream.path = "/slow-upload-waiting/"
                 stream.gated = True
                 name = stream.headers[":path"][len("/slow-upload/"):]
-                with LOCK:
-                    ARRIVED[name] = ARRIVED.get(name, 0) + 1
+                arrived(name)
                 threading.Thread(target=self.release_after_gate, args=(event.stream_id, name), daemon=True).start()
             if stream.gated:
                 stream.held += event.flow_controlled_length
@@ -138,8 +129,7 @@ class Connection:
             gate(path[len("/_gate/"):]).set()
             self.reply(stream_id, 200, {"opened": True})
         elif path.startswith("/_arrived/"):
-            with LOCK:
-                count = ARRIVED.get(path[len("/_arrived/"):], 0)
+            count = arrivals(path[len("/_arrived/"):])
             self.reply(stream_id, 200, {"arrived": count})
         elif path == "/upload" or path.startswith("/slow-upload"):
             self.reply(stream_id, 200, {"size": stream.size, "sha256": stream.sha.hexdigest()})

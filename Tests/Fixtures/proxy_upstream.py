@@ -18,23 +18,9 @@ import hashlib
 import json
 import socket
 import struct
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-PATTERN = bytes(range(256)) * 4096  # 1 MiB
-GATES = {}
-ARRIVED = {}
-LOCK = threading.Lock()
-
-
-def gate(name):
-    with LOCK:
-        return GATES.setdefault(name, threading.Event())
-
-
-def arrived(name):
-    with LOCK:
-        ARRIVED[name] = ARRIVED.get(name, 0) + 1
+from fixture_gates import PATTERN, arrivals, arrived, gate
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -95,8 +81,7 @@ class Handler(BaseHTTPRequestHandler):
             gate(path[len("/_gate/"):]).set()
             return self.send_json(200, {})
         if path.startswith("/_arrived/"):
-            with LOCK:
-                count = ARRIVED.get(path[len("/_arrived/"):], 0)
+            count = arrivals(path[len("/_arrived/"):])
             return self.send_json(200, {"count": count})
         if path.startswith("/echo"):
             size, sha256 = self.digest_body()

@@ -112,6 +112,16 @@ public final class ChildProcess: @unchecked Sendable {
         return found!
     }
 
+    /// The port a test fixture announces with its "PORT <n>" line once it listens.
+    /// Generous: a python start on a loaded 2-core machine has been seen to take over 30 s.
+    public func waitForPort() async throws -> Int {
+        let line = try await waitForLine(containing: "PORT ", timeout: .seconds(120))
+        guard let port = line.split(separator: " ").last.flatMap({ Int($0) }) else {
+            throw TestSetupError("\(name) printed \(line)")
+        }
+        return port
+    }
+
     /// SIGTERM to the process group, then SIGKILL after `grace`. Returns the exit status.
     @discardableResult
     public func stop(grace: Duration = .seconds(15)) async -> Int32 {

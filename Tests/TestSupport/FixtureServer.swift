@@ -42,9 +42,7 @@ public final class FixtureServer: @unchecked Sendable {
         process = try ChildProcess(
             name: "fixture", executable: python, arguments: arguments,
             logPath: logDirectory + "/fixture-\(UUID().uuidString.prefix(6)).log")
-        // Generous: a python start on a loaded 2-core machine has been seen to take over 30 s.
-        let line = try await process.waitForLine(containing: "PORT ", timeout: .seconds(120))
-        self.port = Int(line.split(separator: " ").last!)!
+        self.port = try await process.waitForPort()
     }
 
     public func url(file: String) -> String { "\(baseURL)/files/\(file)" }

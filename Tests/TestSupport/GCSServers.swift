@@ -83,9 +83,7 @@ public final class GoogleTokenServer: @unchecked Sendable {
                 String(failMetadata),
             ],
             logPath: directory + "/token-server.log")
-        // Generous: a python start on a loaded 2-core machine has been seen to take over 30 s.
-        let line = try await process.waitForLine(containing: "PORT ", timeout: .seconds(120))
-        port = Int(line.split(separator: " ").last!)!
+        port = try await process.waitForPort()
         let pem = try String(contentsOfFile: directory + "/private.pem", encoding: .utf8)
         serviceAccountFile = directory + "/service-account.json"
         let account: [String: String] = [

@@ -15,11 +15,7 @@ public final class H2Upstream: @unchecked Sendable {
         process = try ChildProcess(
             name: "h2-upstream", executable: python, arguments: [TestPaths.fixtures + "/h2_upstream.py"],
             logPath: logDirectory + "/h2-upstream-\(UUID().uuidString.prefix(6)).log")
-        let line = try await process.waitForLine(containing: "PORT ", timeout: .seconds(120))
-        guard let bound = line.split(separator: " ").last.flatMap({ Int($0) }) else {
-            throw TestSetupError("h2 upstream printed \(line)")
-        }
-        port = bound
+        port = try await process.waitForPort()
     }
 
     public func open(_ gate: String) async throws {

@@ -13,11 +13,7 @@ public final class ProxyUpstream: @unchecked Sendable {
             name: "proxy-upstream", executable: python,
             arguments: [TestPaths.fixtures + "/proxy_upstream.py", "--port", String(port)],
             logPath: logDirectory + "/upstream-\(UUID().uuidString.prefix(6)).log")
-        let line = try await process.waitForLine(containing: "PORT ", timeout: .seconds(120))
-        guard let bound = line.split(separator: " ").last.flatMap({ Int($0) }) else {
-            throw TestSetupError("proxy upstream printed \(line)")
-        }
-        self.port = bound
+        self.port = try await process.waitForPort()
     }
 
     public func open(_ gate: String) async throws {

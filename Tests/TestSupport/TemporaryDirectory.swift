@@ -63,19 +63,19 @@ public func freePort() throws -> Int {
 }
 
 private func canBind(_ port: Int) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    } == 0
+    onLoopbackSocket(port) { bind($0, $1, $2) }
 }
 
 /// Whether something on 127.0.0.1 accepts TCP connections on `port`.
 public func isListening(_ port: Int) -> Bool {
+    onLoopbackSocket(port) { connect($0, $1, $2) }
+}
+
+/// Calls `operation` (bind or connect) with a new TCP socket and 127.0.0.1:`port`; true
+/// when it returns 0. The socket is closed afterwards.
+private func onLoopbackSocket(
+    _ port: Int, _ operation: (Int32, UnsafePointer<sockaddr>, socklen_t) -> Int32
+) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
@@ -84,7 +84,7 @@ public func isListening(_ port: Int) -> Bool {
     address.sin_port = in_port_t(UInt16(port).bigEndian)
     return withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            operation(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
         }
     } == 0
 }
