@@ -14,7 +14,7 @@ before_rev="${BEFORE:-30cf437}"
 source "$root/bench/lib.sh"
 "$root/scripts/setup-env" >/dev/null
 python="$root/.venvs/tools/bin/python3"
-(cd "$root" && swift build -c release --product model-agent 2>&1 | tail -n 1)
+(cd "$root" && swift build -c release --product model-agent --static-swift-stdlib 2>&1 | tail -n 1)
 agent="$root/.build/release/model-agent"
 
 # The "before" binary: built once from $before_rev in a worktree under bench/work.
@@ -24,7 +24,7 @@ before="$cache/before-$before_rev/.build/release/model-agent"
 if [ ! -x "$before" ]; then
     rm -rf "$cache/before-$before_rev"
     git -C "$root" worktree add --detach "$cache/before-$before_rev" "$before_rev" >/dev/null
-    (cd "$cache/before-$before_rev" && swift build -c release --product model-agent 2>&1 | tail -n 1)
+    (cd "$cache/before-$before_rev" && swift build -c release --product model-agent --static-swift-stdlib 2>&1 | tail -n 1)
 fi
 
 # Data, cached: 1 GiB of float32 weights, as .tar.gz (gzip -6) and .zip (deflate -6).

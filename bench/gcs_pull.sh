@@ -10,7 +10,7 @@ runs="${RUNS:-3}"
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
 "$root/scripts/setup-env" >/dev/null
-(cd "$root" && swift build -c release --product model-agent 2>&1 | tail -n 1)
+(cd "$root" && swift build -c release --product model-agent --static-swift-stdlib 2>&1 | tail -n 1)
 agent="$root/.build/release/model-agent"
 fake="$(find "$root/.venvs/tools/lib" -path '*fake-gcs-server/bin/fake-gcs-server-linux-amd64' | head -n 1)"
 

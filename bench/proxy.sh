@@ -16,7 +16,7 @@ for tool in wrk nginx go h2load; do
     command -v "$tool" >/dev/null || apt-get install -y wrk nginx-light golang-go nghttp2-client >/dev/null
 done
 "$root/scripts/setup-env" >/dev/null
-(cd "$root" && swift build -c release --product model-agent 2>&1 | tail -n 1)
+(cd "$root" && swift build -c release --product model-agent --static-swift-stdlib 2>&1 | tail -n 1)
 agent="$root/.build/release/model-agent"
 work="$(mktemp -d "${TMPDIR:-/tmp}/model-agent-bench.XXXXXX")"
 pids=()

@@ -14,7 +14,7 @@ if [ ! -x "$root/.venvs/bench/bin/aws" ]; then
     python3 -m venv "$root/.venvs/bench" && "$root/.venvs/bench/bin/pip" install -q awscli
 fi
 aws="$root/.venvs/bench/bin/aws"
-(cd "$root" && swift build -c release --product model-agent 2>&1 | tail -n 1)
+(cd "$root" && swift build -c release --product model-agent --static-swift-stdlib 2>&1 | tail -n 1)
 agent="$root/.build/release/model-agent"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/model-agent-bench.XXXXXX")"

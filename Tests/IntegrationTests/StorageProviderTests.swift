@@ -52,6 +52,31 @@ struct HTTPStorageTests {
         await w.stop()
     }
 
+    @Test func transferLanesStartWithWorkAndEndAfterAnIdleSpell() async throws {
+        let w = try await World()
+        var settings = TransportSettings()
+        settings.idleRelease = .milliseconds(200)
+        let pool = TransferPool(lanes: 3, settings: settings)
+        #expect(pool.liveLanes == 0)
+        let url = w.server.url(file: "iris/model.joblib")
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<6 { group.addTask { try await pool.perform(HTTPRequest(url: url)).status } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(statuses == Array(repeating: 200, count: 6))
+        #expect((1...3).contains(pool.liveLanes))
+        // Each lane ends after its idle spell; a bound with wide headroom, polled.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while pool.liveLanes > 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(pool.liveLanes == 0)
+        // Work after that starts a lane again.
+        #expect(try await pool.perform(HTTPRequest(url: url)).status == 200)
+        #expect(pool.liveLanes == 1)
+        await pool.shutdown()
+        #expect(pool.liveLanes == 0)
+        await w.stop()
+    }
+
     @Test func archivesAreExtractedByNameOrContentType() async throws {
         let w = try await World()
         let (byName, _) = try await w.fetch(w.server.url(file: "iris.tar.gz"))

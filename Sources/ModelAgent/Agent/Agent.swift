@@ -119,10 +119,17 @@ package final class Agent: Sendable {
         }
         logger.info("Starting puller")
         await loader.reload(reason: "startup")
-        watcher.start()
 
-        // One set of event loops for both ports: threads only as the machine has cores.
+        // One set of event loops for both ports and the config watch: threads only as the
+        // machine has cores.
         let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: min(System.coreCount, 4))
+        do {
+            try await watcher.start(on: eventLoops.next())
+        } catch {
+            watcher.stop()
+            try? await eventLoops.shutdownGracefully()
+            throw StartupError("cannot watch config dir \(configDir): \(error)")
+        }
         let drain = TrafficDrain()
         let traffic = ModelTraffic(registry: metrics.registry, isKnown: { board.status(of: $0) != nil })
         let prober = UserContainerProber(spec: readinessProbe, pool: controlPool, group: eventLoops)

@@ -56,9 +56,10 @@ struct ResyncService: Service {
 }
 
 /// The inotify watch of the config dir (started before the first read, so a change made
-/// during startup is seen) and the reads it triggers. A burst of events (the kubelet's swap
-/// produces several; an in-place write can be seen half-done) becomes one read `debounce`
-/// after its first event; events queued before that read are then skipped (still logged,
+/// during startup is seen) and the reads it triggers. A file replaced whole (the kubelet's
+/// atomic `..data` swap, a rename onto models.json) or closed by its writer is read at
+/// once; other events (a write in progress can be seen half-done) wait `debounce`, so a
+/// burst becomes one read. Events queued before a read are then skipped (still logged,
 /// after the read that covered them).
 struct ConfigWatchService: Service {
     let watcher: ConfigWatcher
@@ -72,7 +73,9 @@ struct ConfigWatchService: Service {
             for await change in watcher.changes {
                 logger.info("Processing event \(change.event)")
                 if change.sequence <= readAfter { continue }
-                do { try await Task.sleep(for: debounce) } catch { return }
+                if !change.complete {
+                    do { try await Task.sleep(for: debounce) } catch { return }
+                }
                 readAfter = watcher.latestSequence
                 await loader.reload(reason: "change")
             }

@@ -1,4 +1,6 @@
 import Logging
+import NIOCore
+import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
@@ -8,8 +10,10 @@ import Synchronization
 /// Watches the config directory with inotify and reports changes that can affect
 /// models.json: the kubelet's atomic `..data` symlink swap, in-place writes, and renames
 /// onto the file. The watch is on the directory, so a replaced file is still seen; if the
-/// directory itself goes away the watch is re-installed when it comes back. Changes are
-/// delivered, numbered, on `changes`, for one consumer (the config-watch service).
+/// directory itself goes away the watch is re-installed when it comes back. The inotify
+/// descriptor is read by an event loop the agent already runs (no thread, no timer while
+/// the watch is in place). Changes are delivered, numbered, on `changes`, for one consumer
+/// (the config-watch service).
 final class ConfigWatcher: Sendable {
     static let watchedNames: Set<String> = ["..data", "models.json"]
 
@@ -18,16 +22,25 @@ final class ConfigWatcher: Sendable {
     struct Change: Sendable, Equatable {
         let sequence: UInt64
         let event: String
+        /// The file was replaced whole (a rename onto `..data` or models.json, as the
+        /// kubelet's swap and `mv` do, a new `..data` symlink) or its writer closed it: it
+        /// can be read at once. Otherwise (a write still in progress, a removal) it may be
+        /// half-done.
+        var complete = false
     }
 
     let changes: AsyncStream<Change>
     private let continuation: AsyncStream<Change>.Continuation
     private let directory: String
     private let logger: Logger
-    private let stopped = Atomic<Bool>(false)
     private let delivered = Atomic<UInt64>(0)
     private let fd: Int32
     private let watch = Mutex<Int32>(-1)
+    /// The channel reading `fd` once started (it owns `fd` from then on), and whether
+    /// `stop` came first.
+    private let reader = Mutex<(channel: (any Channel)?, started: Bool, stopped: Bool)>((nil, false, false))
+    /// While the directory is gone: the check for its return.
+    private let rewatch = Mutex<RepeatedTask?>(nil)
 
     init(directory: String, logger: Logger) throws {
         self.directory = directory
@@ -37,18 +50,32 @@ final class ConfigWatcher: Sendable {
         (changes, continuation) = AsyncStream.makeStream(of: Change.self, bufferingPolicy: .bufferingNewest(256))
         fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         guard fd >= 0 else { throw SystemError("inotify_init1", path: directory) }
-        try addWatch()
+        do {
+            try addWatch()
+        } catch {
+            close(fd)
+            throw error
+        }
     }
 
     /// The number of the newest event delivered so far.
     var latestSequence: UInt64 { delivered.load(ordering: .acquiring) }
 
-    private func deliver(_ event: String) {
+    private func deliver(_ event: String, complete: Bool = false) {
         let sequence = delivered.add(1, ordering: .acquiringAndReleasing).newValue
-        continuation.yield(Change(sequence: sequence, event: event))
+        continuation.yield(Change(sequence: sequence, event: event, complete: complete))
     }
 
-    deinit { close(fd) }
+    /// Whether an event on `name` leaves it whole (see `Change.complete`).
+    static func isComplete(_ mask: UInt32, name: String) -> Bool {
+        if mask & UInt32(IN_MOVED_TO | IN_CLOSE_WRITE) != 0 { return true }
+        // A symlink is created with its target: the kubelet's first `..data`.
+        return name == "..data" && mask & UInt32(IN_CREATE) != 0
+    }
+
+    deinit {
+        if !reader.withLock({ $0.started }) { close(fd) }
+    }
 
     private static let mask = UInt32(
         IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_MODIFY | IN_DELETE | IN_ATTRIB | IN_DELETE_SELF
@@ -60,58 +87,114 @@ final class ConfigWatcher: Sendable {
         watch.withLock { $0 = wd }
     }
 
-    /// Starts the reading thread. Call after the initial read has been scheduled:
-    /// events are queued by the kernel from `init` on, so nothing is missed in between.
-    func start() {
+    /// Starts reading events on `eventLoop`. Call after the initial read has been
+    /// scheduled: events are queued by the kernel from `init` on, so nothing is missed in
+    /// between.
+    func start(on eventLoop: any EventLoop) async throws {
         logger.info("Start to watch model config event")
-        startDetachedThread { [self] in self.loop() }
+        let proceed = reader.withLock { r -> Bool in
+            guard !r.stopped, !r.started else { return false }
+            r.started = true
+            return true
+        }
+        guard proceed else { return }
+        let channel: any Channel
+        do {
+            channel = try await NIOPipeBootstrap(group: eventLoop)
+                // inotify returns whole events only, and fails a read too small for the next
+                // one (up to 16 + NAME_MAX + 1 bytes): the buffer must not shrink.
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 4096))
+                .channelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(InotifyEventHandler(watcher: self))
+                    }
+                }
+                .takingOwnershipOfDescriptor(input: fd).get()
+        } catch {
+            // Not taken over: the descriptor is still ours to close.
+            reader.withLock { $0.started = false }
+            throw error
+        }
+        let stoppedMeanwhile = reader.withLock { r -> Bool in
+            r.channel = channel
+            return r.stopped
+        }
+        if stoppedMeanwhile { try? await channel.close() }
     }
 
-    /// Ends the reading thread (within its poll interval) and the `changes` stream.
+    /// Ends the reading and the `changes` stream.
     func stop() {
-        stopped.store(true, ordering: .relaxed)
+        let channel = reader.withLock { r -> (any Channel)? in
+            r.stopped = true
+            defer { r.channel = nil }
+            return r.channel
+        }
+        rewatch.withLock { task in
+            task?.cancel()
+            task = nil
+        }
+        channel?.close(promise: nil)
         continuation.finish()
     }
 
-    private func loop() {
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
-        while !stopped.load(ordering: .relaxed) {
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, 500)
-            if stopped.load(ordering: .relaxed) { return }
-            if ready <= 0 {
-                rewatchIfNeeded()
-                continue
-            }
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            guard count > 0 else { continue }
-            var events: [String] = []
+    /// The events in `bytes` (one read of the descriptor: whole events only), delivered in
+    /// order. Called on the reading event loop.
+    fileprivate func received(_ bytes: ByteBuffer, on eventLoop: any EventLoop) {
+        var events: [(String, Bool)] = []
+        var lost = false
+        bytes.withUnsafeReadableBytes { raw in
+            let count = raw.count
             var offset = 0
-            buffer.withUnsafeBytes { raw in
-                while offset + 16 <= count {
-                    let mask = raw.load(fromByteOffset: offset + 4, as: UInt32.self)
-                    let length = Int(raw.load(fromByteOffset: offset + 12, as: UInt32.self))
-                    let nameBytes = raw[(offset + 16)..<min(count, offset + 16 + length)].prefix { $0 != 0 }
-                    let name = String(decoding: nameBytes, as: UTF8.self)
-                    offset += 16 + length
-                    if mask & UInt32(IN_IGNORED) != 0 || mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0 {
-                        watch.withLock { $0 = -1 }
-                        events.append("\(Self.describe(mask)) \(JSONText.quoted(directory))")
-                    } else if Self.watchedNames.contains(name) {
-                        events.append("\(Self.describe(mask)) \(JSONText.quoted(directory + "/" + name))")
-                    }
+            while offset + 16 <= count {
+                let mask = raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)
+                let length = Int(raw.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
+                let nameEnd = min(count, offset + 16 + length)
+                let name = String(decoding: raw[(offset + 16)..<nameEnd].prefix { $0 != 0 }, as: UTF8.self)
+                offset = nameEnd
+                if mask & UInt32(IN_IGNORED) != 0 || mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0 {
+                    watch.withLock { $0 = -1 }
+                    lost = true
+                    events.append(("\(Self.describe(mask)) \(JSONText.quoted(directory))", false))
+                } else if Self.watchedNames.contains(name) {
+                    events.append(
+                        (
+                            "\(Self.describe(mask)) \(JSONText.quoted(directory + "/" + name))",
+                            Self.isComplete(mask, name: name)
+                        ))
                 }
             }
-            for event in events { deliver(event) }
+        }
+        for (event, complete) in events { deliver(event, complete: complete) }
+        if lost { watchForReturn(on: eventLoop) }
+    }
+
+    /// The directory went away (or was moved): look for it every half second until it is
+    /// back, then watch it again.
+    private func watchForReturn(on eventLoop: any EventLoop) {
+        rewatch.withLock { task in
+            guard task == nil else { return }
+            task = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) {
+                [self] task in
+                if rewatchIfNeeded() {
+                    task.cancel()
+                    rewatch.withLock { $0 = nil }
+                }
+            }
         }
     }
 
-    private func rewatchIfNeeded() {
-        guard watch.withLock({ $0 }) < 0, FileSystem.resolvedKind(directory) == .directory else { return }
-        if (try? addWatch()) != nil {
-            logger.info("Watching \(directory) again")
-            deliver("REWATCH \(JSONText.quoted(directory))")
-        }
+    /// Whether the directory is watched again.
+    private func rewatchIfNeeded() -> Bool {
+        guard watch.withLock({ $0 }) < 0 else { return true }
+        guard FileSystem.resolvedKind(directory) == .directory, (try? addWatch()) != nil else { return false }
+        logger.info("Watching \(directory) again")
+        deliver("REWATCH \(JSONText.quoted(directory))")
+        return true
+    }
+
+    fileprivate func readFailed(_ error: any Error) {
+        logger.error(
+            "Config watch failed; models.json is re-read only by the periodic resync", metadata: ["error": "\(error)"])
     }
 
     static func describe(_ mask: UInt32) -> String {
@@ -122,5 +205,25 @@ final class ConfigWatcher: Sendable {
         ]
         let set = names.filter { mask & UInt32($0.0) != 0 }.map(\.1)
         return set.isEmpty ? "EVENT" : set.joined(separator: "|")
+    }
+}
+
+/// Hands each read of the inotify descriptor to its watcher.
+private final class InotifyEventHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let watcher: ConfigWatcher
+
+    init(watcher: ConfigWatcher) { self.watcher = watcher }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        watcher.received(unwrapInboundIn(data), on: context.eventLoop)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A read error on an inotify descriptor means a broken watch: say so, and keep the
+        // periodic resync as the fallback.
+        watcher.readFailed(error)
+        context.close(promise: nil)
     }
 }

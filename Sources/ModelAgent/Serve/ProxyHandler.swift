@@ -211,6 +211,11 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     }
 
     private func connect(fresh: Bool) {
+        // A kept-alive connection is handed over at once, while the client's request is
+        // still being read: its head then goes out with the body, in one write, when the
+        // request ends or the read completes (`channelReadComplete`), not in a write of its own.
+        var handedOverInline = true
+        defer { handedOverInline = false }
         pool.acquire(fresh: fresh) { [self] result in
             guard case .connecting(let exchange, let pending) = state else {
                 // The client left while we connected: the connection is not needed.
@@ -225,7 +230,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
                 for part in pending { record(part) }
                 state = .forwarding(exchange, upstream)
                 for part in pending { upstream.send(part) }
-                upstream.flush()
+                if !handedOverInline { upstream.flush() }
                 resumeClientReads()
             }
         }

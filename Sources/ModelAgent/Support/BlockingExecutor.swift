@@ -1,37 +1,66 @@
 import Dispatch
 import Synchronization
 
-/// A few dedicated threads for work that blocks on the disk (archive extraction, local
-/// copies, directory swaps and deletions), so it never holds Swift's cooperative
-/// threads, which the rest of the agent needs to make progress.
+/// Runs work that blocks on the disk (archive extraction, local copies, directory swaps
+/// and deletions) off Swift's cooperative threads, which the rest of the agent needs to
+/// make progress, at most `threads` jobs at a time. Jobs run on Dispatch's overcommit
+/// threads (one serial queue per slot), which exist only while there is work: an idle
+/// agent holds none of them.
 final class BlockingExecutor: Sendable {
     private struct Job: Sendable {
         let run: @Sendable () -> Void
     }
 
-    private let jobs = Mutex<[Job]>([])
-    private let ready = DispatchSemaphore(value: 0)
+    private struct State {
+        var jobs: [Job] = []
+        var head = 0
+        /// Slots draining the queue now, and the ones free.
+        var free: [Int]
+
+        mutating func pop() -> Job? {
+            guard head < jobs.count else { return nil }
+            let job = jobs[head]
+            head += 1
+            if head == jobs.count {
+                jobs.removeAll()
+                head = 0
+            } else if head > 64 && head * 2 > jobs.count {
+                jobs.removeFirst(head)
+                head = 0
+            }
+            return job
+        }
+    }
+
+    private let state: Mutex<State>
+    private let slots: [DispatchQueue]
 
     static let shared = BlockingExecutor(threads: 4)
 
     init(threads: Int) {
-        for _ in 0..<max(1, threads) {
-            startDetachedThread { [self] in
-                while true {
-                    ready.wait()
-                    let job = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
-                    job?.run()
-                }
-            }
-        }
+        let count = max(1, threads)
+        state = Mutex(State(free: Array((0..<count).reversed())))
+        slots = (0..<count).map { DispatchQueue(label: "model-agent.blocking.\($0)") }
     }
 
     func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            jobs.withLock {
-                $0.append(Job { continuation.resume(with: Result { try body() }) })
+            let slot = state.withLock { s -> Int? in
+                s.jobs.append(Job { continuation.resume(with: Result { try body() }) })
+                return s.free.popLast()
             }
-            ready.signal()
+            if let slot { slots[slot].async { self.drain(slot) } }
+        }
+    }
+
+    /// Runs queued jobs until there are none, then gives the slot back.
+    private func drain(_ slot: Int) {
+        while let job = state.withLock({ s -> Job? in
+            if let job = s.pop() { return job }
+            s.free.append(slot)
+            return nil
+        }) {
+            job.run()
         }
     }
 }
