@@ -20,17 +20,29 @@ struct ConfigWatcherTests {
         return nil
     }
 
-    @Test func aKubeletSwapIsCompleteAndAnInPlaceWriteOnlyOnceClosed() async throws {
+    @Test func renamesAreCompleteAndWritesAreNot() async throws {
         let temp = try TemporaryDirectory("watcher")
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let kubelet = try temp.subdirectory("kubelet")
         let swapped = try ConfigWatcher(directory: kubelet, logger: Logger(label: "test"))
         try await swapped.start(on: group.next())
         var swaps = swapped.changes.makeAsyncIterator()
+        let dataLink = "\"" + kubelet + "/..data\""
+        // A first projection: the kubelet creates the models.json link after the ..data
+        // rename; until it resolves, the rename is not a whole file.
+        try FileManager.default.createDirectory(atPath: kubelet + "/..first", withIntermediateDirectories: false)
+        try write("[]", to: kubelet + "/..first/models.json")
+        try FileManager.default.createSymbolicLink(atPath: kubelet + "/..data_tmp", withDestinationPath: "..first")
+        #expect(rename(kubelet + "/..data_tmp", kubelet + "/..data") == 0)
+        let first = await next(containing: dataLink, from: &swaps)
+        #expect(first?.event.hasPrefix("MOVED_TO") == true)
+        #expect(first?.complete == false)
+        try FileManager.default.createSymbolicLink(
+            atPath: kubelet + "/models.json", withDestinationPath: "..data/models.json")
+        #expect(await next(containing: "/models.json\"", from: &swaps)?.complete == false)
+        // Later swaps, the link in place: complete.
         try ConfigDirectory(path: kubelet).write([])
-        let swap = await next(containing: "\"" + kubelet + "/..data\"", from: &swaps)
-        #expect(swap?.event.hasPrefix("MOVED_TO") == true)
-        #expect(swap?.complete == true)
+        #expect(await next(containing: dataLink, from: &swaps)?.complete == true)
         swapped.stop()
 
         let plain = try temp.subdirectory("plain")
@@ -39,14 +51,16 @@ struct ConfigWatcherTests {
         try await inPlace.start(on: group.next())
         var writes = inPlace.changes.makeAsyncIterator()
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: plain + "/models.json"))
-        try handle.write(contentsOf: Data("[".utf8))
+        try handle.write(contentsOf: Data("[]".utf8))
         let partial = await next(containing: "models.json", from: &writes)
         #expect(partial?.event.hasPrefix("WRITE") == true)
         #expect(partial?.complete == false)
-        try handle.write(contentsOf: Data("]".utf8))
         try handle.close()
-        let closed = await next(containing: "CLOSE_WRITE", from: &writes)
-        #expect(closed?.complete == true)
+        // A closed write is not proof of a whole file (`echo > f; echo >> f` closes twice).
+        #expect(await next(containing: "CLOSE_WRITE", from: &writes)?.complete == false)
+        try write("[]", to: plain + "/next.json")
+        #expect(rename(plain + "/next.json", plain + "/models.json") == 0)
+        #expect(await next(containing: "MOVED_TO", from: &writes)?.complete == true)
         inPlace.stop()
         while await writes.next() != nil {}
         try await group.shutdownGracefully()
@@ -63,7 +77,10 @@ struct ConfigWatcherTests {
         #expect(await next(containing: "REMOVE_SELF", from: &changes) != nil)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
         #expect(await next(containing: "REWATCH", from: &changes) != nil)
-        try ConfigDirectory(path: directory).write([])
+        let projection = try ConfigDirectory(path: directory)
+        try projection.write([])
+        #expect(await next(containing: "/..data\"", from: &changes) != nil)
+        try projection.write([])
         #expect(await next(containing: "/..data\"", from: &changes)?.complete == true)
         watcher.stop()
         // Whatever was queued drains, then the stream ends.

@@ -126,9 +126,11 @@ package final class Agent: Sendable {
         do {
             try await watcher.start(on: eventLoops.next())
         } catch {
-            watcher.stop()
-            try? await eventLoops.shutdownGracefully()
-            throw StartupError("cannot watch config dir \(configDir): \(error)")
+            // The periodic resync still applies changes: an agent that serves its models
+            // beats one that refuses to start.
+            logger.error(
+                "Cannot watch config dir \(configDir); models.json is re-read only by the periodic resync",
+                metadata: ["error": "\(error)"])
         }
         let drain = TrafficDrain()
         let traffic = ModelTraffic(registry: metrics.registry, isKnown: { board.status(of: $0) != nil })

@@ -22,10 +22,9 @@ final class ConfigWatcher: Sendable {
     struct Change: Sendable, Equatable {
         let sequence: UInt64
         let event: String
-        /// The file was replaced whole (a rename onto `..data` or models.json, as the
-        /// kubelet's swap and `mv` do, a new `..data` symlink) or its writer closed it: it
-        /// can be read at once. Otherwise (a write still in progress, a removal) it may be
-        /// half-done.
+        /// The file was replaced whole by a rename (the kubelet's `..data` swap, `mv` onto
+        /// models.json): it can be read at once. Anything else (a write, even a closed one:
+        /// `echo > f; echo >> f` closes twice) may be half-done.
         var complete = false
     }
 
@@ -66,16 +65,16 @@ final class ConfigWatcher: Sendable {
         continuation.yield(Change(sequence: sequence, event: event, complete: complete))
     }
 
-    /// Whether an event on `name` leaves it whole (see `Change.complete`).
-    static func isComplete(_ mask: UInt32, name: String) -> Bool {
-        if mask & UInt32(IN_MOVED_TO | IN_CLOSE_WRITE) != 0 { return true }
-        // A symlink is created with its target: the kubelet's first `..data`.
-        return name == "..data" && mask & UInt32(IN_CREATE) != 0
+    /// Whether an event on `name` leaves models.json whole (see `Change.complete`). The
+    /// kubelet renames `..data` into place before it creates the `models.json` link of a
+    /// first projection: that rename is complete only once the link resolves.
+    func isComplete(_ mask: UInt32, name: String) -> Bool {
+        guard mask & UInt32(IN_MOVED_TO) != 0 else { return false }
+        return name != "..data" || FileSystem.resolvedKind(directory + "/models.json") == .file
     }
 
-    deinit {
-        if !reader.withLock({ $0.started }) { close(fd) }
-    }
+    /// `fd` stays ours for adding watches; the reading channel owns a duplicate.
+    deinit { close(fd) }
 
     private static let mask = UInt32(
         IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_MODIFY | IN_DELETE | IN_ATTRIB | IN_DELETE_SELF
@@ -98,6 +97,10 @@ final class ConfigWatcher: Sendable {
             return true
         }
         guard proceed else { return }
+        // NIO closes what it was given, at the channel's end or on a failed start, while
+        // `addWatch` keeps using `fd`: it gets a duplicate (the same inotify instance).
+        let readable = dup(fd)
+        guard readable >= 0 else { throw SystemError("dup", path: directory) }
         let channel: any Channel
         do {
             channel = try await NIOPipeBootstrap(group: eventLoop)
@@ -109,10 +112,11 @@ final class ConfigWatcher: Sendable {
                         try channel.pipeline.syncOperations.addHandler(InotifyEventHandler(watcher: self))
                     }
                 }
-                .takingOwnershipOfDescriptor(input: fd).get()
+                .takingOwnershipOfDescriptor(input: readable).get()
         } catch {
-            // Not taken over: the descriptor is still ours to close.
-            reader.withLock { $0.started = false }
+            // Whether NIO closed the duplicate depends on how far it got, and its errors do
+            // not say; one descriptor left open at most once beats closing someone else's.
+            // `fd` is still open either way.
             throw error
         }
         let stoppedMeanwhile = reader.withLock { r -> Bool in
@@ -145,13 +149,21 @@ final class ConfigWatcher: Sendable {
         bytes.withUnsafeReadableBytes { raw in
             let count = raw.count
             var offset = 0
+            let current = watch.withLock { $0 }
             while offset + 16 <= count {
+                let wd = raw.loadUnaligned(fromByteOffset: offset, as: Int32.self)
                 let mask = raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)
                 let length = Int(raw.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
                 let nameEnd = min(count, offset + 16 + length)
                 let name = String(decoding: raw[(offset + 16)..<nameEnd].prefix { $0 != 0 }, as: UTF8.self)
                 offset = nameEnd
-                if mask & UInt32(IN_IGNORED) != 0 || mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0 {
+                if mask & UInt32(IN_Q_OVERFLOW) != 0 {
+                    // Events were dropped: whatever they were, the file must be read again.
+                    events.append(("OVERFLOW \(JSONText.quoted(directory))", false))
+                } else if wd == current
+                    && (mask & UInt32(IN_IGNORED) != 0 || mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0)
+                {
+                    // (An IN_IGNORED of an older watch, after a rewatch, says nothing.)
                     watch.withLock { $0 = -1 }
                     lost = true
                     events.append(("\(Self.describe(mask)) \(JSONText.quoted(directory))", false))
@@ -159,7 +171,7 @@ final class ConfigWatcher: Sendable {
                     events.append(
                         (
                             "\(Self.describe(mask)) \(JSONText.quoted(directory + "/" + name))",
-                            Self.isComplete(mask, name: name)
+                            isComplete(mask, name: name)
                         ))
                 }
             }
@@ -169,8 +181,10 @@ final class ConfigWatcher: Sendable {
     }
 
     /// The directory went away (or was moved): look for it every half second until it is
-    /// back, then watch it again.
+    /// back, then watch it again. The check (a stat and, once back, inotify_add_watch) runs
+    /// on the event loop: both are quick on the tmpfs or local disk a config dir lives on.
     private func watchForReturn(on eventLoop: any EventLoop) {
+        guard !reader.withLock({ $0.stopped }) else { return }
         rewatch.withLock { task in
             guard task == nil else { return }
             task = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) {
@@ -192,6 +206,14 @@ final class ConfigWatcher: Sendable {
         return true
     }
 
+    /// The reading channel closed (stopped or failed): nothing looks for the directory.
+    fileprivate func readerClosed() {
+        rewatch.withLock { task in
+            task?.cancel()
+            task = nil
+        }
+    }
+
     fileprivate func readFailed(_ error: any Error) {
         logger.error(
             "Config watch failed; models.json is re-read only by the periodic resync", metadata: ["error": "\(error)"])
@@ -202,6 +224,7 @@ final class ConfigWatcher: Sendable {
             (IN_CREATE, "CREATE"), (IN_MOVED_TO, "MOVED_TO"), (IN_MOVED_FROM, "MOVED_FROM"),
             (IN_CLOSE_WRITE, "CLOSE_WRITE"), (IN_MODIFY, "WRITE"), (IN_DELETE, "REMOVE"), (IN_ATTRIB, "CHMOD"),
             (IN_DELETE_SELF, "REMOVE_SELF"), (IN_MOVE_SELF, "MOVE_SELF"), (IN_IGNORED, "IGNORED"),
+            (IN_Q_OVERFLOW, "OVERFLOW"),
         ]
         let set = names.filter { mask & UInt32($0.0) != 0 }.map(\.1)
         return set.isEmpty ? "EVENT" : set.joined(separator: "|")
@@ -225,5 +248,10 @@ private final class InotifyEventHandler: ChannelInboundHandler {
         // periodic resync as the fallback.
         watcher.readFailed(error)
         context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        watcher.readerClosed()
+        context.fireChannelInactive()
     }
 }

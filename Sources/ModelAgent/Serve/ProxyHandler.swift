@@ -59,6 +59,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     private var state = State.idle
     private var context: ChannelHandlerContext?
     private var pendingRead = false
+    /// Between a `channelRead` and its `channelReadComplete` (NIO delivers both in one
+    /// go, for socket reads and for pipelined requests it held back alike): what is
+    /// written upstream now is flushed when the read completes.
+    private var inClientRead = false
     private var clientAddress: String?
     /// Set once this connection will close after its current answer: requests NIO still
     /// hands over (pipelined ones) are dropped, never sent to the server.
@@ -85,6 +89,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     // MARK: Client side
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        inClientRead = true
         if closing { return }
         switch unwrapInboundIn(data) {
         case .head(let head):
@@ -134,6 +139,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        inClientRead = false
         if case .forwarding(_, let upstream) = state { upstream.flush() }
         context.fireChannelReadComplete()
     }
@@ -211,11 +217,6 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     }
 
     private func connect(fresh: Bool) {
-        // A kept-alive connection is handed over at once, while the client's request is
-        // still being read: its head then goes out with the body, in one write, when the
-        // request ends or the read completes (`channelReadComplete`), not in a write of its own.
-        var handedOverInline = true
-        defer { handedOverInline = false }
         pool.acquire(fresh: fresh) { [self] result in
             guard case .connecting(let exchange, let pending) = state else {
                 // The client left while we connected: the connection is not needed.
@@ -230,7 +231,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
                 for part in pending { record(part) }
                 state = .forwarding(exchange, upstream)
                 for part in pending { upstream.send(part) }
-                if !handedOverInline { upstream.flush() }
+                // Inside a client read (a kept-alive connection is handed over at once), the
+                // head goes out with the body, in one write, when the request ends or the
+                // read completes; a connection that took time to open is written to now.
+                if !inClientRead { upstream.flush() }
                 resumeClientReads()
             }
         }

@@ -14,7 +14,7 @@ final class BlockingExecutor: Sendable {
     private struct State {
         var jobs: [Job] = []
         var head = 0
-        /// Slots draining the queue now, and the ones free.
+        /// Slots not draining the queue now.
         var free: [Int]
 
         mutating func pop() -> Job? {

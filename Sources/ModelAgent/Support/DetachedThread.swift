@@ -24,9 +24,11 @@ private final class ThreadBody {
 /// Starts `body` on a new detached POSIX thread named `name` (at most 15 bytes are kept; a
 /// thread otherwise inherits its creator's name, which says nothing in `top -H`). Used for
 /// work that blocks by design (libcurl transfers) so it never occupies Swift's
-/// cooperative pool.
-func startDetachedThread(name: String, _ body: @escaping @Sendable () -> Void) {
-    let context = Unmanaged.passRetained(ThreadBody(name, body)).toOpaque()
+/// cooperative pool. Returns pthread_create's error (EAGAIN under a pids limit), 0 when
+/// started: threads are started under load, where a refusal must not end the agent.
+@discardableResult
+func startDetachedThread(name: String, _ body: @escaping @Sendable () -> Void) -> Int32 {
+    let context = Unmanaged.passRetained(ThreadBody(name, body))
     var thread = pthread_t()
     let rc = pthread_create(
         &thread, nil,
@@ -35,7 +37,11 @@ func startDetachedThread(name: String, _ body: @escaping @Sendable () -> Void) {
             body.nameThread()
             body.run()
             return nil
-        }, context)
-    precondition(rc == 0, "pthread_create failed: \(rc)")
+        }, context.toOpaque())
+    guard rc == 0 else {
+        context.release()
+        return rc
+    }
     pthread_detach(thread)
+    return 0
 }

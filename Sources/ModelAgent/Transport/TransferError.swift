@@ -14,6 +14,9 @@ enum TransferError: Error, RetryClassifying, CustomStringConvertible {
     case rangeNotHonoured(requested: ByteRange, contentRange: String?)
     /// No byte arrived for this long.
     case stalled(Duration)
+    /// No lane could run it: the system refused a new thread (e.g. the pod's pids limit)
+    /// and no other lane was running.
+    case noThread(Int32)
 
     var isTransient: Bool {
         switch self {
@@ -28,6 +31,7 @@ enum TransferError: Error, RetryClassifying, CustomStringConvertible {
         case .sink(let error): return !error.isNoSpace
         case .rangeNotHonoured: return false
         case .stalled: return true
+        case .noThread: return true
         }
     }
 
@@ -39,6 +43,7 @@ enum TransferError: Error, RetryClassifying, CustomStringConvertible {
         case .rangeNotHonoured(let requested, let contentRange):
             return "server did not honour range \(requested) (Content-Range: \(contentRange ?? "none"))"
         case .stalled(let duration): return "no data received for \(duration.seconds) s; transfer aborted"
+        case .noThread(let code): return "cannot start a transfer thread (pthread_create: \(code))"
         }
     }
 }

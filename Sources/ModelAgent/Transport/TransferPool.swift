@@ -130,10 +130,11 @@ package final class TransferPool: Sendable {
         guard live > 0 else { return }
         let deadline = DispatchTime.now() + .milliseconds(timeout.milliseconds)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            startDetachedThread(name: "transfer-wait") { [self] in
+            let refused = startDetachedThread(name: "transfer-wait") { [self] in
                 _ = finished.wait(timeout: deadline)
                 continuation.resume()
             }
+            if refused != 0 { continuation.resume() }
         }
     }
 
@@ -144,7 +145,7 @@ package final class TransferPool: Sendable {
     }
 
     private func startLane(_ lane: Int) {
-        startDetachedThread(name: "transfer-\(lane)") { [self] in
+        let refused = startDetachedThread(name: "transfer-\(lane)") { [self] in
             while true {
                 runLane(lane)
                 let (again, last) = queue.withLock { q -> (Bool, Bool) in
@@ -160,6 +161,24 @@ package final class TransferPool: Sendable {
                 if last { finished.signal() }
                 return
             }
+        }
+        guard refused != 0 else { return }
+        // No thread: the lane number goes back. Lanes still running take the queued work;
+        // with none, it fails (transient: the download is retried later).
+        let orphaned = queue.withLock { q -> [Job] in
+            q.live -= 1
+            q.vacant.append(lane)
+            q.vacant.sort(by: >)
+            var orphaned: [Job] = []
+            if q.live == 0 {
+                while let job = q.pop() { orphaned.append(job) }
+            }
+            if q.closed && q.live == 0 { finished.signal() }
+            return orphaned
+        }
+        let failed = HTTPResponse(status: 0, headers: [:], body: [], bytesWritten: 0)
+        for job in orphaned {
+            job.continuation.resume(returning: TransferAttempt(response: failed, error: .noThread(refused)))
         }
     }
 
