@@ -221,5 +221,11 @@ done
 echo "Peak RSS (VmHWM) of each proxy process after the run, MiB: model-agent $(fmt "$(hwm "$pid_agent_static") / 1024" .1f) (static + h2c)" \
     "and $(fmt "$(hwm "$pid_agent_ml") / 1024" .1f) (MLServer); Go $(fmt "$(hwm "$pid_go_static") / 1024" .1f) and" \
     "$(fmt "$(hwm "$pid_go_ml") / 1024" .1f); nginx master + workers $(fmt "$nginx_kb / 1024" .1f) (all three cases)."
+# RSS is mostly mapped code on this kernel (it maps whole large page-cache folios of the
+# binary and its libraries); anonymous memory is what each process allocated itself.
+anon() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }
+echo "Anonymous RSS now, MiB: model-agent $(fmt "$(anon "$pid_agent_static") / 1024" .1f) (static + h2c) and" \
+    "$(fmt "$(anon "$pid_agent_ml") / 1024" .1f) (MLServer); Go $(fmt "$(anon "$pid_go_static") / 1024" .1f) and" \
+    "$(fmt "$(anon "$pid_go_ml") / 1024" .1f)."
 echo "wrk $(wrk -v 2>&1 | head -n 1 | awk '{print $2}'), h2load $(h2load --version | awk '{print $NF}'), nginx $(nginx -v 2>&1 | awk -F/ '{print $2}'),"
 echo "$(go version | awk '{print $3}'), $(nproc) cores, $(uname -r); RUNS=$runs, ${seconds} s per run."

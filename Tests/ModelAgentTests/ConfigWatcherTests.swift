@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Logging
 import NIOPosix
@@ -84,6 +85,46 @@ struct ConfigWatcherTests {
         #expect(await next(containing: "/..data\"", from: &changes)?.complete == true)
         watcher.stop()
         // Whatever was queued drains, then the stream ends.
+        while await changes.next() != nil {}
+        try await group.shutdownGracefully()
+    }
+
+    @Test func anOverflowThatHidTheDirectorysReplacementStillEndsInARewatch() async throws {
+        let temp = try TemporaryDirectory("watcher")
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let directory = try temp.subdirectory("config")
+        let watcher = try ConfigWatcher(directory: directory, logger: Logger(label: "test"))
+        let loop = group.next()
+        try await watcher.start(on: loop)
+        var changes = watcher.changes.makeAsyncIterator()
+        // The reader stalls while more events than the kernel queues (fs.inotify.
+        // max_queued_events) happen, then the directory is replaced: its end is dropped.
+        let queued =
+            Int(
+                (try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 16384
+        let stalled = DispatchSemaphore(value: 0)
+        let resume = DispatchSemaphore(value: 0)
+        loop.execute {
+            stalled.signal()
+            resume.wait()
+        }
+        stalled.wait()
+        for index in 0..<(queued / 2 + 64) {
+            let path = directory + "/junk-\(index)"
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+            try FileManager.default.removeItem(atPath: path)
+        }
+        try FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        resume.signal()
+        #expect(await next(containing: "OVERFLOW", from: &changes) != nil)
+        #expect(await next(containing: "REWATCH", from: &changes) != nil)
+        // And the new directory's changes are seen.
+        let projection = try ConfigDirectory(path: directory)
+        try projection.write([])
+        #expect(await next(containing: "/..data\"", from: &changes) != nil)
+        watcher.stop()
         while await changes.next() != nil {}
         try await group.shutdownGracefully()
     }

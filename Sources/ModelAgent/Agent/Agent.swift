@@ -115,7 +115,10 @@ package final class Agent: Sendable {
         do {
             watcher = try ConfigWatcher(directory: configDir, logger: logger)
         } catch {
-            throw StartupError("cannot watch config dir \(configDir): \(error)")
+            logger.error(
+                "Cannot watch config dir \(configDir); models.json is re-read only by the periodic resync",
+                metadata: ["error": "\(error)"])
+            watcher = ConfigWatcher.unavailable(directory: configDir, logger: logger)
         }
         logger.info("Starting puller")
         await loader.reload(reason: "startup")

@@ -38,22 +38,39 @@ final class ConfigWatcher: Sendable {
     /// The channel reading `fd` once started (it owns `fd` from then on), and whether
     /// `stop` came first.
     private let reader = Mutex<(channel: (any Channel)?, started: Bool, stopped: Bool)>((nil, false, false))
-    /// While the directory is gone: the check for its return.
+    /// While the directory is gone (or cannot be watched): the check for its return.
     private let rewatch = Mutex<RepeatedTask?>(nil)
+    /// Said once per loss: the directory is there but cannot be watched.
+    private let unwatchableReported = Atomic<Bool>(false)
 
-    init(directory: String, logger: Logger) throws {
+    /// Throws only when inotify itself is unavailable (the user's instance limit, shared by
+    /// the node's containers); a directory that cannot be watched yet is retried from
+    /// `start` on.
+    convenience init(directory: String, logger: Logger) throws {
+        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        guard fd >= 0 else { throw SystemError("inotify_init1", path: directory) }
+        self.init(directory: directory, logger: logger, descriptor: fd)
+    }
+
+    /// A watcher without inotify: it reports nothing, and the periodic resync (and SIGHUP)
+    /// apply changes. For when `init(directory:logger:)` threw: an agent that serves its
+    /// models with slower config updates beats one in a crash loop.
+    static func unavailable(directory: String, logger: Logger) -> ConfigWatcher {
+        ConfigWatcher(directory: directory, logger: logger, descriptor: -1)
+    }
+
+    private init(directory: String, logger: Logger, descriptor: Int32) {
         self.directory = directory
         self.logger = logger
         // Bounded: a consumer that falls behind needs only the newest events (each one
         // means "read the file again").
         (changes, continuation) = AsyncStream.makeStream(of: Change.self, bufferingPolicy: .bufferingNewest(256))
-        fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
-        guard fd >= 0 else { throw SystemError("inotify_init1", path: directory) }
+        fd = descriptor
+        guard fd >= 0 else { return }
         do {
             try addWatch()
         } catch {
-            close(fd)
-            throw error
+            reportUnwatchable(error)
         }
     }
 
@@ -74,7 +91,9 @@ final class ConfigWatcher: Sendable {
     }
 
     /// `fd` stays ours for adding watches; the reading channel owns a duplicate.
-    deinit { close(fd) }
+    deinit {
+        if fd >= 0 { close(fd) }
+    }
 
     private static let mask = UInt32(
         IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_MODIFY | IN_DELETE | IN_ATTRIB | IN_DELETE_SELF
@@ -96,7 +115,7 @@ final class ConfigWatcher: Sendable {
             r.started = true
             return true
         }
-        guard proceed else { return }
+        guard proceed, fd >= 0 else { return }
         // NIO closes what it was given, at the channel's end or on a failed start, while
         // `addWatch` keeps using `fd`: it gets a duplicate (the same inotify instance).
         let readable = dup(fd)
@@ -123,7 +142,18 @@ final class ConfigWatcher: Sendable {
             r.channel = channel
             return r.stopped
         }
-        if stoppedMeanwhile { try? await channel.close() }
+        if stoppedMeanwhile {
+            try? await channel.close()
+        } else if watch.withLock({ $0 }) < 0 {
+            watchForReturn(on: channel.eventLoop)
+        }
+    }
+
+    private func reportUnwatchable(_ error: any Error) {
+        guard !unwatchableReported.exchange(true, ordering: .relaxed) else { return }
+        logger.warning(
+            "Cannot watch config dir \(directory) yet; retrying every 0.5 s, and models.json is re-read by the periodic resync meanwhile",
+            metadata: ["error": "\(error)"])
     }
 
     /// Ends the reading and the `changes` stream.
@@ -146,6 +176,7 @@ final class ConfigWatcher: Sendable {
     fileprivate func received(_ bytes: ByteBuffer, on eventLoop: any EventLoop) {
         var events: [(String, Bool)] = []
         var lost = false
+        var overflowed = false
         bytes.withUnsafeReadableBytes { raw in
             let count = raw.count
             var offset = 0
@@ -160,6 +191,7 @@ final class ConfigWatcher: Sendable {
                 if mask & UInt32(IN_Q_OVERFLOW) != 0 {
                     // Events were dropped: whatever they were, the file must be read again.
                     events.append(("OVERFLOW \(JSONText.quoted(directory))", false))
+                    overflowed = true
                 } else if wd == current
                     && (mask & UInt32(IN_IGNORED) != 0 || mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0)
                 {
@@ -177,6 +209,9 @@ final class ConfigWatcher: Sendable {
             }
         }
         for (event, complete) in events { deliver(event, complete: complete) }
+        // Dropped events may have included the watch's own end (the directory replaced):
+        // adding the watch again says whether it still stands.
+        if overflowed && !lost { lost = !confirmWatch() }
         if lost { watchForReturn(on: eventLoop) }
     }
 
@@ -200,9 +235,32 @@ final class ConfigWatcher: Sendable {
     /// Whether the directory is watched again.
     private func rewatchIfNeeded() -> Bool {
         guard watch.withLock({ $0 }) < 0 else { return true }
-        guard FileSystem.resolvedKind(directory) == .directory, (try? addWatch()) != nil else { return false }
+        guard FileSystem.resolvedKind(directory) == .directory else { return false }
+        do {
+            try addWatch()
+        } catch {
+            reportUnwatchable(error)
+            return false
+        }
+        unwatchableReported.store(false, ordering: .relaxed)
         logger.info("Watching \(directory) again")
         deliver("REWATCH \(JSONText.quoted(directory))")
+        return true
+    }
+
+    /// After an overflow: true when the watch in place is still this directory's (adding
+    /// it again returns the same number); otherwise the old one is forgotten, and a new
+    /// one, when it could be added, is announced like a rewatch.
+    private func confirmWatch() -> Bool {
+        let before = watch.withLock { $0 }
+        guard FileSystem.resolvedKind(directory) == .directory, (try? addWatch()) != nil else {
+            watch.withLock { $0 = -1 }
+            return false
+        }
+        if watch.withLock({ $0 }) != before {
+            logger.info("Watching \(directory) again")
+            deliver("REWATCH \(JSONText.quoted(directory))")
+        }
         return true
     }
 

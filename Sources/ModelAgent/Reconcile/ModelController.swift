@@ -19,7 +19,11 @@ actor ModelController {
         var wake: (token: UInt64, continuation: CheckedContinuation<Void, Never>)?
         var wakeToken: UInt64 = 0
         /// The running loop; cancelled on stop so that waits on the server end at once.
+        /// Dropped when the loop ends: a finished task keeps its frames' memory until its
+        /// last handle goes (about 13 KiB, times the number of models).
         var loop: Task<Void, Never>?
+        /// Which loop `loop` is, so that an ending loop drops only its own handle.
+        var loopNumber: UInt64 = 0
         /// Told when the running loop ends (shutdown waits on them).
         var loopEnded: [@Sendable () -> Void] = []
     }
@@ -74,16 +78,27 @@ actor ModelController {
 
     private nonisolated func startLoop(_ i: inout Intent) {
         i.running = true
+        i.loopNumber += 1
+        let number = i.loopNumber
+        let (workers, memory) = (context.workers, context.memory)
         i.loop = Task {
-            await self.run()
+            // Admitted before any work: a waiting model holds no frames. Only `stop`
+            // cancels a loop, so a refusal means stopped.
+            if (try? await workers.acquire()) != nil {
+                await self.run()
+            } else {
+                self.intent.withLock { $0.running = false }
+            }
             // A newer loop may already run (started after this one went idle): its
-            // callbacks are its own.
+            // callbacks and handle are its own.
             let ended = self.intent.withLock { i -> [@Sendable () -> Void] in
+                if i.loopNumber == number { i.loop = nil }
                 guard !i.running else { return [] }
                 defer { i.loopEnded = [] }
                 return i.loopEnded
             }
             for callback in ended { callback() }
+            memory.workerEnded(stillRunning: workers.inUse)
         }
     }
 
@@ -120,7 +135,11 @@ actor ModelController {
 
     // MARK: - The loop
 
+    /// Runs holding a worker slot (`WorkerContext.workers`), which it gives back on
+    /// every exit, and for the time it pauses after a failure.
     private func run() async {
+        var admitted = true
+        defer { if admitted { context.workers.release() } }
         logger.debug("Worker is started for \(name)")
         while true {
             let (desired, generation, stopped, recheck) = intent.withLock { i in
@@ -162,7 +181,12 @@ actor ModelController {
                 let delay = context.failureBackoff.delay(afterAttempt: attempt)
                 report(error, target: desired, retryIn: delay)
                 completePass()
+                // A failing model waits without its slot: failures cannot starve the rest.
+                context.workers.release()
+                admitted = false
                 await pause(for: delay, unlessChangedFrom: generation)
+                guard (try? await context.workers.acquire()) != nil else { return finish() }
+                admitted = true
                 machine.finished(.backOff(attempt: attempt), .succeeded)
             }
         }

@@ -8,6 +8,12 @@ struct WorkerContext: Sendable {
     var gate: ServerReadinessGate
     var downloads: AsyncLimiter
     var loads: AsyncLimiter
+    /// Models whose worker runs at once. A running worker's task holds its async frames
+    /// (about 13 KiB at a download); the others wait with only a small task each, so
+    /// 10,000 models added together do not hold 10,000 sets of frames.
+    var workers: AsyncLimiter
+    /// Told when a worker ends, to give memory back after a burst.
+    var memory = MemoryTrim()
     var board: StatusBoard
     var metrics: AgentMetrics
     var logger: Logger
@@ -17,8 +23,10 @@ struct WorkerContext: Sendable {
     init(
         store: ModelStore, storage: StorageRouter, server: any ModelServer, gate: ServerReadinessGate,
         downloads: AsyncLimiter, loads: AsyncLimiter, board: StatusBoard, metrics: AgentMetrics, logger: Logger,
-        failureBackoff: RetryPolicy
+        failureBackoff: RetryPolicy, workers: AsyncLimiter? = nil
     ) {
+        // Enough that every download and load slot has workers queued behind it.
+        self.workers = workers ?? AsyncLimiter(limit: max(32, 4 * (downloads.limit + loads.limit)))
         self.store = store
         self.storage = storage
         self.server = server

@@ -1,0 +1,40 @@
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Gives memory freed after a burst of model work back to the system. glibc keeps freed
+/// heap memory mapped (10,000 models added and removed left ~80 MiB resident, ~45 MiB
+/// after a trim), and a sidecar idles for most of its life. Called whenever a model's
+/// worker ends; trims once no worker runs and at least `burst` have ended since the last
+/// trim, so a quiet agent never pays for it.
+final class MemoryTrim: Sendable {
+    private let ended = Mutex(0)
+    private let burst: Int
+
+    init(burst: Int = 1024) {
+        self.burst = burst
+    }
+
+    func workerEnded(stillRunning: Int) {
+        let due = ended.withLock { count -> Bool in
+            count += 1
+            guard stillRunning == 0, count >= burst else { return false }
+            count = 0
+            return true
+        }
+        if due { Self.trim() }
+    }
+
+    /// malloc_trim(0), looked up at run time: Glibc's module does not export it, and a
+    /// libc without it (musl) simply skips the trim.
+    private static let mallocTrim: (@convention(c) (Int) -> Int32)? = {
+        guard let symbol = dlsym(nil, "malloc_trim") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+    }()
+
+    static func trim() {
+        _ = mallocTrim?(0)
+    }
+}
