@@ -66,7 +66,9 @@ struct ReconcilerTests {
         let context: WorkerContext
         let reconciler: Reconciler
 
-        init(disk: Bool = false) throws {
+        /// `workers`: how many models' workers may run at once (nil: the agent's default);
+        /// `backoff`: the first retry delay after a failure.
+        init(disk: Bool = false, workers: Int? = nil, backoff: Duration = .milliseconds(10)) throws {
             temp = try TemporaryDirectory("reconciler")
             sources = try temp.subdirectory("sources")
             for version in ["v1", "v2"] {
@@ -83,7 +85,8 @@ struct ReconcilerTests {
                 downloads: AsyncLimiter(limit: 2), loads: AsyncLimiter(limit: 2), board: board,
                 metrics: AgentMetrics(), logger: logger,
                 failureBackoff: RetryPolicy(
-                    maxAttempts: .max, initialDelay: .milliseconds(10), maxDelay: .milliseconds(50)))
+                    maxAttempts: .max, initialDelay: backoff, maxDelay: max(backoff, .milliseconds(50))),
+                workers: workers.map { AsyncLimiter(limit: $0) })
             reconciler = Reconciler(context: context, disk: try store.recover(logger: logger))
         }
 
@@ -122,6 +125,25 @@ struct ReconcilerTests {
         try await eventually("n's directory to go") { !w.store.directoryExists(try w.name("n")) }
         #expect(w.server.loaded == ["m"])
         await w.reconciler.shutdown(timeout: .seconds(10))
+    }
+
+    @Test func oneWorkerSlotServesEveryModelAndAFailingModelWaitsWithoutIt() async throws {
+        // The failing model's retry is ten minutes away: holding the only slot through it
+        // would leave the others pending past the test's time limit.
+        let w = try World(workers: 1, backoff: .seconds(600))
+        w.server.state.withLock { $0.failLoads["bad"] = 1_000 }
+        var desired = [try w.name("bad"): w.spec("v1")]
+        w.reconciler.apply(desired)
+        try await w.settle(["bad": .failed])
+        for index in 0..<6 { desired[try w.name("m\(index)")] = w.spec(index % 2 == 0 ? "v1" : "v2") }
+        w.reconciler.apply(desired)
+        var expected = ["bad": ModelState.failed]
+        for index in 0..<6 { expected["m\(index)"] = .loaded }
+        try await w.settle(expected)
+        try await eventually("every worker to give its slot back") { w.context.workers.inUse == 0 }
+        // Shutdown ends the waiting worker at once.
+        await w.reconciler.shutdown(timeout: .seconds(10))
+        #expect(w.context.workers.inUse == 0)
     }
 
     @Test func aFailingLoadIsReportedThenRetriedUntilItSucceeds() async throws {

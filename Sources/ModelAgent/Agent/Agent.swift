@@ -115,6 +115,11 @@ package final class Agent: Sendable {
         do {
             watcher = try ConfigWatcher(directory: configDir, logger: logger)
         } catch {
+            // Without a watch only the periodic resync applies changes: with none either,
+            // the agent would never see one.
+            guard options.resyncInterval != nil else {
+                throw StartupError("cannot watch config dir \(configDir) and --resync-interval is 0: \(error)")
+            }
             logger.error(
                 "Cannot watch config dir \(configDir); models.json is re-read only by the periodic resync",
                 metadata: ["error": "\(error)"])

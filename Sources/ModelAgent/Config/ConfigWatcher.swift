@@ -39,7 +39,7 @@ final class ConfigWatcher: Sendable {
     /// `stop` came first.
     private let reader = Mutex<(channel: (any Channel)?, started: Bool, stopped: Bool)>((nil, false, false))
     /// While the directory is gone (or cannot be watched): the check for its return.
-    private let rewatch = Mutex<RepeatedTask?>(nil)
+    private let rewatch = Mutex<(task: RepeatedTask?, readerGone: Bool)>((nil, false))
     /// Said once per loss: the directory is there but cannot be watched.
     private let unwatchableReported = Atomic<Bool>(false)
 
@@ -103,6 +103,7 @@ final class ConfigWatcher: Sendable {
         let wd = inotify_add_watch(fd, directory, Self.mask)
         guard wd >= 0 else { throw SystemError("inotify_add_watch", path: directory) }
         watch.withLock { $0 = wd }
+        unwatchableReported.store(false, ordering: .relaxed)
     }
 
     /// Starts reading events on `eventLoop`. Call after the initial read has been
@@ -145,7 +146,8 @@ final class ConfigWatcher: Sendable {
         if stoppedMeanwhile {
             try? await channel.close()
         } else if watch.withLock({ $0 }) < 0 {
-            watchForReturn(on: channel.eventLoop)
+            let eventLoop = channel.eventLoop
+            eventLoop.execute { [self] in watchForReturn(on: eventLoop) }
         }
     }
 
@@ -163,9 +165,9 @@ final class ConfigWatcher: Sendable {
             defer { r.channel = nil }
             return r.channel
         }
-        rewatch.withLock { task in
-            task?.cancel()
-            task = nil
+        rewatch.withLock { r in
+            r.task?.cancel()
+            r.task = nil
         }
         channel?.close(promise: nil)
         continuation.finish()
@@ -195,11 +197,14 @@ final class ConfigWatcher: Sendable {
                 } else if wd == current
                     && (mask & UInt32(IN_IGNORED) != 0 || mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF) != 0)
                 {
-                    // (An IN_IGNORED of an older watch, after a rewatch, says nothing.)
+                    // (An IN_IGNORED of an older watch, after a rewatch, says nothing.) A
+                    // directory moved away stays watched where it went: that watch goes.
+                    if mask & UInt32(IN_MOVE_SELF) != 0 { _ = inotify_rm_watch(fd, wd) }
                     watch.withLock { $0 = -1 }
                     lost = true
                     events.append(("\(Self.describe(mask)) \(JSONText.quoted(directory))", false))
-                } else if Self.watchedNames.contains(name) {
+                } else if wd == current && Self.watchedNames.contains(name) {
+                    // (Names under an older watch belong to a directory no longer watched.)
                     events.append(
                         (
                             "\(Self.describe(mask)) \(JSONText.quoted(directory + "/" + name))",
@@ -220,13 +225,13 @@ final class ConfigWatcher: Sendable {
     /// on the event loop: both are quick on the tmpfs or local disk a config dir lives on.
     private func watchForReturn(on eventLoop: any EventLoop) {
         guard !reader.withLock({ $0.stopped }) else { return }
-        rewatch.withLock { task in
-            guard task == nil else { return }
-            task = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) {
+        rewatch.withLock { r in
+            guard r.task == nil, !r.readerGone else { return }
+            r.task = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) {
                 [self] task in
                 if rewatchIfNeeded() {
                     task.cancel()
-                    rewatch.withLock { $0 = nil }
+                    rewatch.withLock { $0.task = nil }
                 }
             }
         }
@@ -242,7 +247,6 @@ final class ConfigWatcher: Sendable {
             reportUnwatchable(error)
             return false
         }
-        unwatchableReported.store(false, ordering: .relaxed)
         logger.info("Watching \(directory) again")
         deliver("REWATCH \(JSONText.quoted(directory))")
         return true
@@ -258,6 +262,8 @@ final class ConfigWatcher: Sendable {
             return false
         }
         if watch.withLock({ $0 }) != before {
+            // The old watch (a directory moved away) would go on reporting: drop it.
+            if before >= 0 { _ = inotify_rm_watch(fd, before) }
             logger.info("Watching \(directory) again")
             deliver("REWATCH \(JSONText.quoted(directory))")
         }
@@ -266,9 +272,10 @@ final class ConfigWatcher: Sendable {
 
     /// The reading channel closed (stopped or failed): nothing looks for the directory.
     fileprivate func readerClosed() {
-        rewatch.withLock { task in
-            task?.cancel()
-            task = nil
+        rewatch.withLock { r in
+            r.readerGone = true
+            r.task?.cancel()
+            r.task = nil
         }
     }
 

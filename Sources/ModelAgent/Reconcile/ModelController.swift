@@ -36,6 +36,11 @@ actor ModelController {
     private let retire: @Sendable (ModelController, UInt64) -> Bool
 
     private var machine: ModelStateMachine
+    /// Whether this worker holds its slot of `WorkerContext.workers` now.
+    private var holdsSlot = false
+    /// Whether the running loop performed any step (a pass that only confirmed a settled
+    /// state frees nothing worth trimming).
+    private var workedThisLoop = false
     /// The files of `machine.staged`, between download and commit.
     private var staging: StagingDirectory?
 
@@ -84,8 +89,9 @@ actor ModelController {
         i.loop = Task {
             // Admitted before any work: a waiting model holds no frames. Only `stop`
             // cancels a loop, so a refusal means stopped.
+            var worked = false
             if (try? await workers.acquire()) != nil {
-                await self.run()
+                worked = await self.run()
             } else {
                 self.intent.withLock { $0.running = false }
             }
@@ -98,7 +104,7 @@ actor ModelController {
                 return i.loopEnded
             }
             for callback in ended { callback() }
-            memory.workerEnded(stillRunning: workers.inUse)
+            memory.workerEnded(stillRunning: workers.inUse, worked: worked)
         }
     }
 
@@ -136,10 +142,43 @@ actor ModelController {
     // MARK: - The loop
 
     /// Runs holding a worker slot (`WorkerContext.workers`), which it gives back on
-    /// every exit, and for the time it pauses after a failure.
-    private func run() async {
-        var admitted = true
-        defer { if admitted { context.workers.release() } }
+    /// every exit, and while it waits for a retry or for the server. Returns whether it
+    /// performed any step.
+    private func run() async -> Bool {
+        holdsSlot = true
+        workedThisLoop = false
+        defer { releaseSlot() }
+        await runSteps()
+        return workedThisLoop
+    }
+
+    private func releaseSlot() {
+        if holdsSlot { context.workers.release() }
+        holdsSlot = false
+    }
+
+    /// Takes a slot again; throws when stopped (only `stop` cancels a loop).
+    private func reacquireSlot() async throws {
+        try await context.workers.acquire()
+        holdsSlot = true
+    }
+
+    /// Waits for the model server (`wait`: the readiness gate) without a slot while it is
+    /// not ready, so that models can download meanwhile.
+    private func untilServerReady<T>(_ wait: () async throws -> T) async throws -> T {
+        if context.gate.isOpen { return try await wait() }
+        releaseSlot()
+        let result: Result<T, any Error>
+        do {
+            result = .success(try await wait())
+        } catch {
+            result = .failure(error)
+        }
+        try await reacquireSlot()
+        return try result.get()
+    }
+
+    private func runSteps() async {
         logger.debug("Worker is started for \(name)")
         while true {
             let (desired, generation, stopped, recheck) = intent.withLock { i in
@@ -167,6 +206,7 @@ actor ModelController {
                 continue
             }
             do {
+                workedThisLoop = true
                 machine.finished(action, try await perform(action))
             } catch {
                 if intent.withLock({ $0.stopped }) { return finish() }
@@ -182,11 +222,9 @@ actor ModelController {
                 report(error, target: desired, retryIn: delay)
                 completePass()
                 // A failing model waits without its slot: failures cannot starve the rest.
-                context.workers.release()
-                admitted = false
+                releaseSlot()
                 await pause(for: delay, unlessChangedFrom: generation)
-                guard (try? await context.workers.acquire()) != nil else { return finish() }
-                admitted = true
+                guard (try? await reacquireSlot()) != nil else { return finish() }
                 machine.finished(.backOff(attempt: attempt), .succeeded)
             }
         }
@@ -268,7 +306,7 @@ actor ModelController {
     private func checkServed() async throws -> Bool {
         let wasUnknown = machine.served == .unknown
         if wasUnknown { logger.info("Model successFile exists already for \(name)") }
-        try await context.gate.wait()
+        try await untilServerReady { try await context.gate.wait() }
         let ready = try await context.server.isModelReady(name)
         if ready && wasUnknown { logger.info("Model \(name) is already loaded in the model server") }
         if !ready && !wasUnknown {
@@ -326,14 +364,14 @@ actor ModelController {
     /// settings) before it becomes visible; the marker then covers the adapted files.
     private func adapt(_ staging: StagingDirectory, for target: ModelSpec) async throws {
         context.board.update(name, uri: target.storageUri) { $0.state = .loading }
-        let flavor = try await context.gate.flavor()
+        let flavor = try await untilServerReady { try await context.gate.flavor() }
         let name = self.name
         try await BlockingExecutor.shared.run { try flavor.prepare(staging, name: name, spec: target) }
     }
 
     private func load(_ target: ModelSpec) async throws {
         context.board.update(name, uri: target.storageUri) { $0.state = .loading }
-        try await context.gate.wait()
+        try await untilServerReady { try await context.gate.wait() }
         try await context.loads.acquire()
         defer { context.loads.release() }
         let started = ContinuousClock.now
@@ -352,7 +390,7 @@ actor ModelController {
     private func unloadFromServer(uri: String) async throws {
         context.board.update(name, uri: uri) { $0.state = .unloading }
         logger.info("unloading model \(name)")
-        try await context.gate.wait()
+        try await untilServerReady { try await context.gate.wait() }
         try await context.server.unload(name, logger: logger)
         context.board.update(name, uri: uri) { $0.unloads += 1 }
         logger.info("Successfully unloaded model \(name)")

@@ -1,3 +1,4 @@
+import Dispatch
 import Synchronization
 
 #if canImport(Glibc)
@@ -7,8 +8,9 @@ import Synchronization
 /// Gives memory freed after a burst of model work back to the system. glibc keeps freed
 /// heap memory mapped (10,000 models added and removed left ~80 MiB resident, ~45 MiB
 /// after a trim), and a sidecar idles for most of its life. Called whenever a model's
-/// worker ends; trims once no worker runs and at least `burst` have ended since the last
-/// trim, so a quiet agent never pays for it.
+/// worker ends; trims once no worker runs and at least `burst` workers that did work
+/// (downloads, loads, removals, not the resync's checks of loaded models) have ended
+/// since the last trim. The trim runs off the cooperative threads.
 final class MemoryTrim: Sendable {
     private let ended = Mutex(0)
     private let burst: Int
@@ -17,14 +19,14 @@ final class MemoryTrim: Sendable {
         self.burst = burst
     }
 
-    func workerEnded(stillRunning: Int) {
+    func workerEnded(stillRunning: Int, worked: Bool) {
         let due = ended.withLock { count -> Bool in
-            count += 1
+            if worked { count += 1 }
             guard stillRunning == 0, count >= burst else { return false }
             count = 0
             return true
         }
-        if due { Self.trim() }
+        if due { DispatchQueue.global(qos: .background).async { Self.trim() } }
     }
 
     /// malloc_trim(0), looked up at run time: Glibc's module does not export it, and a
