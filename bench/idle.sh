@@ -9,18 +9,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 settle="${SETTLE:-10}"
-if [ -z "${AGENT:-}" ]; then
-    (cd "$root" && swift build -c release --product model-agent --static-swift-stdlib 2>&1 | tail -n 1)
-fi
-agent="${AGENT:-$root/.build/release/model-agent}"
-work="$(mktemp -d "${TMPDIR:-/tmp}/model-agent-bench.XXXXXX")"
-pid=""
-cleanup() {
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/process_lib.sh
+source "$root/bench/process_lib.sh"
+build_agent
+scratch
 
 # figures PID LABEL: one table row, MiB.
 figures() {
@@ -37,6 +29,7 @@ admin=$(free_port)
     --bind-address 127.0.0.1 --server-url http://127.0.0.1:9 --drain-timeout 0 --log-level warning \
     >"$work/agent.log" 2>&1 &
 pid=$!
+pids+=("$pid")
 for _ in $(seq 300); do
     curl -sf "http://127.0.0.1:$admin/livez" >/dev/null && break
     sleep 0.1

@@ -15,20 +15,13 @@ seconds="${SECONDS_PER_RUN:-5}"
 for tool in wrk nginx go h2load; do
     command -v "$tool" >/dev/null || apt-get install -y wrk nginx-light golang-go nghttp2-client >/dev/null
 done
+# shellcheck source=bench/process_lib.sh
+source "$root/bench/process_lib.sh"
 "$root/scripts/setup-env" >/dev/null
-(cd "$root" && swift build -c release --product model-agent --static-swift-stdlib 2>&1 | tail -n 1)
-agent="$root/.build/release/model-agent"
-work="$(mktemp -d "${TMPDIR:-/tmp}/model-agent-bench.XXXXXX")"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+build_agent
+scratch
 (cd "$work" && GO111MODULE=off go build -o goproxy "$root/bench/proxy/goproxy.go")
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() {
     for _ in $(seq 300); do
         python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null && return 0

@@ -10,26 +10,13 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 models="${MODELS:-200}"
 swaps="${SWAPS:-20}"
+# shellcheck source=bench/process_lib.sh
+source "$root/bench/process_lib.sh"
 "$root/scripts/setup-env" >/dev/null
-if [ -z "${AGENT:-}" ]; then
-    (cd "$root" && swift build -c release --product model-agent --static-swift-stdlib 2>&1 | tail -n 1)
-fi
-agent="${AGENT:-$root/.build/release/model-agent}"
+build_agent
 python="$root/.venvs/tools/bin/python3"
-work="$(mktemp -d "${TMPDIR:-/tmp}/model-agent-bench.XXXXXX")"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-"$python" "$root/Tests/Fixtures/fixture_server.py" --v2 >"$work/fake.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do grep -q "^PORT" "$work/fake.log" && break; sleep 0.05; done
-fake="http://127.0.0.1:$(awk '/^PORT/ {print $2; exit}' "$work/fake.log")"
+scratch
+start_fake_v2
 mkdir -p "$work/artifact" "$work/config"
 echo weights >"$work/artifact/weights.bin"
 admin=$(free_port)

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import NIOCore
 import NIOPosix
 import TestSupport
 import Testing
@@ -21,13 +22,20 @@ struct ConfigWatcherTests {
         return nil
     }
 
+    /// A watcher of `directory` reading on `loop`, and its changes.
+    private func watching(_ directory: String, on loop: any EventLoop) async throws -> (
+        ConfigWatcher, AsyncStream<ConfigWatcher.Change>.Iterator
+    ) {
+        let watcher = try ConfigWatcher(directory: directory, logger: Logger(label: "test"))
+        try await watcher.start(on: loop)
+        return (watcher, watcher.changes.makeAsyncIterator())
+    }
+
     @Test func renamesAreCompleteAndWritesAreNot() async throws {
         let temp = try TemporaryDirectory("watcher")
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let kubelet = try temp.subdirectory("kubelet")
-        let swapped = try ConfigWatcher(directory: kubelet, logger: Logger(label: "test"))
-        try await swapped.start(on: group.next())
-        var swaps = swapped.changes.makeAsyncIterator()
+        var (swapped, swaps) = try await watching(kubelet, on: group.next())
         let dataLink = "\"" + kubelet + "/..data\""
         // A first projection: the kubelet creates the models.json link after the ..data
         // rename; until it resolves, the rename is not a whole file.
@@ -48,9 +56,7 @@ struct ConfigWatcherTests {
 
         let plain = try temp.subdirectory("plain")
         try write("[]", to: plain + "/models.json")
-        let inPlace = try ConfigWatcher(directory: plain, logger: Logger(label: "test"))
-        try await inPlace.start(on: group.next())
-        var writes = inPlace.changes.makeAsyncIterator()
+        var (inPlace, writes) = try await watching(plain, on: group.next())
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: plain + "/models.json"))
         try handle.write(contentsOf: Data("[]".utf8))
         let partial = await next(containing: "models.json", from: &writes)
@@ -71,9 +77,7 @@ struct ConfigWatcherTests {
         let temp = try TemporaryDirectory("watcher")
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let directory = try temp.subdirectory("config")
-        let watcher = try ConfigWatcher(directory: directory, logger: Logger(label: "test"))
-        try await watcher.start(on: group.next())
-        var changes = watcher.changes.makeAsyncIterator()
+        var (watcher, changes) = try await watching(directory, on: group.next())
         try FileManager.default.removeItem(atPath: directory)
         #expect(await next(containing: "REMOVE_SELF", from: &changes) != nil)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
@@ -102,10 +106,8 @@ struct ConfigWatcherTests {
         let temp = try TemporaryDirectory("watcher")
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let directory = try temp.subdirectory("config")
-        let watcher = try ConfigWatcher(directory: directory, logger: Logger(label: "test"))
         let loop = group.next()
-        try await watcher.start(on: loop)
-        var changes = watcher.changes.makeAsyncIterator()
+        var (watcher, changes) = try await watching(directory, on: loop)
         // The reader stalls while more events than the kernel queues (fs.inotify.
         // max_queued_events) happen, then the directory is replaced: its end is dropped.
         let queued = Self.queuedEventLimit

@@ -165,10 +165,7 @@ final class ConfigWatcher: Sendable {
             defer { r.channel = nil }
             return r.channel
         }
-        rewatch.withLock { r in
-            r.task?.cancel()
-            r.task = nil
-        }
+        readerClosed()
         channel?.close(promise: nil)
         continuation.finish()
     }
@@ -247,9 +244,13 @@ final class ConfigWatcher: Sendable {
             reportUnwatchable(error)
             return false
         }
+        announceRewatch()
+        return true
+    }
+
+    private func announceRewatch() {
         logger.info("Watching \(directory) again")
         deliver("REWATCH \(JSONText.quoted(directory))")
-        return true
     }
 
     /// After an overflow: true when the watch in place is still this directory's (adding
@@ -264,13 +265,13 @@ final class ConfigWatcher: Sendable {
         if watch.withLock({ $0 }) != before {
             // The old watch (a directory moved away) would go on reporting: drop it.
             if before >= 0 { _ = inotify_rm_watch(fd, before) }
-            logger.info("Watching \(directory) again")
-            deliver("REWATCH \(JSONText.quoted(directory))")
+            announceRewatch()
         }
         return true
     }
 
-    /// The reading channel closed (stopped or failed): nothing looks for the directory.
+    /// The reading channel closed or is closing (stopped or failed): nothing looks for the
+    /// directory any more.
     fileprivate func readerClosed() {
         rewatch.withLock { r in
             r.readerGone = true
