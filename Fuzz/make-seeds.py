@@ -97,7 +97,7 @@ put("gcs-json", "headers", json.dumps({"Authorization": "Bearer x", "X-Test": "y
 
 for i, u in enumerate(["s3://bucket/models/iris", "gs://b/", "https://user:pw@host:8443/m/model.tar.gz?X-Amz-Signature=ab#f",
                        "file:///mnt/pvc/m", "pvc://claim/models/x", "/abs/path", "http://[::1]:80/a%20b.bin",
-                       "http://admin:p%3Fw@h/x", "2026-11-22T06:00:00Z", "hdfs://n/p"]):
+                       "http://admin:p%3Fw@h/x", "2026-11-22T06:00:00Z", "hdfs://n/p", "5QfnJC6n+V0=", "pUaqcg==-3"]):
     put("uri", "u%d" % i, u)
 
 for i, p in enumerate([

@@ -44,7 +44,7 @@ struct PullCommand: AsyncParsableCommand {
                     "Successfully copied \(Redaction.uri(uri)) to \(destination)",
                     metadata: [
                         "files": .stringConvertible(report.files), "bytes": .stringConvertible(report.bytes),
-                        "duration_ms": .stringConvertible(elapsed.milliseconds),
+                        "duration_ms": .stringConvertible(elapsed.milliseconds), "checks": "\(report.checks)",
                     ])
             } catch {
                 logger.error("Failed to download \(Redaction.uri(uri)) to \(destination): \(error)")

@@ -71,6 +71,30 @@ struct S3IntegrationTests {
         await moto.stop()
     }
 
+    /// moto keeps the checksums boto3 sends and returns them with checksum mode on: CRC-32
+    /// is verified whether the file streams or comes in parts (after a HEAD); an object with
+    /// only SHA-256 falls back to its MD5 ETag.
+    @Test func motoAdditionalChecksumsAreVerified() async throws {
+        let workspace = try ProviderWorkspace("moto-checksums")
+        let moto = try await MotoServer(logDirectory: workspace.logs)
+        let large = String(repeating: "model weights 0123456789\n", count: 140_000)
+        try moto.seed(
+            bucket: "sums", objects: ["m/large.bin": large, "m/small.txt": "small", "m/sha.txt": "sha256 only"],
+            checksums: ["m/large.bin": "CRC32", "m/sha.txt": "SHA256"])
+        let provider = StorageFactory.s3Provider(
+            engine: workspace.engine(),
+            environment: [
+                "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_ENDPOINT_URL": moto.endpoint,
+                "AWS_DEFAULT_REGION": "us-east-1",
+            ], logger: Logger(label: "t"))
+        let (staging, report) = try await workspace.fetch(provider, "s3://sums/m")
+        #expect(report.checks.counts == ["crc32": 2, "md5": 1], "\(report.checks)")
+        #expect(try String(contentsOfFile: staging.root + "/large.bin", encoding: .utf8) == large)
+        staging.discard()
+        await workspace.stop()
+        await moto.stop()
+    }
+
     func pull(_ uri: String, into destination: String, environment: [String: String], temp: TemporaryDirectory)
         async throws -> (status: Int32, output: String, peakKiB: Int)
     {
@@ -173,6 +197,9 @@ struct S3IntegrationTests {
         try await agent.waitForStates(["iris-s3": "Loaded"])
         #expect(try await h.mlserver.infer("iris-s3") == [0, 2])
         #expect(try agent.messages(containing: "Downloading model from s3://models/sklearn/iris/v1").count == 1)
+        // Which check each file passed is reported: rclone's ETags are MD5s.
+        #expect(try await agent.model("iris-s3")?.lastDownloadChecks == ["md5": 2])
+        #expect(try agent.logLines().filter { $0.msg == "Downloaded model iris-s3" }.map(\.checks) == ["md5:2"])
         await agent.stop()
         await rclone.stop()
         await h.shutdown()

@@ -65,7 +65,8 @@ struct S3ProviderTests {
         for name in awkward { try w.rclone.put("models", "awk/" + name, name) }
 
         let (m1, report) = try await w.fetch("s3://models/m1")
-        #expect(report == FetchReport(files: 2, bytes: 2))
+        #expect(report.files == 2 && report.bytes == 2)
+        #expect(report.checks.counts == ["md5": 2], "rclone's ETags are MD5s")
         #expect(contents(of: m1.root) == ["a.txt", "sub"])
         #expect(try String(contentsOfFile: m1.root + "/sub/deeper/b.bin", encoding: .utf8) == "b")
 
@@ -159,7 +160,7 @@ struct S3ProviderTests {
         try await proxy.addRules([["method": "GET", "path": "/models/m/w.bin", "corrupt": true, "times": 1]])
         let (staging, _) = try await w.fetch("s3://models/m", env)
         #expect(FileManager.default.contents(atPath: staging.root + "/w.bin") == data)
-        let partGets = try await proxy.log().filter { $0.path == "/models/m/w.bin" }
+        let partGets = try await proxy.log().filter { $0.path == "/models/m/w.bin" && $0.method == "GET" }
         #expect(partGets.count == 12, "6 parts, twice")
         #expect(partGets.allSatisfy { $0.range != nil })
 
@@ -249,10 +250,119 @@ extension S3ProviderTests {
         try await proxy.addRules([["method": "GET", "path": "/models/m/w.bin", "ignore_range": true]])
         let (staging, _) = try await w.fetch("s3://models/m", env)
         #expect(FileManager.default.contents(atPath: staging.root + "/w.bin") == data)
-        let gets = try await proxy.log().filter { $0.path == "/models/m/w.bin" }
+        let gets = try await proxy.log().filter { $0.path == "/models/m/w.bin" && $0.method == "GET" }
         #expect(gets.contains { $0.range != nil }, "parts were tried first")
         #expect(gets.filter { $0.range == nil }.map(\.status) == [200], "then one plain GET")
         await proxy.stop()
+        await w.stop()
+    }
+}
+
+/// S3's additional checksums (x-amz-checksum-*). `rclone serve s3` keeps the checksum a
+/// PUT declares (it does not check it) and returns it on HEAD and GET with checksum mode,
+/// so a wrong one stands for an object corrupted at rest.
+extension S3ProviderTests {
+    /// PUTs `data` through the agent's own signer with `checksum` as S3 headers.
+    static func put(
+        _ w: World, _ key: String, _ data: [UInt8], checksum: (name: String, value: String)
+    ) async throws {
+        var request = HTTPRequest(
+            method: "PUT", url: w.rclone.endpoint + "/models/" + key, headers: [checksum], body: data)
+        SigV4Signer(region: "us-east-1", service: "s3").sign(
+            &request,
+            credentials: AWSCredentials(
+                accessKeyId: RcloneS3Server.accessKey, secretAccessKey: RcloneS3Server.secretKey),
+            payloadHash: "UNSIGNED-PAYLOAD")
+        let response = try await w.pool.perform(request)
+        #expect(response.status == 200, "PUT \(key)")
+    }
+
+    static func header(_ checksum: Checksum) -> (name: String, value: String) {
+        let parts = checksum.description.split(separator: " ")
+        return ("x-amz-checksum-" + parts[0], String(parts[1]))
+    }
+
+    @Test("CRC-64/NVME, CRC-32C and CRC-32 are verified (streams and parts) and reported")
+    func additionalChecksumsAreVerified() async throws {
+        let w = try await World()
+        try w.rclone.put("models", "ck/.keep", "")
+        let small = [UInt8](Self.randomData(200_000))
+        let large = [UInt8](Self.randomData(5 << 20 + 123))
+        let other = [UInt8](Self.randomData(3 << 20))
+        try await Self.put(
+            w, "ck/small.bin", small, checksum: Self.header(.crc(.crc64nvme, CRCAlgorithm.crc64nvme.checksum(small))))
+        try await Self.put(
+            w, "ck/large.bin", large, checksum: Self.header(.crc(.crc32c, CRCAlgorithm.crc32c.checksum(large))))
+        try await Self.put(
+            w, "ck/other.bin", other, checksum: Self.header(.crc(.crc32, CRCAlgorithm.crc32.checksum(other))))
+        let proxy = try await FixtureServer(upstream: w.rclone.endpoint, logDirectory: w.logs)
+        var env = w.rclone.environment()
+        env["AWS_ENDPOINT_URL"] = proxy.baseURL
+
+        let (staging, report) = try await w.fetch("s3://models/ck", env)
+        #expect(report.checks.counts == ["crc64nvme": 1, "crc32c": 1, "crc32": 1, "md5": 1], "\(report.checks)")
+        #expect(FileManager.default.contents(atPath: staging.root + "/large.bin") == Data(large))
+        #expect(FileManager.default.contents(atPath: staging.root + "/small.bin") == Data(small))
+        staging.discard()
+        let log = try await proxy.log()
+        #expect(
+            log.filter { $0.method == "HEAD" }.map(\.path).sorted() == [
+                "/models/ck/large.bin", "/models/ck/other.bin",
+            ],
+            "one HEAD per file fetched in parts, none for streams")
+
+        // A part corrupted in flight fails the CRC: the file is fetched again.
+        try await proxy.clearLog()
+        try await proxy.addRules([["method": "GET", "path": "/models/ck/large.bin", "corrupt": true, "times": 1]])
+        let (again, _) = try await w.fetch("s3://models/ck", env)
+        #expect(FileManager.default.contents(atPath: again.root + "/large.bin") == Data(large))
+        #expect(try await proxy.log().filter { $0.path == "/models/ck/large.bin" && $0.method == "GET" }.count == 12)
+        again.discard()
+
+        // A part cut short resumes where it stopped, and its CRC (computed as the bytes are
+        // written) continues with it: one more GET, no second round.
+        try await proxy.clearLog()
+        try await proxy.addRules([
+            ["method": "GET", "path": "/models/ck/large.bin", "truncate_after": 300_000, "times": 1]
+        ])
+        let (resumed, resumedReport) = try await w.fetch("s3://models/ck", env)
+        #expect(FileManager.default.contents(atPath: resumed.root + "/large.bin") == Data(large))
+        #expect(resumedReport.checks.counts["crc32c"] == 1)
+        #expect(try await proxy.log().filter { $0.path == "/models/ck/large.bin" && $0.method == "GET" }.count == 7)
+        resumed.discard()
+        await proxy.stop()
+        await w.stop()
+    }
+
+    @Test("an object whose stored CRC disagrees with its bytes fails, leaving nothing")
+    func aWrongAdditionalChecksumFails() async throws {
+        let w = try await World()
+        try w.rclone.put("models", ".keep", "")
+        for (key, size) in [("bad/stream.bin", 100_000), ("badparts/parts.bin", 3 << 20)] {
+            let data = [UInt8](Self.randomData(size))
+            let wrong = CRCAlgorithm.crc64nvme.checksum(data) ^ 1
+            try await Self.put(w, key, data, checksum: Self.header(.crc(.crc64nvme, wrong)))
+            let failure = await #expect(throws: DownloadFailed.self) {
+                try await w.fetch("s3://models/" + key.split(separator: "/")[0])
+            }
+            #expect("\(failure.map { "\($0)" } ?? "")".contains("crc64nvme"), "the error names the check")
+        }
+        #expect(
+            try FileSystem.listDirectory(w.store.stagingRoot).filter {
+                $0.hasSuffix(".staging") || $0.hasSuffix(".scratch")
+            }
+            .isEmpty, "no partial files")
+
+        // With checks off only sizes count, and the object comes down.
+        let provider = StorageFactory.s3Provider(
+            engine: {
+                var engine = w.workspace.engine()
+                engine.verifyChecksums = false
+                return engine
+            }(), environment: w.rclone.environment(), logger: Logger(label: "test"))
+        let (staging, report) = try await w.workspace.fetch(provider, "s3://models/badparts")
+        #expect(report.checks.counts == ["size": 1])
+        staging.discard()
         await w.stop()
     }
 }

@@ -6,27 +6,79 @@ import Testing
 @testable import ModelAgent
 
 @Suite struct ChecksumTests {
-    @Test func crc32KnownVectors() {
+    @Test func crcKnownVectors() {
+        let check = Array("123456789".utf8)
+        #expect(CRCAlgorithm.crc32.checksum(check) == 0xCBF4_3926)
+        #expect(CRCAlgorithm.crc32c.checksum(check) == 0xE306_9283)
+        #expect(CRCAlgorithm.crc64nvme.checksum(check) == 0xAE8B_1486_0A79_9888)
+        for algorithm in CRCAlgorithm.allCases { #expect(algorithm.checksum([]) == 0) }
         var ieee = CRC32.ieee()
-        ieee.update(Array("123456789".utf8))
+        ieee.update(Array(check[..<4]))
+        ieee.update(Array(check[4...]))
         #expect(ieee.value == 0xCBF4_3926)
-        var castagnoli = CRC32.castagnoli()
-        castagnoli.update(Array("123456789".utf8))
-        #expect(castagnoli.value == 0xE306_9283)
-        var empty = CRC32.ieee()
-        empty.update([])
-        #expect(empty.value == 0)
     }
 
-    @Test func crc32IsIncremental() {
-        let data = (0..<100_003).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        var whole = CRC32.castagnoli()
-        whole.update(data)
-        var parts = CRC32.castagnoli()
-        parts.update(Array(data[..<7]))
-        parts.update(Array(data[7..<50_001]))
-        parts.update(Array(data[50_001...]))
-        #expect(whole.value == parts.value)
+    /// Chained updates and the combination of parts' CRCs both give the whole file's CRC,
+    /// for any split (S3 and GCS publish whole-object CRCs; parts are hashed apart).
+    @Test func crcOfPartsCombinesToTheWhole() {
+        var generator = SystemRandomNumberGenerator()
+        let data = (0..<300_007).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        for algorithm in CRCAlgorithm.allCases {
+            let whole = algorithm.checksum(data)
+            let cuts = [0, 1, 7, 8, 4096, 65_537, 150_000, 299_999, 300_007]
+            for cut in cuts {
+                let head = Array(data[..<cut])
+                let tail = Array(data[cut...])
+                let chained = tail.withUnsafeBytes { algorithm.update(algorithm.checksum(head), $0) }
+                #expect(chained == whole, "\(algorithm) chained at \(cut)")
+                let combined = algorithm.combine(
+                    algorithm.checksum(head), algorithm.checksum(tail), secondLength: Int64(tail.count))
+                #expect(combined == whole, "\(algorithm) combined at \(cut)")
+            }
+            // Many unequal parts, combined left to right.
+            var total: UInt64 = 0
+            var offset = 0
+            var size = 1
+            while offset < data.count {
+                let part = Array(data[offset..<min(offset + size, data.count)])
+                total = algorithm.combine(total, algorithm.checksum(part), secondLength: Int64(part.count))
+                offset += part.count
+                size = size * 3 + 1
+            }
+            #expect(total == whole, "\(algorithm) from many parts")
+        }
+    }
+
+    /// A part hashed while written: in-order writes give its CRC, anything else gives none
+    /// (the part is then read back).
+    @Test func runningCRCOnlyTrustsInOrderWrites() {
+        let data = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let expected = CRCAlgorithm.crc32c.checksum(Array(data[100..<10_000]))
+        let inOrder = RunningCRC(algorithm: .crc32c, start: 100)
+        data.withUnsafeBytes { bytes in
+            inOrder.absorb(UnsafeRawBufferPointer(rebasing: bytes[100..<4_000]), at: 100)
+            inOrder.absorb(UnsafeRawBufferPointer(rebasing: bytes[4_000..<10_000]), at: 4_000)
+        }
+        #expect(inOrder.value(covering: 100..<10_000) == expected)
+        #expect(inOrder.value(covering: 100..<9_999) == nil, "not the whole range")
+        #expect(inOrder.value(covering: 0..<10_000) == nil)
+
+        let restarted = RunningCRC(algorithm: .crc32c, start: 100)
+        data.withUnsafeBytes { bytes in
+            restarted.absorb(UnsafeRawBufferPointer(rebasing: bytes[100..<4_000]), at: 100)
+            restarted.absorb(UnsafeRawBufferPointer(rebasing: bytes[100..<10_000]), at: 100)
+        }
+        #expect(restarted.value(covering: 100..<10_000) == nil, "a write out of order spoils it")
+    }
+
+    @Test func storeChecksumsParseStrictly() {
+        #expect(Checksum.crc(.crc32, base64: "pUaqcg==") == .crc(.crc32, 0xA546_AA72))
+        #expect(Checksum.crc(.crc64nvme, base64: "5QfnJC6n+V0=") == .crc(.crc64nvme, 0xE507_E724_2EA7_F95D))
+        #expect(Checksum.crc(.crc32c, base64: "5QfnJC6n+V0=") == nil, "eight bytes for a 32-bit CRC")
+        #expect(Checksum.crc(.crc32, base64: "pUaqcg==-3") == nil, "composite")
+        #expect(Checksum.crc(.crc32, base64: "") == nil)
+        #expect(Checksum.crc(.crc32, base64: String(repeating: "A", count: 5000)) == nil)
+        #expect(Checksum.crc(.crc64nvme, 0xE507_E724_2EA7_F95D).description == "crc64nvme 5QfnJC6n+V0=")
     }
 
     @Test func digests() {

@@ -51,6 +51,8 @@ public final class AgentProcess: @unchecked Sendable {
         public let unloads: Int
         public let lastError: String?
         public let diskHash: String?
+        /// Files of the last download by the check they passed ("md5", "crc32c", "size", …).
+        public let lastDownloadChecks: [String: Int]?
     }
 
     public func models() async throws -> [Model] {
@@ -103,6 +105,8 @@ public final class AgentProcess: @unchecked Sendable {
         public let logger: String
         public let caller: String
         public let ts: Double
+        /// A download's checks, "md5:2 crc32c:1" (on "Downloaded model" lines).
+        public let checks: String?
     }
 
     /// The JSON log lines so far (lines that are not JSON fail the decode on purpose).

@@ -72,18 +72,26 @@ public final class MotoServer: @unchecked Sendable {
         }
     }
 
-    /// Creates a bucket and objects through boto3 (a real S3 client).
-    public func seed(bucket: String, objects: [String: String]) throws {
+    /// Creates a bucket and objects through boto3 (a real S3 client). `checksums` names
+    /// the additional checksum boto3 computes and sends for a key ("CRC32", "SHA256", …);
+    /// botocore adds CRC32 to the others by itself.
+    public func seed(bucket: String, objects: [String: String], checksums: [String: String] = [:]) throws {
         let script = """
             import boto3, json, sys
             s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
                               aws_access_key_id="seed", aws_secret_access_key="seed")
             s3.create_bucket(Bucket=sys.argv[2])
-            for key, body in json.loads(sys.argv[3]).items():
-                s3.put_object(Bucket=sys.argv[2], Key=key, Body=body.encode())
+            checksums = json.loads(sys.argv[4])
+            for key, body in json.load(open(sys.argv[3])).items():
+                extra = {"ChecksumAlgorithm": checksums[key]} if key in checksums else {}
+                s3.put_object(Bucket=sys.argv[2], Key=key, Body=body.encode(), **extra)
             """
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: objects), as: UTF8.self)
-        try run(try TestPaths.venvTool("tools", "python3"), ["-c", script, endpoint, bucket, json])
+        // The objects go through a file: a command line argument is at most 128 KiB.
+        let objectsFile = NSTemporaryDirectory() + "/moto-seed-\(UUID().uuidString).json"
+        try JSONSerialization.data(withJSONObject: objects).write(to: URL(fileURLWithPath: objectsFile))
+        defer { try? FileManager.default.removeItem(atPath: objectsFile) }
+        let algorithms = String(decoding: try JSONSerialization.data(withJSONObject: checksums), as: UTF8.self)
+        try run(try TestPaths.venvTool("tools", "python3"), ["-c", script, endpoint, bucket, objectsFile, algorithms])
     }
 
     public func stop() async { await process.stop() }

@@ -346,12 +346,13 @@ actor ModelController {
                 $0.downloads += 1
                 $0.lastDownloadBytes = report.bytes
                 $0.lastDownloadMilliseconds = elapsed.milliseconds
+                $0.lastDownloadChecks = report.checks
             }
             logger.info(
                 "Downloaded model \(name)",
                 metadata: [
                     "bytes": .stringConvertible(report.bytes), "files": .stringConvertible(report.files),
-                    "duration_ms": .stringConvertible(elapsed.milliseconds),
+                    "duration_ms": .stringConvertible(elapsed.milliseconds), "checks": "\(report.checks)",
                 ])
             return staging
         } catch {

@@ -29,6 +29,8 @@ struct ModelStatus: Sendable {
     var unloads: Int = 0
     var lastDownloadBytes: Int64?
     var lastDownloadMilliseconds: Int?
+    /// How the last download's files were checked: files per checksum kind, or "size".
+    var lastDownloadChecks: Verifications?
     /// Wall-clock seconds of the last state change.
     var since: Double
 
@@ -55,6 +57,9 @@ struct ModelStatus: Sendable {
         if let lastError { fields.append(("lastError", JSONText.quoted(SecretRedactor.shared.redact(lastError)))) }
         if let lastDownloadBytes { fields.append(("lastDownloadBytes", String(lastDownloadBytes))) }
         if let lastDownloadMilliseconds { fields.append(("lastDownloadMs", String(lastDownloadMilliseconds))) }
+        if let lastDownloadChecks, !lastDownloadChecks.counts.isEmpty {
+            fields.append(("lastDownloadChecks", lastDownloadChecks.json))
+        }
         fields.append(("inFlightRequests", String(traffic?.inFlight ?? 0)))
         if let lastRequest = traffic?.lastRequest { fields.append(("lastRequest", String(format3(lastRequest)))) }
         return JSONText.object(fields)

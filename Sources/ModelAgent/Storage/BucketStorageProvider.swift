@@ -8,6 +8,16 @@ protocol BucketClient: Sendable {
     func list(bucket: String, prefix: String, pageSize: Int, limit: Int?) async throws -> [ListedObject]
     /// A request for `object`, or part of it; called for every attempt.
     func request(bucket: String, object: ListedObject, range: ByteRange?) async throws -> HTTPRequest
+    /// The whole-object checksum a whole-object answer carries in its headers, if any.
+    func checksum(inHeaders headers: [String: String]) -> Checksum?
+    /// Asks the store for `object`'s whole-object checksum (before a download in parts,
+    /// whose ranged answers do not carry it); nil when it keeps none beyond the listing's.
+    func lookUpChecksum(bucket: String, object: ListedObject) async throws -> Checksum?
+}
+
+extension BucketClient {
+    func checksum(inHeaders headers: [String: String]) -> Checksum? { nil }
+    func lookUpChecksum(bucket: String, object: ListedObject) async throws -> Checksum? { nil }
 }
 
 /// `s3://` and `gs://` artifacts: list what the URI names, check the disk has room, then
@@ -50,12 +60,16 @@ struct BucketStorageProvider: StorageProvider {
             ) { range in
                 try await client.request(bucket: bucket, object: object, range: range)
             }
+            file.checksumInHeaders = { client.checksum(inHeaders: $0) }
+            file.checksumLookup = { try await client.lookUpChecksum(bucket: bucket, object: object) }
             // Never write past the listed end (the disk check counted the listed sizes).
             file.maximumSize = object.size
             return (file: file, path: try destination.preparePath(item.path))
         }
-        let bytes = try await engine.download(files, logger: logger)
-        return FetchReport(files: files.count, bytes: bytes)
+        let fetched = try await engine.download(files, logger: logger)
+        var report = FetchReport(files: files.count, bytes: fetched.bytes)
+        report.checks = fetched.checks
+        return report
     }
 
     /// The objects a model URI names: the object at `key` itself, and everything under

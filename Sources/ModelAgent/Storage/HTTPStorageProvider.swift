@@ -37,9 +37,9 @@ struct HTTPStorageProvider: StorageProvider {
             return request
         }
         file.maximumSize = min(limits.maxDownloadBytes, writable)
-        let result: (bytes: Int64, headers: [String: String])
+        let result: TransferEngine.FetchedFile
         do {
-            result = try await engine.downloadReportingHeaders(file, to: download, logger: logger)
+            result = try await engine.download(file, to: download, logger: logger)
         } catch let failure as DownloadFailed {
             guard case TransferError.bodyTooLarge(let limit)? = failure.underlying as? TransferError else {
                 throw failure
@@ -61,10 +61,14 @@ struct HTTPStorageProvider: StorageProvider {
                 return report
             }
             if report.files == 0 { throw ArchiveError("archive \(fileName) contains no files") }
-            return report
+            var checked = report
+            checked.checks.add(result.check)
+            return checked
         }
         try FileSystem.rename(download, to: try destination.path(for: fileName))
-        return FetchReport(files: 1, bytes: result.bytes)
+        var report = FetchReport(files: 1, bytes: result.bytes)
+        report.checks.add(result.check)
+        return report
     }
 
     static func fileName(of url: URLParts, uri: String) throws -> String {

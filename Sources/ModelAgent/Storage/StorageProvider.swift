@@ -11,6 +11,8 @@ protocol StorageProvider: Sendable {
 package struct FetchReport: Sendable, Equatable {
     package var files: Int
     package var bytes: Int64
+    /// How the downloaded files were checked (an archive counts as its one download).
+    package var checks = Verifications()
 
     init(files: Int, bytes: Int64) {
         self.files = files

@@ -158,6 +158,9 @@
             _ = try? RelativePath.normalize(text)
             _ = try? ModelName(validating: text)
             _ = UTCTime.parseISO8601(text)
+            // Header values from S3 (additional checksums) are short texts like these.
+            _ = S3Client.additionalChecksum(["x-amz-checksum-crc64nvme": text, "x-amz-checksum-type": text])
+            for algorithm in CRCAlgorithm.allCases { _ = Checksum.crc(algorithm, base64: text)?.description }
         }
     }
 #endif

@@ -266,7 +266,7 @@ private let onBody: ccurl_data_callback = { pointer, size, count, userdata in
             return CCURL_WRITE_ABORT
         }
         context.memory.append(contentsOf: bytes)
-    case .file(let file, let offset, let limit):
+    case .file(let file, let offset, let limit, let crc):
         let (end, overflow) = (offset + context.written).addingReportingOverflow(Int64(length))
         if overflow || end > limit {
             context.failure = .bodyTooLarge(limit: limit)
@@ -274,6 +274,7 @@ private let onBody: ccurl_data_callback = { pointer, size, count, userdata in
         }
         do {
             try file.write(bytes, at: offset + context.written)
+            crc?.absorb(bytes, at: offset + context.written)
         } catch let error as SystemError {
             context.failure = .sink(error)
             return CCURL_WRITE_ABORT

@@ -84,6 +84,7 @@ enum ResponseSink: Sendable {
     /// Collected in memory, refused past `limit` bytes (listings, API answers).
     case memory(limit: Int)
     /// Written with pwrite starting at `offset`, never buffered beyond libcurl's own buffer;
-    /// refused once the file would grow past `limit` bytes.
-    case file(OpenFile, offset: Int64, limit: Int64 = .max)
+    /// refused once the file would grow past `limit` bytes. `crc`, if any, hashes what
+    /// is written.
+    case file(OpenFile, offset: Int64, limit: Int64 = .max, crc: RunningCRC? = nil)
 }

@@ -33,10 +33,13 @@ struct TransferEngine: Sendable {
     }
 
     /// Fetches every file to its path, several at a time. The first failure cancels the
-    /// rest and is thrown. Returns the total byte count.
-    func download(_ files: [(file: RemoteFile, path: String)], logger: Logger) async throws -> Int64 {
-        try await withThrowingTaskGroup(of: Int64.self) { group in
+    /// rest and is thrown. Returns the total byte count and how the files were checked.
+    func download(_ files: [(file: RemoteFile, path: String)], logger: Logger) async throws -> (
+        bytes: Int64, checks: Verifications
+    ) {
+        try await withThrowingTaskGroup(of: FetchedFile.self) { group in
             var total: Int64 = 0
+            var checks = Verifications()
             var next = 0
             func startNext() {
                 guard next < files.count else { return }
@@ -45,22 +48,24 @@ struct TransferEngine: Sendable {
                 group.addTask { try await self.download(file, to: path, logger: logger) }
             }
             for _ in 0..<min(parallelFiles, files.count) { startNext() }
-            while let bytes = try await group.next() {
-                total += bytes
+            while let fetched = try await group.next() {
+                total += fetched.bytes
+                checks.add(fetched.check)
                 startNext()
             }
-            return total
+            return (total, checks)
         }
     }
 
-    func download(_ file: RemoteFile, to path: String, logger: Logger) async throws -> Int64 {
-        try await downloadReportingHeaders(file, to: path, logger: logger).bytes
+    /// One file on disk: its size, the last response's headers (Content-Type), and the
+    /// check it passed (a checksum's name, or "size").
+    struct FetchedFile: Sendable {
+        var bytes: Int64
+        var headers: [String: String]
+        var check: String
     }
 
-    /// Like `download`, also returning the last response's headers (Content-Type).
-    func downloadReportingHeaders(_ file: RemoteFile, to path: String, logger: Logger) async throws -> (
-        bytes: Int64, headers: [String: String]
-    ) {
+    func download(_ file: RemoteFile, to path: String, logger: Logger) async throws -> FetchedFile {
         var round = 1
         let attempts = AttemptCounter()
         while true {
@@ -79,62 +84,97 @@ struct TransferEngine: Sendable {
         }
     }
 
+    /// The checksum to verify against: a CRC (hashed in parallel) over MD5, whichever
+    /// source has it; nil when checks are off or nothing usable was published.
+    func chosenChecksum(_ candidates: Checksum?...) -> Checksum? {
+        guard verifyChecksums else { return nil }
+        let found = candidates.compactMap { $0 }
+        return found.first(where: \.isParallel) ?? found.first
+    }
+
+    /// Before a download in parts: the whole-file checksum the store keeps apart from its
+    /// listing (S3's additional checksums, asked for with a HEAD). A failed lookup is not
+    /// fatal: the listing's checksum (or the size) still guards the file.
+    private func lookUpChecksum(_ file: RemoteFile, logger: Logger) async throws -> Checksum? {
+        guard verifyChecksums, let lookup = file.checksumLookup else { return nil }
+        do {
+            return try await retry.run { _ in
+                try await lookup()
+            } onRetry: { number, error, delay in
+                logRetry(file, error, number, delay, logger)
+            }
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            logger.warning(
+                "Could not read the published checksum of \(file.displayName): \(error); checking what the listing gave"
+            )
+            return nil
+        }
+    }
+
     private func downloadOnce(_ file: RemoteFile, to path: String, logger: Logger, attempts: AttemptCounter)
-        async throws -> (
-            bytes: Int64, headers: [String: String]
-        )
+        async throws -> FetchedFile
     {
         let out = try OpenFile(creating: path)
-        let expected = verifyChecksums ? file.checksum : nil
-        var checksum = expected.map { OrderedChecksum(expected: $0, file: out) }
+        var check: (any ContentCheck)?
         var result: (bytes: Int64, headers: [String: String])
         if let size = file.expectedSize {
             // Reserving blocks up front pays off for large files (no ENOSPC halfway, fewer
             // extents); for small ones it is only extra work per file.
             if size >= 4 << 20 { try out.preallocate(size) }
             if size >= multipartThreshold {
+                let expected = chosenChecksum(try await lookUpChecksum(file, logger: logger), file.checksum)
+                check = expected?.makeCheck(for: out)
                 do {
                     let headers = try await parts(
-                        of: file, into: out, size: size, from: 0, etag: file.etag, checksum: checksum, logger: logger,
+                        of: file, into: out, size: size, from: 0, etag: file.etag, check: check, logger: logger,
                         attempts: attempts)
                     result = (size, headers)
                 } catch RangeSupport.unsupported {
                     logger.info("Server ignores ranges for \(file.displayName); fetching it in one stream")
                     try out.truncate(0)
-                    checksum = expected.map { OrderedChecksum(expected: $0, file: out) }
-                    result = try await stream(file, into: out, logger: logger, attempts: attempts)
-                    try await checksum?.completed(0..<result.bytes)
+                    let stream = try await stream(file, into: out, logger: logger, attempts: attempts)
+                    result = stream
+                    check = expected?.makeCheck(for: out)
+                    try await check?.completed(0..<stream.bytes)
                 }
             } else {
+                // A whole-file answer may carry the store's checksum in its headers (an
+                // answer to a resumed, ranged request is not trusted to).
                 result = try await stream(file, into: out, logger: logger, attempts: attempts)
-                try await checksum?.completed(0..<result.bytes)
+                let published = result.headers["content-range"] == nil ? file.checksumInHeaders?(result.headers) : nil
+                check = chosenChecksum(published, file.checksum)?.makeCheck(for: out)
+                try await check?.completed(0..<result.bytes)
             }
             if result.bytes != size {
                 throw IntegrityError(file: file.displayName, detail: "received \(result.bytes) bytes, expected \(size)")
             }
         } else {
+            check = chosenChecksum(file.checksum)?.makeCheck(for: out)
             switch try await probe(file, into: out, logger: logger, attempts: attempts) {
             case .whole(let bytes, let headers):
                 result = (bytes, headers)
-                try await checksum?.completed(0..<bytes)
+                try await check?.completed(0..<bytes)
             case .partial(let total, let received, let headers):
                 guard total <= file.maximumSize else { throw TransferError.bodyTooLarge(limit: file.maximumSize) }
                 try out.preallocate(total)
-                try await checksum?.completed(0..<received)
+                try await check?.completed(0..<received)
                 _ = try await parts(
-                    of: file, into: out, size: total, from: received, etag: headers["etag"], checksum: checksum,
+                    of: file, into: out, size: total, from: received, etag: headers["etag"], check: check,
                     logger: logger, attempts: attempts)
                 result = (total, headers)
             case .rangesUnsupported:
                 try out.truncate(0)
                 result = try await stream(file, into: out, logger: logger, attempts: attempts)
-                try await checksum?.completed(0..<result.bytes)
+                try await check?.completed(0..<result.bytes)
             }
         }
-        if let checksum, try await !checksum.matches(size: result.bytes) {
-            throw ChecksumMismatch(file: file.displayName, expected: checksum.expected)
+        if let check, try await !check.matches(size: result.bytes) {
+            throw ChecksumMismatch(file: file.displayName, expected: check.expected)
         }
-        return result
+        return FetchedFile(
+            bytes: result.bytes, headers: result.headers, check: check?.expected.algorithm ?? Verifications.sizeOnly)
     }
 
     // MARK: - One stream
@@ -195,45 +235,63 @@ struct TransferEngine: Sendable {
 
     // MARK: - Ranged parts
 
-    private enum RangeSupport: Error {
+    /// Not retried: the answer will not change, the file is fetched in one stream instead.
+    private enum RangeSupport: Error, RetryClassifying {
         case unsupported
+        var isTransient: Bool { false }
     }
 
-    /// Fetches `[from, size)` as parts, `partsPerFile` at a time in order, so they
-    /// complete roughly in order and the checksum keeps up.
+    /// Fetches `[from, size)` as parts, `partsPerFile` at a time in order. A finished
+    /// part is handed to the check at once: a CRC hashes it beside the next downloads, MD5
+    /// extends its prefix (parts complete roughly in order, so it keeps up).
     private func parts(
         of file: RemoteFile, into out: OpenFile, size: Int64, from start: Int64, etag: String?,
-        checksum: OrderedChecksum?, logger: Logger, attempts: AttemptCounter
+        check: (any ContentCheck)?, logger: Logger, attempts: AttemptCounter
     ) async throws -> [String: String] {
         let ranges = stride(from: start, to: size, by: Int(partSize)).map {
             ByteRange(start: $0, end: min($0 + partSize, size) - 1)
         }
-        return try await withThrowingTaskGroup(of: (ByteRange, [String: String]).self) { group in
+        return try await withThrowingTaskGroup(of: PartEvent.self) { group in
             var next = 0
             func startNext() {
                 guard next < ranges.count else { return }
                 let range = ranges[next]
                 next += 1
+                let crc = check?.runningCRC(startingAt: range.start)
                 group.addTask {
-                    (
-                        range,
-                        try await self.part(range, of: file, into: out, etag: etag, logger: logger, attempts: attempts)
-                    )
+                    let headers = try await self.part(
+                        range, of: file, into: out, etag: etag, crc: crc, logger: logger, attempts: attempts)
+                    return .fetched(range, headers, crc)
                 }
             }
             for _ in 0..<min(partsPerFile, ranges.count) { startNext() }
             var headers: [String: String] = [:]
-            while let (range, partHeaders) = try await group.next() {
+            while let event = try await group.next() {
+                guard case .fetched(let range, let partHeaders, let crc) = event else { continue }
                 headers = partHeaders
                 startNext()
-                try await checksum?.completed(range.start..<(range.end! + 1))
+                guard let check else { continue }
+                let landed = range.start..<(range.end! + 1)
+                if check.expected.isParallel {
+                    group.addTask {
+                        try await check.completed(landed, hashed: crc)
+                        return .hashed
+                    }
+                } else {
+                    try await check.completed(landed)
+                }
             }
             return headers
         }
     }
 
+    private enum PartEvent: Sendable {
+        case fetched(ByteRange, [String: String], RunningCRC?)
+        case hashed
+    }
+
     private func part(
-        _ part: ByteRange, of file: RemoteFile, into out: OpenFile, etag: String?, logger: Logger,
+        _ part: ByteRange, of file: RemoteFile, into out: OpenFile, etag: String?, crc: RunningCRC?, logger: Logger,
         attempts: AttemptCounter
     ) async throws -> [String: String] {
         let length = part.length!
@@ -244,7 +302,7 @@ struct TransferEngine: Sendable {
             // A part of a newer version of the object must never be stitched to older parts.
             if let etag, !etag.hasPrefix("W/") { request.headers.append((name: "If-Match", value: etag)) }
             let attempt = try await attemptFollowingRedirects(
-                request, sink: .file(out, offset: range.start, limit: file.maximumSize))
+                request, sink: .file(out, offset: range.start, limit: file.maximumSize, crc: crc))
             let response = attempt.response
             if response.isSuccess { received += response.bytesWritten }
             if let error = attempt.error {

@@ -96,9 +96,7 @@ struct GCSClient: BucketClient {
     /// CRC32C is preferred: it is what every object has (composite ones lack MD5) and far
     /// cheaper to compute.
     static func checksum(crc32c: String?, md5: String?) -> Checksum? {
-        if let crc32c, let bytes = Base64.decode(crc32c), bytes.count == 4 {
-            return .crc32c(bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
-        }
+        if let crc32c, let checksum = Checksum.crc(.crc32c, base64: crc32c) { return checksum }
         if let md5, let bytes = Base64.decode(md5), bytes.count == 16 { return .md5(hex: hex(bytes)) }
         return nil
     }

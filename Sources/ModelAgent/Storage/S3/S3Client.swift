@@ -17,7 +17,8 @@ struct S3Client: BucketClient {
 
     /// A signed request; called per attempt, so the signature is always fresh.
     func request(
-        bucket: String, key: String?, query: [(String, String)] = [], range: ByteRange? = nil, timeout: Duration? = nil
+        bucket: String, key: String?, method: String = "GET", query: [(String, String)] = [],
+        headers: [(name: String, value: String)] = [], range: ByteRange? = nil, timeout: Duration? = nil
     ) async throws -> HTTPRequest {
         let (origin, pathPrefix) = config.base(bucket: bucket)
         var path = pathPrefix
@@ -25,7 +26,8 @@ struct S3Client: BucketClient {
         if path.isEmpty { path = "/" }
         let queryText = query.map { "\(uriEncode($0.0))=\(uriEncode($0.1))" }.joined(separator: "&")
         var request = HTTPRequest(
-            url: origin + path + (queryText.isEmpty ? "" : "?" + queryText), range: range, timeout: timeout)
+            method: method, url: origin + path + (queryText.isEmpty ? "" : "?" + queryText), headers: headers,
+            range: range, timeout: timeout)
         request.tls = TLSOptions(verify: config.verifyTLS, caBundle: config.caBundle)
         if let credentials = try await credentials.credentials() {
             signer.sign(&request, credentials: credentials)
@@ -33,9 +35,48 @@ struct S3Client: BucketClient {
         return request
     }
 
-    /// A signed GetObject for `object`, with If-Match handled by the engine.
+    /// A signed GetObject for `object`, with If-Match handled by the engine. A whole-object
+    /// GET asks for the additional checksums (ranged answers never carry them).
     func request(bucket: String, object: ListedObject, range: ByteRange?) async throws -> HTTPRequest {
-        try await request(bucket: bucket, key: object.key, range: range)
+        try await request(
+            bucket: bucket, key: object.key, headers: range == nil ? [Self.checksumMode] : [], range: range)
+    }
+
+    /// Makes S3 return an object's additional checksums (x-amz-checksum-*).
+    static let checksumMode = (name: "x-amz-checksum-mode", value: "ENABLED")
+
+    func checksum(inHeaders headers: [String: String]) -> Checksum? {
+        Self.additionalChecksum(headers)
+    }
+
+    /// HEAD with checksum mode on, for the same version the listing saw (If-Match).
+    func lookUpChecksum(bucket: String, object: ListedObject) async throws -> Checksum? {
+        var headers = [Self.checksumMode]
+        if let etag = object.etag, !etag.hasPrefix("W/") { headers.append((name: "If-Match", value: etag)) }
+        let request = try await request(
+            bucket: bucket, key: object.key, method: "HEAD", headers: headers, timeout: .seconds(60))
+        let response = try await pool.perform(request, sink: .memory(limit: 0))
+        if response.status == 412 { throw ObjectChanged(file: "s3://\(bucket)/\(object.key)") }
+        guard response.isSuccess else {
+            throw S3Error(operation: "HEAD s3://\(bucket)/\(object.key)", status: response.status, body: [])
+        }
+        return Self.additionalChecksum(response.headers)
+    }
+
+    /// A whole-object ("FULL_OBJECT") additional checksum: CRC-32C and CRC-32 first (the
+    /// hardware computes them fastest), then CRC-64/NVME. Composite checksums of multipart
+    /// uploads ("…-N") are checksums of the parts' checksums, which need the part layout:
+    /// ignored, like SHA-1 and SHA-256 (the MD5 ETag or the size is checked instead).
+    static func additionalChecksum(_ headers: [String: String]) -> Checksum? {
+        if headers["x-amz-checksum-type"]?.uppercased() == "COMPOSITE" { return nil }
+        for algorithm in [CRCAlgorithm.crc32c, .crc32, .crc64nvme] {
+            if let value = headers["x-amz-checksum-" + algorithm.rawValue],
+                let checksum = Checksum.crc(algorithm, base64: value)
+            {
+                return checksum
+            }
+        }
+        return nil
     }
 
     /// Every object whose key starts with `prefix`, following continuation tokens.

@@ -21,6 +21,13 @@ struct SigV4Signer: Sendable {
             ("host", url.authority), ("x-amz-content-sha256", payloadHash), ("x-amz-date", time.amzDate),
         ]
         if let token = credentials.sessionToken { signed.append(("x-amz-security-token", token)) }
+        // S3 refuses x-amz-* headers left out of the signature (x-amz-checksum-mode).
+        for header in request.headers {
+            let name = header.name.lowercased()
+            if name.hasPrefix("x-amz-") && !signed.contains(where: { $0.name == name }) {
+                signed.append((name, header.value))
+            }
+        }
         signed.sort { $0.name < $1.name }
         let signedNames = signed.map(\.name).joined(separator: ";")
         let canonical = [

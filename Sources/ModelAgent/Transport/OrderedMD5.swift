@@ -1,9 +1,9 @@
 import Synchronization
 
-/// Computes a file's checksum while its ranged parts arrive out of order: whenever the
-/// parts completed so far extend the hashed prefix, that stretch is read back (from the
-/// page cache) and hashed, so verification mostly overlaps the download.
-final class OrderedChecksum: Sendable {
+/// A file's MD5 while its ranged parts arrive out of order: MD5 is one sequential state,
+/// so whenever the parts completed so far extend the hashed prefix, that stretch is read
+/// back (from the page cache) and hashed; verification mostly overlaps the download.
+final class OrderedMD5: ContentCheck {
     private struct State {
         var ready: [Int64: Int64] = [:]
         var hashed: Int64 = 0
@@ -18,14 +18,16 @@ final class OrderedChecksum: Sendable {
     init(expected: Checksum, file: OpenFile) {
         self.expected = expected
         self.file = file
-        accumulator = Accumulator(expected)
+        accumulator = Accumulator()
     }
 
     /// Records that `range` is on disk and hashes whatever became contiguous.
-    func completed(_ range: Range<Int64>) async throws {
+    func completed(_ range: Range<Int64>, hashed: RunningCRC?) async throws {
         state.withLock { $0.ready[range.lowerBound] = range.upperBound }
         try await advance()
     }
+
+    func runningCRC(startingAt start: Int64) -> RunningCRC? { nil }
 
     /// Hashes up to `size` and tells whether the result is the expected checksum.
     func matches(size: Int64) async throws -> Bool {
@@ -68,32 +70,15 @@ final class OrderedChecksum: Sendable {
 
     /// The running digest. Only the one task that set `running` touches it.
     private final class Accumulator: @unchecked Sendable {
-        private let md5: Digest?
-        private var crc = CRC32.castagnoli()
-
-        init(_ expected: Checksum) {
-            if case .md5 = expected { md5 = Digest(.md5) } else { md5 = nil }
-        }
+        private let md5 = Digest(.md5)
 
         func hash(_ file: OpenFile, _ region: Range<Int64>) throws {
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-            defer { buffer.deallocate() }
-            var offset = region.lowerBound
-            while offset < region.upperBound {
-                let want = Int(min(Int64(buffer.count), region.upperBound - offset))
-                let n = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<want]), at: offset)
-                if n == 0 { throw IntegrityError(file: file.path, detail: "file shorter than the parts written") }
-                let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<n])
-                if let md5 { md5.update(chunk) } else { crc.update(chunk) }
-                offset += Int64(n)
-            }
+            try file.scan(region) { md5.update($0) }
         }
 
         func matches(_ expected: Checksum) -> Bool {
-            switch expected {
-            case .md5(let hexValue): return md5.map { hex($0.finish()) } == hexValue
-            case .crc32c(let value): return crc.value == value
-            }
+            guard case .md5(let hexValue) = expected else { return false }
+            return hex(md5.finish()) == hexValue
         }
     }
 }
