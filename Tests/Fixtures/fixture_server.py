@@ -32,7 +32,7 @@ LOADED = set()
 ARGS = None
 
 
-def match_rule(method, path):
+def match_rule(method, path, headers=None):
     with LOCK:
         for rule in RULES:
             if rule.get("times", -1) == 0:
@@ -42,6 +42,9 @@ def match_rule(method, path):
             if "path" in rule and rule["path"] != path:
                 continue
             if "path_prefix" in rule and not path.startswith(rule["path_prefix"]):
+                continue
+            # Only requests that carry this header (e.g. a store refusing x-amz-checksum-mode).
+            if "if_header" in rule and (headers is None or headers.get(rule["if_header"]) is None):
                 continue
             if rule.get("times", -1) > 0:
                 rule["times"] -= 1
@@ -106,7 +109,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path.startswith("/_control/"):
             return self.control(path)
         payload = self.body() if self.command in ("POST", "PUT") else b""
-        rule = match_rule(self.command, path)
+        rule = match_rule(self.command, path, self.headers)
         if rule and rule.get("delay"):
             time.sleep(rule["delay"])
         if rule and "redirect" in rule:

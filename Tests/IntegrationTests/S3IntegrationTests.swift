@@ -80,7 +80,7 @@ struct S3IntegrationTests {
         let large = String(repeating: "model weights 0123456789\n", count: 140_000)
         try moto.seed(
             bucket: "sums", objects: ["m/large.bin": large, "m/small.txt": "small", "m/sha.txt": "sha256 only"],
-            checksums: ["m/large.bin": "CRC32", "m/sha.txt": "SHA256"])
+            checksums: ["m/large.bin": "CRC32", "m/small.txt": "CRC32", "m/sha.txt": "SHA256"])
         let provider = StorageFactory.s3Provider(
             engine: workspace.engine(),
             environment: [

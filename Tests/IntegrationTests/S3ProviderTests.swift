@@ -277,6 +277,10 @@ extension S3ProviderTests {
         #expect(response.status == 200, "PUT \(key)")
     }
 
+    static func crc(_ algorithm: CRCAlgorithm, _ data: [UInt8]) -> UInt64 {
+        data.withUnsafeBytes { algorithm.update(0, $0) }
+    }
+
     static func header(_ checksum: Checksum) -> (name: String, value: String) {
         let parts = checksum.description.split(separator: " ")
         return ("x-amz-checksum-" + parts[0], String(parts[1]))
@@ -290,11 +294,11 @@ extension S3ProviderTests {
         let large = [UInt8](Self.randomData(5 << 20 + 123))
         let other = [UInt8](Self.randomData(3 << 20))
         try await Self.put(
-            w, "ck/small.bin", small, checksum: Self.header(.crc(.crc64nvme, CRCAlgorithm.crc64nvme.checksum(small))))
+            w, "ck/small.bin", small, checksum: Self.header(.crc(.crc64nvme, Self.crc(.crc64nvme, small))))
         try await Self.put(
-            w, "ck/large.bin", large, checksum: Self.header(.crc(.crc32c, CRCAlgorithm.crc32c.checksum(large))))
+            w, "ck/large.bin", large, checksum: Self.header(.crc(.crc32c, Self.crc(.crc32c, large))))
         try await Self.put(
-            w, "ck/other.bin", other, checksum: Self.header(.crc(.crc32, CRCAlgorithm.crc32.checksum(other))))
+            w, "ck/other.bin", other, checksum: Self.header(.crc(.crc32, Self.crc(.crc32, other))))
         let proxy = try await FixtureServer(upstream: w.rclone.endpoint, logDirectory: w.logs)
         var env = w.rclone.environment()
         env["AWS_ENDPOINT_URL"] = proxy.baseURL
@@ -340,12 +344,14 @@ extension S3ProviderTests {
         try w.rclone.put("models", ".keep", "")
         for (key, size) in [("bad/stream.bin", 100_000), ("badparts/parts.bin", 3 << 20)] {
             let data = [UInt8](Self.randomData(size))
-            let wrong = CRCAlgorithm.crc64nvme.checksum(data) ^ 1
+            let wrong = Self.crc(.crc64nvme, data) ^ 1
             try await Self.put(w, key, data, checksum: Self.header(.crc(.crc64nvme, wrong)))
             let failure = await #expect(throws: DownloadFailed.self) {
                 try await w.fetch("s3://models/" + key.split(separator: "/")[0])
             }
-            #expect("\(failure.map { "\($0)" } ?? "")".contains("crc64nvme"), "the error names the check")
+            let message = failure.map { "\($0)" } ?? ""
+            #expect(message.contains("crc64nvme"), "the error names the check: \(message)")
+            #expect(message.contains("the same content came twice"), "two equal results end the rounds: \(message)")
         }
         #expect(
             try FileSystem.listDirectory(w.store.stagingRoot).filter {
@@ -363,6 +369,47 @@ extension S3ProviderTests {
         let (staging, report) = try await w.workspace.fetch(provider, "s3://models/badparts")
         #expect(report.checks.counts == ["size": 1])
         staging.discard()
+        await w.stop()
+    }
+
+    /// Some S3-compatible stores (Backblaze B2) answer 400 to x-amz-checksum-mode. The
+    /// agent stops asking and checks what the listing gave; the SDKs' opt-out
+    /// (AWS_RESPONSE_CHECKSUM_VALIDATION=when_required) never asks.
+    @Test func aStoreRefusingChecksumModeStillServesItsObjects() async throws {
+        let w = try await World()
+        try w.rclone.put("models", ".keep", "")
+        let small = [UInt8](Self.randomData(100_000))
+        let large = [UInt8](Self.randomData(3 << 20))
+        try await Self.put(w, "b2/small.bin", small, checksum: Self.header(.crc(.crc32c, Self.crc(.crc32c, small))))
+        try await Self.put(w, "b2/large.bin", large, checksum: Self.header(.crc(.crc32c, Self.crc(.crc32c, large))))
+        let proxy = try await FixtureServer(upstream: w.rclone.endpoint, logDirectory: w.logs)
+        try await proxy.addRules([
+            [
+                "if_header": "x-amz-checksum-mode", "status": 400,
+                "body":
+                    "<Error><Code>InvalidArgument</Code><Message>Unsupported header 'x-amz-checksum-mode' received for this API call.</Message></Error>",
+            ]
+        ])
+        var env = w.rclone.environment()
+        env["AWS_ENDPOINT_URL"] = proxy.baseURL
+
+        // The parts' file, with no lookup, falls back to its MD5 ETag. rclone sends a stored
+        // checksum with every GET, asked for or not, so the streamed file keeps its CRC.
+        let (staging, report) = try await w.fetch("s3://models/b2", env)
+        #expect(report.checks.counts == ["md5": 1, "crc32c": 1], "\(report.checks)")
+        #expect(FileManager.default.contents(atPath: staging.root + "/small.bin") == Data(small))
+        #expect(FileManager.default.contents(atPath: staging.root + "/large.bin") == Data(large))
+        staging.discard()
+        #expect(try await proxy.log().contains { $0.status == 400 }, "the header was refused")
+
+        try await proxy.clearLog()
+        env["AWS_RESPONSE_CHECKSUM_VALIDATION"] = "when_required"
+        let (plain, plainReport) = try await w.fetch("s3://models/b2", env)
+        #expect(plainReport.checks.counts == ["md5": 1, "crc32c": 1])
+        #expect(try await proxy.log().allSatisfy { $0.status != 400 }, "never asked")
+        #expect(try await proxy.log().allSatisfy { $0.method != "HEAD" }, "no lookup without checksum mode")
+        plain.discard()
+        await proxy.stop()
         await w.stop()
     }
 }

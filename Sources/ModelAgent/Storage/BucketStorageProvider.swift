@@ -13,11 +13,15 @@ protocol BucketClient: Sendable {
     /// Asks the store for `object`'s whole-object checksum (before a download in parts,
     /// whose ranged answers do not carry it); nil when it keeps none beyond the listing's.
     func lookUpChecksum(bucket: String, object: ListedObject) async throws -> Checksum?
+    /// Whether `request` failed for an optional extra it carried, which later requests
+    /// leave out; the engine then asks again.
+    func refusedExtra(_ request: HTTPRequest, _ error: HTTPStatusError) -> Bool
 }
 
 extension BucketClient {
     func checksum(inHeaders headers: [String: String]) -> Checksum? { nil }
     func lookUpChecksum(bucket: String, object: ListedObject) async throws -> Checksum? { nil }
+    func refusedExtra(_ request: HTTPRequest, _ error: HTTPStatusError) -> Bool { false }
 }
 
 /// `s3://` and `gs://` artifacts: list what the URI names, check the disk has room, then
@@ -62,6 +66,7 @@ struct BucketStorageProvider: StorageProvider {
             }
             file.checksumInHeaders = { client.checksum(inHeaders: $0) }
             file.checksumLookup = { try await client.lookUpChecksum(bucket: bucket, object: object) }
+            file.requestRefused = { client.refusedExtra($0, $1) }
             // Never write past the listed end (the disk check counted the listed sizes).
             file.maximumSize = object.size
             return (file: file, path: try destination.preparePath(item.path))

@@ -1,5 +1,6 @@
 /// Checks a downloaded file against the checksum its store published, while its parts
-/// land on disk: each finished range is read back (from the page cache) and hashed.
+/// land on disk: each finished range is hashed (as it was written, or read back from the
+/// page cache).
 protocol ContentCheck: Sendable {
     var expected: Checksum { get }
     /// Records that `range` of the file is on disk, and hashes what it can. `hashed` is
@@ -8,9 +9,9 @@ protocol ContentCheck: Sendable {
     /// A CRC for a transfer to compute as it writes the part starting at `start` (nil:
     /// this check reads parts back).
     func runningCRC(startingAt start: Int64) -> RunningCRC?
-    /// Whether the file's first `size` bytes have the expected checksum. Every range
-    /// below `size` must have been reported.
-    func matches(size: Int64) async throws -> Bool
+    /// The checksum of the file's first `size` bytes, to compare with `expected`. Every
+    /// range below `size` must have been reported.
+    func computed(size: Int64) async throws -> Checksum
 }
 
 extension ContentCheck {
@@ -25,8 +26,8 @@ extension Checksum {
     func makeCheck(for file: OpenFile) -> any ContentCheck {
         switch self {
         case .md5: return OrderedMD5(expected: self, file: file)
-        case .crc(let algorithm, let value):
-            return PartwiseCRC(expected: self, algorithm: algorithm, value: value, file: file)
+        case .crc(let algorithm, _):
+            return PartwiseCRC(expected: self, algorithm: algorithm, file: file)
         }
     }
 }

@@ -29,8 +29,8 @@ final class OrderedMD5: ContentCheck {
 
     func runningCRC(startingAt start: Int64) -> RunningCRC? { nil }
 
-    /// Hashes up to `size` and tells whether the result is the expected checksum.
-    func matches(size: Int64) async throws -> Bool {
+    /// Hashes up to `size` and gives the MD5.
+    func computed(size: Int64) async throws -> Checksum {
         while true {
             try await advance()
             let (hashed, running) = state.withLock { ($0.hashed, $0.running) }
@@ -40,7 +40,7 @@ final class OrderedMD5: ContentCheck {
             }
             try await Task.sleep(for: .milliseconds(1))
         }
-        return accumulator.matches(expected)
+        return .md5(hex: accumulator.finish())
     }
 
     private func advance() async throws {
@@ -76,9 +76,6 @@ final class OrderedMD5: ContentCheck {
             try file.scan(region) { md5.update($0) }
         }
 
-        func matches(_ expected: Checksum) -> Bool {
-            guard case .md5(let hexValue) = expected else { return false }
-            return hex(md5.finish()) == hexValue
-        }
+        func finish() -> String { hex(md5.finish()) }
     }
 }

@@ -2,20 +2,19 @@ import Synchronization
 
 /// A whole-file CRC from ranges hashed independently, and combined in file order at the
 /// end: a ranged part is hashed by its transfer as it is written (`RunningCRC`); any
-/// other range (a stream, a part whose transfer started over) is read back and hashed on
-/// a blocking thread as soon as it lands. Nothing waits for the parts before it.
+/// other range (a stream, the head of a probed file, a part whose running CRC was
+/// spoiled) is read back and hashed on a blocking thread as soon as it lands. Nothing
+/// waits for the parts before it.
 final class PartwiseCRC: ContentCheck {
     let expected: Checksum
     private let algorithm: CRCAlgorithm
-    private let value: UInt64
     private let file: OpenFile
     /// Hashed ranges by start: end and CRC.
     private let ranges = Mutex<[Int64: (end: Int64, crc: UInt64)]>([:])
 
-    init(expected: Checksum, algorithm: CRCAlgorithm, value: UInt64, file: OpenFile) {
+    init(expected: Checksum, algorithm: CRCAlgorithm, file: OpenFile) {
         self.expected = expected
         self.algorithm = algorithm
-        self.value = value
         self.file = file
     }
 
@@ -26,7 +25,7 @@ final class PartwiseCRC: ContentCheck {
     func completed(_ range: Range<Int64>, hashed: RunningCRC?) async throws {
         guard !range.isEmpty else { return }
         let crc: UInt64
-        if let value = hashed?.value(covering: range), hashed?.algorithm == algorithm {
+        if let value = hashed?.value(covering: range) {
             crc = value
         } else {
             let (file, algorithm) = (self.file, self.algorithm)
@@ -39,7 +38,7 @@ final class PartwiseCRC: ContentCheck {
         ranges.withLock { $0[range.lowerBound] = (range.upperBound, crc) }
     }
 
-    func matches(size: Int64) async throws -> Bool {
+    func computed(size: Int64) async throws -> Checksum {
         let ranges = self.ranges.withLock { $0 }
         var offset: Int64 = 0
         var crc: UInt64 = 0
@@ -51,6 +50,9 @@ final class PartwiseCRC: ContentCheck {
             crc = algorithm.combine(crc, range.crc, secondLength: range.end - offset)
             offset = range.end
         }
-        return offset == size && crc == value
+        guard offset == size else {
+            throw IntegrityError(file: file.path, detail: "internal: hashed ranges end at \(offset), not \(size)")
+        }
+        return .crc(algorithm, crc)
     }
 }

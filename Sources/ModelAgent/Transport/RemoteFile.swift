@@ -19,6 +19,9 @@ struct RemoteFile: Sendable {
     /// Asks for the whole-file checksum before a download in parts, whose ranged answers
     /// do not carry it (S3: a HEAD with checksum mode on).
     var checksumLookup: (@Sendable () async throws -> Checksum?)?
+    /// Whether a failed whole-file request is worth sending again, because it carried an
+    /// optional extra the store refuses and later requests leave out (S3's checksum mode).
+    var requestRefused: (@Sendable (HTTPRequest, HTTPStatusError) -> Bool)?
 
     init(
         displayName: String, expectedSize: Int64? = nil, checksum: Checksum? = nil, etag: String? = nil,

@@ -68,10 +68,19 @@ struct TransferEngine: Sendable {
     func download(_ file: RemoteFile, to path: String, logger: Logger) async throws -> FetchedFile {
         var round = 1
         let attempts = AttemptCounter()
+        var lastComputed: Checksum?
         while true {
             do {
                 return try await downloadOnce(file, to: path, logger: logger, attempts: attempts)
             } catch let mismatch as ChecksumMismatch where round < retry.maxAttempts {
+                // The same wrong result twice: the bytes are stable, so the stored
+                // checksum (or the object at rest) is wrong. Fetching again cannot help.
+                if mismatch.computed == lastComputed {
+                    throw DownloadFailed(
+                        file: file.displayName, attempts: attempts.value,
+                        underlying: StoredChecksumDisagrees(mismatch: mismatch))
+                }
+                lastComputed = mismatch.computed
                 logger.warning("\(mismatch); downloading it again", metadata: ["attempt": .stringConvertible(round)])
                 round += 1
             } catch is CancellationError {
@@ -97,14 +106,21 @@ struct TransferEngine: Sendable {
     /// fatal: the listing's checksum (or the size) still guards the file.
     private func lookUpChecksum(_ file: RemoteFile, logger: Logger) async throws -> Checksum? {
         guard verifyChecksums, let lookup = file.checksumLookup else { return nil }
+        // One retry at most: the parts can go without it.
+        var twice = retry
+        twice.maxAttempts = min(retry.maxAttempts, 2)
         do {
-            return try await retry.run { _ in
+            return try await twice.run { _ in
                 try await lookup()
-            } onRetry: { number, error, delay in
-                logRetry(file, error, number, delay, logger)
+            } onRetry: { _, error, delay in
+                logger.warning(
+                    "Retrying the checksum lookup of \(file.displayName) after error: \(error)",
+                    metadata: ["delay_ms": .stringConvertible(delay.milliseconds)])
             }
         } catch is CancellationError {
             throw CancellationError()
+        } catch let changed as ObjectChanged {
+            throw changed
         } catch {
             logger.warning(
                 "Could not read the published checksum of \(file.displayName): \(error); checking what the listing gave"
@@ -170,8 +186,11 @@ struct TransferEngine: Sendable {
                 try await check?.completed(0..<result.bytes)
             }
         }
-        if let check, try await !check.matches(size: result.bytes) {
-            throw ChecksumMismatch(file: file.displayName, expected: check.expected)
+        if let check {
+            let computed = try await check.computed(size: result.bytes)
+            if computed != check.expected {
+                throw ChecksumMismatch(file: file.displayName, expected: check.expected, computed: computed)
+            }
         }
         return FetchedFile(
             bytes: result.bytes, headers: result.headers, check: check?.expected.algorithm ?? Verifications.sizeOnly)
@@ -198,6 +217,11 @@ struct TransferEngine: Sendable {
             let range = written > 0 ? ByteRange(start: written) : nil
             var request = try await file.makeRequest(range)
             if range != nil, let validator { request.headers.append((name: "If-Range", value: validator)) }
+            // The version the listing saw, as for parts: its checksum (an MD5 ETag) must
+            // describe the bytes that come.
+            if range == nil, let etag = file.etag, !etag.hasPrefix("W/") {
+                request.headers.append((name: "If-Match", value: etag))
+            }
             let attempt = try await attemptFollowingRedirects(
                 request, sink: .file(out, offset: written, limit: file.maximumSize))
             let response = attempt.response
@@ -216,7 +240,11 @@ struct TransferEngine: Sendable {
                 throw error
             }
             guard response.isSuccess else {
-                throw HTTPStatusError(status: response.status, body: response.body, context: "GET \(file.displayName)")
+                if response.status == 412 { throw ObjectChanged(file: file.displayName) }
+                let error = HTTPStatusError(
+                    status: response.status, body: response.body, context: "GET \(file.displayName)")
+                if file.requestRefused?(request, error) == true { throw RequestRefused(refusal: error) }
+                throw error
             }
             headers = response.headers
             if let total = Self.totalLength(response) ?? file.expectedSize, written != total {
@@ -242,8 +270,9 @@ struct TransferEngine: Sendable {
     }
 
     /// Fetches `[from, size)` as parts, `partsPerFile` at a time in order. A finished
-    /// part is handed to the check at once: a CRC hashes it beside the next downloads, MD5
-    /// extends its prefix (parts complete roughly in order, so it keeps up).
+    /// part is handed to the check at once: a CRC was computed as the part was written
+    /// (and is read back only if that failed), MD5 extends its prefix (parts complete
+    /// roughly in order, so it keeps up).
     private func parts(
         of file: RemoteFile, into out: OpenFile, size: Int64, from start: Int64, etag: String?,
         check: (any ContentCheck)?, logger: Logger, attempts: AttemptCounter
@@ -301,10 +330,16 @@ struct TransferEngine: Sendable {
             var request = try await file.makeRequest(range)
             // A part of a newer version of the object must never be stitched to older parts.
             if let etag, !etag.hasPrefix("W/") { request.headers.append((name: "If-Match", value: etag)) }
+            // Never past the part's end: the next part's bytes may already be written and
+            // hashed by its own transfer.
             let attempt = try await attemptFollowingRedirects(
-                request, sink: .file(out, offset: range.start, limit: file.maximumSize, crc: crc))
+                request, sink: .file(out, offset: range.start, limit: min(file.maximumSize, part.end! + 1), crc: crc))
             let response = attempt.response
             if response.isSuccess { received += response.bytesWritten }
+            if case .bodyTooLarge? = attempt.error, part.end! + 1 <= file.maximumSize {
+                throw IntegrityError(
+                    file: file.displayName, detail: "part \(part) answered with more than \(length) bytes")
+            }
             if let error = attempt.error {
                 // Whichever part hears it first: a whole body for a part that has nothing yet
                 // means the server ignores ranges.
@@ -445,8 +480,28 @@ struct DownloadFailed: Error, RetryClassifying, CustomStringConvertible {
 struct ChecksumMismatch: Error, RetryClassifying, CustomStringConvertible {
     let file: String
     let expected: Checksum
+    let computed: Checksum
     var isTransient: Bool { true }
-    var description: String { "\(file): content does not match its \(expected)" }
+    var description: String { "\(file): content does not match its \(expected) (computed \(computed))" }
+}
+
+/// Two downloads in a row hashed to the same value, not the published one: the store's
+/// checksum, or the object it keeps, is wrong. Not retried: the next round would fetch the
+/// same bytes (the model's own retry still comes, after its backoff).
+struct StoredChecksumDisagrees: Error, RetryClassifying, CustomStringConvertible {
+    let mismatch: ChecksumMismatch
+    var isTransient: Bool { false }
+    var description: String {
+        "\(mismatch); the same content came twice, so the store's checksum or the stored object is wrong"
+    }
+}
+
+/// The store refused an optional extra of a whole-file request (S3-compatible stores that
+/// reject `x-amz-checksum-mode`); the next attempt goes without it.
+struct RequestRefused: Error, RetryClassifying, CustomStringConvertible {
+    let refusal: HTTPStatusError
+    var isTransient: Bool { true }
+    var description: String { "\(refusal); asking again without the checksum request" }
 }
 
 /// The object was replaced while its parts were being fetched.

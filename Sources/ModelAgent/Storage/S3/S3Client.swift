@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 /// Signed requests to one S3-compatible service: ListObjectsV2 and (ranged) GetObject.
 struct S3Client: BucketClient {
@@ -7,12 +8,16 @@ struct S3Client: BucketClient {
     let credentials: AWSCredentialProvider
     let pool: TransferPool
     let signer: SigV4Signer
+    /// Cleared for good the first time the store refuses checksum mode (Backblaze B2
+    /// answers 400 "Unsupported header"); files are then checked by MD5 ETag or size.
+    private let checksumMode: ChecksumModeSwitch
 
     init(config: S3Configuration, credentials: AWSCredentialProvider, pool: TransferPool) {
         self.config = config
         self.credentials = credentials
         self.pool = pool
         self.signer = SigV4Signer(region: config.region, service: "s3")
+        checksumMode = ChecksumModeSwitch(config.checksumMode)
     }
 
     /// A signed request; called per attempt, so the signature is always fresh.
@@ -38,12 +43,21 @@ struct S3Client: BucketClient {
     /// A signed GetObject for `object`, with If-Match handled by the engine. A whole-object
     /// GET asks for the additional checksums (ranged answers never carry them).
     func request(bucket: String, object: ListedObject, range: ByteRange?) async throws -> HTTPRequest {
-        try await request(
-            bucket: bucket, key: object.key, headers: range == nil ? [Self.checksumMode] : [], range: range)
+        let extras = range == nil && checksumMode.isOn ? [Self.checksumModeHeader] : []
+        return try await request(bucket: bucket, key: object.key, headers: extras, range: range)
     }
 
     /// Makes S3 return an object's additional checksums (x-amz-checksum-*).
-    static let checksumMode = (name: "x-amz-checksum-mode", value: "ENABLED")
+    static let checksumModeHeader = (name: "x-amz-checksum-mode", value: "ENABLED")
+
+    /// A 400 or 501 to a request that asked for checksums: stop asking, and ask again.
+    func refusedExtra(_ request: HTTPRequest, _ error: HTTPStatusError) -> Bool {
+        guard error.status == 400 || error.status == 501, request.header(Self.checksumModeHeader.name) != nil else {
+            return false
+        }
+        checksumMode.turnOff()
+        return true
+    }
 
     func checksum(inHeaders headers: [String: String]) -> Checksum? {
         Self.additionalChecksum(headers)
@@ -51,12 +65,17 @@ struct S3Client: BucketClient {
 
     /// HEAD with checksum mode on, for the same version the listing saw (If-Match).
     func lookUpChecksum(bucket: String, object: ListedObject) async throws -> Checksum? {
-        var headers = [Self.checksumMode]
+        guard checksumMode.isOn else { return nil }
+        var headers = [Self.checksumModeHeader]
         if let etag = object.etag, !etag.hasPrefix("W/") { headers.append((name: "If-Match", value: etag)) }
         let request = try await request(
             bucket: bucket, key: object.key, method: "HEAD", headers: headers, timeout: .seconds(60))
         let response = try await pool.perform(request, sink: .memory(limit: 0))
         if response.status == 412 { throw ObjectChanged(file: "s3://\(bucket)/\(object.key)") }
+        if response.status == 400 || response.status == 501 {
+            checksumMode.turnOff()
+            return nil
+        }
         guard response.isSuccess else {
             throw S3Error(operation: "HEAD s3://\(bucket)/\(object.key)", status: response.status, body: [])
         }
@@ -138,6 +157,18 @@ struct S3Client: BucketClient {
         guard value.count == 32, value.allSatisfy(\.isHexDigit) else { return nil }
         return .md5(hex: value)
     }
+}
+
+/// Whether to keep asking the store for additional checksums; shared by every copy of a
+/// client, turned off at most once.
+final class ChecksumModeSwitch: Sendable {
+    private let on: Atomic<Bool>
+
+    init(_ on: Bool) { self.on = Atomic(on) }
+
+    var isOn: Bool { on.load(ordering: .relaxed) }
+
+    func turnOff() { on.store(false, ordering: .relaxed) }
 }
 
 /// An error answer from S3. Only its code and message are kept: the full body can echo

@@ -10,6 +10,10 @@ struct S3Configuration: Sendable, Equatable {
     var accelerate = false
     var verifyTLS = true
     var caBundle: String?
+    /// Ask for additional checksums (`x-amz-checksum-mode`). The AWS SDKs' setting
+    /// `AWS_RESPONSE_CHECKSUM_VALIDATION=when_required` turns it off, for stores that
+    /// refuse the header; a refusal also turns it off by itself.
+    var checksumMode = true
 
     init() {}
 
@@ -37,6 +41,7 @@ struct S3Configuration: Sendable, Equatable {
             config.verifyTLS = false
         }
         if let bundle = env["AWS_CA_BUNDLE"], !bundle.isEmpty { config.caBundle = bundle }
+        config.checksumMode = env["AWS_RESPONSE_CHECKSUM_VALIDATION"]?.lowercased() != "when_required"
         return config
     }
 

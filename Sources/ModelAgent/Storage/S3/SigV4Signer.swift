@@ -11,7 +11,8 @@ struct SigV4Signer: Sendable {
     }
 
     /// Adds `Host`, `x-amz-date`, `x-amz-content-sha256`, the session token if any, and
-    /// `Authorization` to `request`, whose URL must already be encoded as sent.
+    /// `Authorization` to `request`, whose URL must already be encoded as sent. Every
+    /// x-amz-* header the request carries is signed too (one value per name).
     func sign(
         _ request: inout HTTPRequest, credentials: AWSCredentials, at time: UTCTime = .now(),
         payloadHash: String = emptyPayloadHash
