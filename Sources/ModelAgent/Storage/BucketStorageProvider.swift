@@ -8,8 +8,9 @@ protocol BucketClient: Sendable {
     func list(bucket: String, prefix: String, pageSize: Int, limit: Int?) async throws -> [ListedObject]
     /// A request for `object`, or part of it; called for every attempt.
     func request(bucket: String, object: ListedObject, range: ByteRange?) async throws -> HTTPRequest
-    /// The whole-object checksum a whole-object answer carries in its headers, if any.
-    func checksum(inHeaders headers: [String: String]) -> Checksum?
+    /// The whole-object checksum a whole-object answer for `object` carries in its
+    /// headers, if any.
+    func checksum(inHeaders headers: [String: String], of object: ListedObject) -> Checksum?
     /// Asks the store for `object`'s whole-object checksum (before a download in parts,
     /// whose ranged answers do not carry it); nil when it keeps none beyond the listing's.
     func lookUpChecksum(bucket: String, object: ListedObject) async throws -> Checksum?
@@ -19,7 +20,7 @@ protocol BucketClient: Sendable {
 }
 
 extension BucketClient {
-    func checksum(inHeaders headers: [String: String]) -> Checksum? { nil }
+    func checksum(inHeaders headers: [String: String], of object: ListedObject) -> Checksum? { nil }
     func lookUpChecksum(bucket: String, object: ListedObject) async throws -> Checksum? { nil }
     func refusedExtra(_ request: HTTPRequest, _ error: HTTPStatusError) -> Bool { false }
 }
@@ -64,7 +65,7 @@ struct BucketStorageProvider: StorageProvider {
             ) { range in
                 try await client.request(bucket: bucket, object: object, range: range)
             }
-            file.checksumInHeaders = { client.checksum(inHeaders: $0) }
+            file.checksumInHeaders = { client.checksum(inHeaders: $0, of: object) }
             file.checksumLookup = { try await client.lookUpChecksum(bucket: bucket, object: object) }
             file.requestRefused = { client.refusedExtra($0, $1) }
             // Never write past the listed end (the disk check counted the listed sizes).

@@ -247,6 +247,14 @@ struct TransferEngine: Sendable {
                 throw error
             }
             headers = response.headers
+            if range == nil, let listed = file.etag, let served = response.headers["etag"],
+                Self.plainETag(listed) != Self.plainETag(served)
+            {
+                // Another version than the listing's (a store that ignores If-Match).
+                written = 0
+                resumable = false
+                throw ObjectChanged(file: file.displayName)
+            }
             if let total = Self.totalLength(response) ?? file.expectedSize, written != total {
                 let got = written
                 written = 0
@@ -259,6 +267,14 @@ struct TransferEngine: Sendable {
             logRetry(file, error, number, delay, logger)
         }
         return (bytes, headers)
+    }
+
+    /// An entity tag without quotes, weakness mark or case, to compare a listing's with an
+    /// answer's.
+    static func plainETag(_ etag: String) -> String {
+        var tag = Substring(etag)
+        if tag.hasPrefix("W/") { tag = tag.dropFirst(2) }
+        return String(tag).trimmingCharacters(in: "\"").lowercased()
     }
 
     // MARK: - Ranged parts
@@ -337,6 +353,9 @@ struct TransferEngine: Sendable {
             let response = attempt.response
             if response.isSuccess { received += response.bytesWritten }
             if case .bodyTooLarge? = attempt.error, part.end! + 1 <= file.maximumSize {
+                // The bytes past the part's end were refused, never written: a whole part
+                // is done, a short one resumes.
+                if received >= length { return response.headers }
                 throw IntegrityError(
                     file: file.displayName, detail: "part \(part) answered with more than \(length) bytes")
             }

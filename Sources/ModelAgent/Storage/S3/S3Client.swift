@@ -59,8 +59,13 @@ struct S3Client: BucketClient {
         return true
     }
 
-    func checksum(inHeaders headers: [String: String]) -> Checksum? {
-        Self.additionalChecksum(headers)
+    func checksum(inHeaders headers: [String: String], of object: ListedObject) -> Checksum? {
+        Self.additionalChecksum(headers, multipart: Self.isMultipart(object))
+    }
+
+    /// A multipart upload's ETag is "<hash>-<parts>".
+    static func isMultipart(_ object: ListedObject) -> Bool {
+        object.etag?.trimmingCharacters(in: "\"").contains("-") ?? false
     }
 
     /// HEAD with checksum mode on, for the same version the listing saw (If-Match).
@@ -69,7 +74,7 @@ struct S3Client: BucketClient {
         var headers = [Self.checksumModeHeader]
         if let etag = object.etag, !etag.hasPrefix("W/") { headers.append((name: "If-Match", value: etag)) }
         let request = try await request(
-            bucket: bucket, key: object.key, method: "HEAD", headers: headers, timeout: .seconds(60))
+            bucket: bucket, key: object.key, method: "HEAD", headers: headers, timeout: .seconds(20))
         let response = try await pool.perform(request, sink: .memory(limit: 0))
         if response.status == 412 { throw ObjectChanged(file: "s3://\(bucket)/\(object.key)") }
         if response.status == 400 || response.status == 501 {
@@ -79,14 +84,17 @@ struct S3Client: BucketClient {
         guard response.isSuccess else {
             throw S3Error(operation: "HEAD s3://\(bucket)/\(object.key)", status: response.status, body: [])
         }
-        return Self.additionalChecksum(response.headers)
+        return Self.additionalChecksum(response.headers, multipart: Self.isMultipart(object))
     }
 
     /// A whole-object ("FULL_OBJECT") additional checksum: CRC-32C and CRC-32 first (the
     /// hardware computes them fastest), then CRC-64/NVME. Composite checksums of multipart
     /// uploads ("…-N") are checksums of the parts' checksums, which need the part layout:
-    /// ignored, like SHA-1 and SHA-256 (the MD5 ETag or the size is checked instead).
-    static func additionalChecksum(_ headers: [String: String]) -> Checksum? {
+    /// ignored, like SHA-1 and SHA-256 (the MD5 ETag or the size is checked instead). A
+    /// multipart object's checksum counts only when it is said to be FULL_OBJECT: some
+    /// stores (moto) send a composite value bare.
+    static func additionalChecksum(_ headers: [String: String], multipart: Bool = false) -> Checksum? {
+        if multipart && headers["x-amz-checksum-type"]?.uppercased() != "FULL_OBJECT" { return nil }
         if headers["x-amz-checksum-type"]?.uppercased() == "COMPOSITE" { return nil }
         for algorithm in [CRCAlgorithm.crc32c, .crc32, .crc64nvme] {
             if let value = headers["x-amz-checksum-" + algorithm.rawValue],
