@@ -159,7 +159,12 @@ struct TransferEngine: Sendable {
                 // A whole-file answer may carry the store's checksum in its headers (an
                 // answer to a resumed, ranged request is not trusted to).
                 result = try await stream(file, into: out, logger: logger, attempts: attempts)
-                let published = result.headers["content-range"] == nil ? file.checksumInHeaders?(result.headers) : nil
+                // Nor is one without the listed version's ETag: stream() refused another
+                // ETag, but an answer with none could be any version.
+                let sameVersion = file.etag == nil || result.headers["etag"] != nil
+                let published =
+                    result.headers["content-range"] == nil && sameVersion
+                    ? file.checksumInHeaders?(result.headers) : nil
                 check = chosenChecksum(published, file.checksum)?.makeCheck(for: out)
                 try await check?.completed(0..<result.bytes)
             }
@@ -369,6 +374,11 @@ struct TransferEngine: Sendable {
                 if response.status == 412 { throw ObjectChanged(file: file.displayName) }
                 throw HTTPStatusError(
                     status: response.status, body: response.body, context: "GET \(file.displayName) bytes \(range)")
+            }
+            // A part of another version, from a store that ignores If-Match.
+            if let etag, let served = response.headers["etag"], Self.plainETag(etag) != Self.plainETag(served) {
+                received = 0
+                throw ObjectChanged(file: file.displayName)
             }
             guard received >= length else {
                 throw IntegrityError(
