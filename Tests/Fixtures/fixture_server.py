@@ -308,6 +308,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     continue
                 if name.lower() == "content-length":
                     length = int(value)
+                if rule and "response_etag" in rule and name.lower() == "etag":
+                    # Another version's tag (or none, when empty), as from a store that
+                    # ignores If-Match.
+                    if rule["response_etag"]:
+                        self.send_header(name, rule["response_etag"])
+                    continue
                 self.send_header(name, value)
             if length is None:
                 data = response.read()

@@ -334,6 +334,22 @@ extension S3ProviderTests {
         #expect(resumedReport.checks.counts["crc32c"] == 1)
         #expect(try await proxy.log().filter { $0.path == "/models/ck/large.bin" && $0.method == "GET" }.count == 7)
         resumed.discard()
+
+        // Answers that name no version, or another one (a store ignoring If-Match): a stream
+        // without an ETag does not vouch for itself with its CRC header (the listing's MD5
+        // is checked), and a part of another version is never kept.
+        try await proxy.addRules([
+            ["method": "GET", "path": "/models/ck/small.bin", "response_etag": "", "times": 1],
+            ["method": "GET", "path": "/models/ck/large.bin", "response_etag": "\"0123abcd-2\""],
+        ])
+        let changed = await #expect(throws: DownloadFailed.self) { try await w.fetch("s3://models/ck", env) }
+        #expect("\(changed.map { "\($0)" } ?? "")".contains("large.bin changed during the download"))
+        try await proxy.clearRules()
+        try await proxy.addRules([["method": "GET", "path": "/models/ck/small.bin", "response_etag": ""]])
+        let (unnamed, unnamedReport) = try await w.fetch("s3://models/ck", env)
+        #expect(unnamedReport.checks.counts == ["md5": 2, "crc32c": 1, "crc32": 1], "\(unnamedReport.checks)")
+        #expect(FileManager.default.contents(atPath: unnamed.root + "/small.bin") == Data(small))
+        unnamed.discard()
         await proxy.stop()
         await w.stop()
     }
