@@ -294,6 +294,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if rule and rule.get("ignore_range"):
             # As a server without range support would: the whole object, status 200.
             headers = {k: v for k, v in headers.items() if k.lower() not in ("range", "if-match")}
+        if rule and rule.get("open_end"):
+            # As a server that honours where a range starts but not where it ends.
+            headers = {k: (v.split("-")[0] + "-" if k.lower() == "range" else v) for k, v in headers.items()}
         try:
             connection.request(self.command, self.path, body=payload or None, headers=headers)
             response = connection.getresponse()

@@ -335,6 +335,16 @@ extension S3ProviderTests {
         #expect(try await proxy.log().filter { $0.path == "/models/ck/large.bin" && $0.method == "GET" }.count == 7)
         resumed.discard()
 
+        // A store that runs every range to the end of the object: each part keeps its own
+        // bytes and stops there, one GET per part.
+        try await proxy.clearLog()
+        try await proxy.addRules([["method": "GET", "path": "/models/ck/large.bin", "open_end": true]])
+        let (openEnded, _) = try await w.fetch("s3://models/ck", env)
+        #expect(FileManager.default.contents(atPath: openEnded.root + "/large.bin") == Data(large))
+        #expect(try await proxy.log().filter { $0.path == "/models/ck/large.bin" && $0.method == "GET" }.count == 6)
+        openEnded.discard()
+        try await proxy.clearRules()
+
         // Answers that name no version, or another one (a store ignoring If-Match): a stream
         // without an ETag does not vouch for itself with its CRC header (the listing's MD5
         // is checked), and a part of another version is never kept.

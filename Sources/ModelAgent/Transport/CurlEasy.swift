@@ -267,8 +267,18 @@ private let onBody: ccurl_data_callback = { pointer, size, count, userdata in
         }
         context.memory.append(contentsOf: bytes)
     case .file(let file, let offset, let limit, let crc):
-        let (end, overflow) = (offset + context.written).addingReportingOverflow(Int64(length))
+        let position = offset + context.written
+        let (end, overflow) = position.addingReportingOverflow(Int64(length))
         if overflow || end > limit {
+            // Keep what fits (a part answered past its end is then whole), refuse the rest.
+            let room = min(length, Int(max(0, limit - position)))
+            if room > 0 {
+                let head = UnsafeRawBufferPointer(rebasing: bytes[..<room])
+                if (try? file.write(head, at: position)) != nil {
+                    crc?.absorb(head, at: position)
+                    context.written += Int64(room)
+                }
+            }
             context.failure = .bodyTooLarge(limit: limit)
             return CCURL_WRITE_ABORT
         }
