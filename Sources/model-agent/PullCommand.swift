@@ -2,6 +2,10 @@ import ArgumentParser
 import Logging
 import ModelAgent
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// `model-agent pull <uri> <dest-dir> [<uri> <dest-dir> ...]`: KServe's
 /// storage-initializer (`initializer-entrypoint <src_uri> <dest_path>`) in this binary.
 struct PullCommand: AsyncParsableCommand {
@@ -29,11 +33,38 @@ struct PullCommand: AsyncParsableCommand {
         for index in stride(from: 0, to: pairs.count, by: 2) {
             SecretRedactor.shared.registerSecrets(inURI: pairs[index])
         }
+        // Caught from here on: SIGTERM or SIGINT cancels the pull, which removes what it
+        // staged (a pod deleted during its init container leaves no partial model).
+        let signals = AgentSignals()
         let options = transfer.options
         let pool = TransferPool(lanes: options.connections, settings: options.transport)
         let puller = Puller(
             router: StorageFactory.router(
                 pool: pool, options: options, environment: environment, logger: logger))
+        let pairs = self.pairs
+        let signal = try await withThrowingTaskGroup(of: Int32?.self) { group in
+            group.addTask {
+                try await Self.pullAll(pairs, puller: puller, pool: pool, logger: logger)
+                return nil
+            }
+            group.addTask {
+                for await number in signals.stream where number != SIGHUP { return number }
+                return nil
+            }
+            let first = try await group.next() ?? nil
+            group.cancelAll()
+            // After a signal, wait for the cancelled pull to clean up; its error is the signal's.
+            while (try? await group.next()) != nil {}
+            return first
+        }
+        await pool.shutdown()
+        if let signal {
+            logger.error("Pull stopped by signal \(signal); nothing partial is left")
+            throw ExitCode(128 + signal)
+        }
+    }
+
+    private static func pullAll(_ pairs: [String], puller: Puller, pool: TransferPool, logger: Logger) async throws {
         for index in stride(from: 0, to: pairs.count, by: 2) {
             let (uri, destination) = (pairs[index], pairs[index + 1])
             let started = ContinuousClock.now
@@ -46,6 +77,8 @@ struct PullCommand: AsyncParsableCommand {
                         "files": .stringConvertible(report.files), "bytes": .stringConvertible(report.bytes),
                         "duration_ms": .stringConvertible(elapsed.milliseconds), "checks": "\(report.checks)",
                     ])
+            } catch is CancellationError {
+                throw CancellationError()
             } catch {
                 logger.error("Failed to download \(Redaction.uri(uri)) to \(destination): \(error)")
                 writeStandardError("model-agent pull: \(SecretRedactor.shared.redact("\(error)"))\n")
@@ -53,6 +86,5 @@ struct PullCommand: AsyncParsableCommand {
                 throw ExitCode(ExitStatus.failure)
             }
         }
-        await pool.shutdown()
     }
 }

@@ -88,6 +88,29 @@ struct CommandLineTests {
         #expect(contents(of: destination) == ["existing.txt", "model-settings.json", "model.joblib"])
         await files.stop()
     }
+
+    /// A pod deleted while its init container pulls: SIGTERM (or SIGINT) stops the pull,
+    /// which removes what it staged and exits 128 + the signal.
+    @Test(arguments: [SIGTERM, SIGINT])
+    func aSignalStopsThePullAndLeavesNothingPartial(_ signal: Int32) async throws {
+        let temp = try TemporaryDirectory("cli-signal")
+        let files = try await FixtureServer(root: (try IrisArtifacts.root), logDirectory: temp.path)
+        try await files.addRules([["path": "/files/iris.tar.gz", "stall_after": 100, "stall_seconds": 120]])
+        let destination = try temp.subdirectory("dest")
+        try write("kept", to: destination + "/existing.txt")
+        let child = try ChildProcess(
+            name: "model-agent", executable: try TestPaths.agentBinary(),
+            arguments: ["pull", files.url(file: "iris.tar.gz"), destination],
+            logPath: temp.path + "/pull-\(signal).log")
+        try await eventually("the pull to have started its download") {
+            try await files.log().contains { $0.path == "/files/iris.tar.gz" }
+        }
+        kill(child.pid, signal)
+        #expect(try await child.waitForExit(timeout: .seconds(60)) == 128 + signal, "\(child.output)")
+        #expect(contents(of: destination) == ["existing.txt"], "nothing staged is left")
+        #expect(child.output.contains("Pull stopped by signal"))
+        await files.stop()
+    }
 }
 
 /// /livez, /readyz, probes, /v1/models and /metrics.

@@ -9,7 +9,7 @@ import Synchronization
 /// service reads them: created before startup, so that a signal during startup is neither
 /// the default death nor lost.
 package final class AgentSignals: Sendable {
-    let stream: AsyncStream<Int32>
+    package let stream: AsyncStream<Int32>
     /// Kept (and cancelled on deinit); never touched between, the lock only makes that sendable.
     private let sources: Mutex<[any DispatchSourceSignal]>
 
