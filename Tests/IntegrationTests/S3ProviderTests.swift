@@ -315,12 +315,16 @@ extension S3ProviderTests {
             ],
             "one HEAD per file fetched in parts, none for streams")
 
+        func largeGets() async throws -> Int {
+            try await proxy.log().filter { $0.path == "/models/ck/large.bin" && $0.method == "GET" }.count
+        }
+
         // A part corrupted in flight fails the CRC: the file is fetched again.
         try await proxy.clearLog()
         try await proxy.addRules([["method": "GET", "path": "/models/ck/large.bin", "corrupt": true, "times": 1]])
         let (again, _) = try await w.fetch("s3://models/ck", env)
         #expect(FileManager.default.contents(atPath: again.root + "/large.bin") == Data(large))
-        #expect(try await proxy.log().filter { $0.path == "/models/ck/large.bin" && $0.method == "GET" }.count == 12)
+        #expect(try await largeGets() == 12)
         again.discard()
 
         // A part cut short resumes where it stopped, and its CRC (computed as the bytes are
@@ -332,7 +336,7 @@ extension S3ProviderTests {
         let (resumed, resumedReport) = try await w.fetch("s3://models/ck", env)
         #expect(FileManager.default.contents(atPath: resumed.root + "/large.bin") == Data(large))
         #expect(resumedReport.checks.counts["crc32c"] == 1)
-        #expect(try await proxy.log().filter { $0.path == "/models/ck/large.bin" && $0.method == "GET" }.count == 7)
+        #expect(try await largeGets() == 7)
         resumed.discard()
 
         // A store that runs every range to the end of the object: each part keeps its own
@@ -341,7 +345,7 @@ extension S3ProviderTests {
         try await proxy.addRules([["method": "GET", "path": "/models/ck/large.bin", "open_end": true]])
         let (openEnded, _) = try await w.fetch("s3://models/ck", env)
         #expect(FileManager.default.contents(atPath: openEnded.root + "/large.bin") == Data(large))
-        #expect(try await proxy.log().filter { $0.path == "/models/ck/large.bin" && $0.method == "GET" }.count == 6)
+        #expect(try await largeGets() == 6)
         openEnded.discard()
         try await proxy.clearRules()
 

@@ -266,33 +266,30 @@ private let onBody: ccurl_data_callback = { pointer, size, count, userdata in
             return CCURL_WRITE_ABORT
         }
         context.memory.append(contentsOf: bytes)
+        context.written += Int64(length)
     case .file(let file, let offset, let limit, let crc):
         let position = offset + context.written
         let (end, overflow) = position.addingReportingOverflow(Int64(length))
-        if overflow || end > limit {
-            // Keep what fits (a part answered past its end is then whole), refuse the rest.
-            let room = min(length, Int(max(0, limit - position)))
-            if room > 0 {
-                let head = UnsafeRawBufferPointer(rebasing: bytes[..<room])
-                if (try? file.write(head, at: position)) != nil {
-                    crc?.absorb(head, at: position)
-                    context.written += Int64(room)
-                }
-            }
-            context.failure = .bodyTooLarge(limit: limit)
-            return CCURL_WRITE_ABORT
-        }
+        // Past the limit, what fits is kept (a part answered past its end is then whole)
+        // and the rest refused.
+        let fits = !overflow && end <= limit
+        let kept = fits ? length : min(length, Int(max(0, limit - position)))
+        let written = UnsafeRawBufferPointer(rebasing: bytes[..<kept])
         do {
-            try file.write(bytes, at: offset + context.written)
-            crc?.absorb(bytes, at: offset + context.written)
+            try file.write(written, at: position)
+            crc?.absorb(written, at: position)
         } catch let error as SystemError {
             context.failure = .sink(error)
             return CCURL_WRITE_ABORT
         } catch {
             return CCURL_WRITE_ABORT
         }
+        context.written += Int64(kept)
+        guard fits else {
+            context.failure = .bodyTooLarge(limit: limit)
+            return CCURL_WRITE_ABORT
+        }
     }
-    context.written += Int64(length)
     return length
 }
 

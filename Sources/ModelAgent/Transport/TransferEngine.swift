@@ -252,9 +252,7 @@ struct TransferEngine: Sendable {
                 throw error
             }
             headers = response.headers
-            if range == nil, let listed = file.etag, let served = response.headers["etag"],
-                Self.plainETag(listed) != Self.plainETag(served)
-            {
+            if range == nil, Self.servesAnotherVersion(response, than: file.etag) {
                 // Another version than the listing's (a store that ignores If-Match).
                 written = 0
                 resumable = false
@@ -274,8 +272,13 @@ struct TransferEngine: Sendable {
         return (bytes, headers)
     }
 
-    /// An entity tag without quotes, weakness mark or case, to compare a listing's with an
-    /// answer's.
+    /// Whether `response` names a version other than `etag` (the listing's). An answer
+    /// without an ETag names none. Tags compare without quotes, weakness mark or case.
+    static func servesAnotherVersion(_ response: HTTPResponse, than etag: String?) -> Bool {
+        guard let etag, let served = response.headers["etag"] else { return false }
+        return plainETag(etag) != plainETag(served)
+    }
+
     static func plainETag(_ etag: String) -> String {
         var tag = Substring(etag)
         if tag.hasPrefix("W/") { tag = tag.dropFirst(2) }
@@ -376,7 +379,7 @@ struct TransferEngine: Sendable {
                     status: response.status, body: response.body, context: "GET \(file.displayName) bytes \(range)")
             }
             // A part of another version, from a store that ignores If-Match.
-            if let etag, let served = response.headers["etag"], Self.plainETag(etag) != Self.plainETag(served) {
+            if Self.servesAnotherVersion(response, than: etag) {
                 received = 0
                 throw ObjectChanged(file: file.displayName)
             }

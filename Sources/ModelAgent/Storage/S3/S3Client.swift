@@ -50,9 +50,13 @@ struct S3Client: BucketClient {
     /// Makes S3 return an object's additional checksums (x-amz-checksum-*).
     static let checksumModeHeader = (name: "x-amz-checksum-mode", value: "ENABLED")
 
-    /// A 400 or 501 to a request that asked for checksums: stop asking, and ask again.
+    /// How a store that does not know checksum mode answers a request asking for it.
+    static func refusesChecksumMode(status: Int) -> Bool { status == 400 || status == 501 }
+
+    /// A refusal of a request that asked for checksums: stop asking, and ask again.
     func refusedExtra(_ request: HTTPRequest, _ error: HTTPStatusError) -> Bool {
-        guard error.status == 400 || error.status == 501, request.header(Self.checksumModeHeader.name) != nil else {
+        guard Self.refusesChecksumMode(status: error.status), request.header(Self.checksumModeHeader.name) != nil
+        else {
             return false
         }
         checksumMode.turnOff()
@@ -77,7 +81,7 @@ struct S3Client: BucketClient {
             bucket: bucket, key: object.key, method: "HEAD", headers: headers, timeout: .seconds(20))
         let response = try await pool.perform(request, sink: .memory(limit: 0))
         if response.status == 412 { throw ObjectChanged(file: "s3://\(bucket)/\(object.key)") }
-        if response.status == 400 || response.status == 501 {
+        if Self.refusesChecksumMode(status: response.status) {
             checksumMode.turnOff()
             return nil
         }
@@ -94,8 +98,8 @@ struct S3Client: BucketClient {
     /// multipart object's checksum counts only when it is said to be FULL_OBJECT: some
     /// stores (moto) send a composite value bare.
     static func additionalChecksum(_ headers: [String: String], multipart: Bool = false) -> Checksum? {
-        if multipart && headers["x-amz-checksum-type"]?.uppercased() != "FULL_OBJECT" { return nil }
-        if headers["x-amz-checksum-type"]?.uppercased() == "COMPOSITE" { return nil }
+        let type = headers["x-amz-checksum-type"]?.uppercased()
+        if type == "COMPOSITE" || (multipart && type != "FULL_OBJECT") { return nil }
         for algorithm in [CRCAlgorithm.crc32c, .crc32, .crc64nvme] {
             if let value = headers["x-amz-checksum-" + algorithm.rawValue],
                 let checksum = Checksum.crc(algorithm, base64: value)
