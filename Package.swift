@@ -1,5 +1,14 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
+
+// The commit `model-agent --version` reports, from the environment (scripts/image sets
+// it). Only characters of a commit id or a `-dirty` suffix pass, since it becomes a C
+// string literal.
+let gitCommit = ProcessInfo.processInfo.environment["MODEL_AGENT_GIT_COMMIT"].flatMap { value in
+    value.isEmpty || value.count > 64 || !value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") })
+        ? nil : value
+}
 
 let package = Package(
     name: "model-agent",
@@ -37,6 +46,10 @@ let package = Package(
             providers: [.apt(["libisal-dev"])]
         ),
         .target(
+            name: "CBuildInfo",
+            cSettings: gitCommit.map { [.define("MODEL_AGENT_GIT_COMMIT", to: "\"\($0)\"")] } ?? []
+        ),
+        .target(
             name: "ModelAgent",
             dependencies: [
                 "CCurl",
@@ -57,6 +70,7 @@ let package = Package(
             name: "model-agent",
             dependencies: [
                 "ModelAgent",
+                "CBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBuildInfo
 import ModelAgent
 
 #if canImport(Glibc)
@@ -27,10 +28,14 @@ struct ModelAgentCommand: AsyncParsableCommand {
             1 when a pull or the agent fails at runtime; 2 when the agent cannot start \
             (directories, port); 64 for unusable arguments.
             """,
-        version: agentVersion,
+        version: versionDescription,
         subcommands: [RunCommand.self, PullCommand.self],
         defaultSubcommand: RunCommand.self)
 }
+
+/// What `--version` prints: the release and the commit it was built from
+/// (`0.1.0 (commit 1a2b3c4d5e6f)`), so an image's binary can be traced to its source.
+let versionDescription = "\(agentVersion) (commit \(String(cString: model_agent_git_commit())))"
 
 enum ExitStatus {
     static let failure: Int32 = 1
