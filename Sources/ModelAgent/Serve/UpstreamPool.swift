@@ -45,7 +45,7 @@ final class UpstreamPool: Sendable {
         if closed.value { return done(.failure(UpstreamUnavailable(reason: "the agent is shutting down"))) }
         ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
