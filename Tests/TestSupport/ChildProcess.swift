@@ -140,6 +140,9 @@ public final class ChildProcess: @unchecked Sendable {
         return status()!
     }
 
+    /// The exit status once the process has exited; nil while it runs.
+    public var exitCode: Int32? { status() }
+
     public func waitForExit(timeout: Duration = .seconds(60)) async throws -> Int32 {
         try await eventually("\(name) to exit", timeout: timeout, interval: .milliseconds(20)) { status() != nil }
         return status()!

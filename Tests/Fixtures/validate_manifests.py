@@ -1,0 +1,205 @@
+"""Validates the Kubernetes examples: core kinds strictly against Kubernetes' own schema
+(kubernetes-validate), KServe kinds against the fields model-agent relies on.
+
+    validate_manifests.py DIR [--kubernetes-version 1.37.0]
+
+Prints one line per finding and exits 1 if there is any; 0 and a summary otherwise.
+Run with .venvs/image/bin/python (scripts/setup-env makes it).
+"""
+
+import argparse
+import json
+import pathlib
+import re
+import sys
+
+import kubernetes_validate
+import yaml
+
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# What model-agent downloads (README, "Storage"); anything else fails its model.
+AGENT_SCHEMES = ("s3://", "gs://", "http://", "https://")
+QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$")
+SUFFIX = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def quantity(value):
+    """A Kubernetes quantity in bytes (or cores), or None when it is not one."""
+    match = QUANTITY.match(str(value))
+    return float(match.group(1)) * SUFFIX[match.group(2)] if match else None
+
+
+def dig(doc, *path):
+    for key in path:
+        if not isinstance(doc, dict) or key not in doc:
+            return None
+        doc = doc[key]
+    return doc
+
+
+class Findings:
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, where, message):
+        self.lines.append(f"{where}: {message}")
+
+
+def check_inference_service(doc, where, problem):
+    model = dig(doc, "spec", "predictor", "model") or {}
+    if dig(model, "storageUri") is not None:
+        problem(where, "a multi-model InferenceService names no storageUri (its models are TrainedModels)")
+    if not dig(model, "modelFormat", "name"):
+        problem(where, "spec.predictor.model.modelFormat.name is required")
+    if dig(model, "protocolVersion") != "v2":
+        problem(where, "protocolVersion must be v2: the agent loads through the V2 repository API")
+    runtime = dig(model, "runtime")
+    if runtime not in ("kserve-mlserver", "kserve-tritonserver"):
+        problem(where, f"runtime {runtime!r}: the examples target kserve-mlserver or kserve-tritonserver")
+    if runtime == "kserve-tritonserver" and "--model-control-mode=explicit" not in (dig(model, "args") or []):
+        problem(where, "Triton needs --model-control-mode=explicit, or it refuses the agent's load calls")
+    limit = quantity(dig(model, "resources", "limits", "memory"))
+    if limit is None:
+        problem(where, "resources.limits.memory must be a quantity: KServe admits TrainedModels against it")
+    return limit
+
+
+def check_trained_model(doc, where, problem):
+    name = dig(doc, "metadata", "name") or ""
+    if not MODEL_NAME.match(name) or name.startswith(".") or len(name.encode()) > 200:
+        problem(where, f"model name {name!r} would be refused by the agent (README, models.json)")
+    uri = dig(doc, "spec", "model", "storageUri") or ""
+    if not uri.startswith(AGENT_SCHEMES):
+        problem(where, f"storageUri {uri!r} uses a scheme the agent does not serve")
+    if not dig(doc, "spec", "model", "framework"):
+        problem(where, "spec.model.framework is required")
+    memory = quantity(dig(doc, "spec", "model", "memory"))
+    if memory is None:
+        problem(where, "spec.model.memory must be a quantity")
+    if not dig(doc, "spec", "inferenceService"):
+        problem(where, "spec.inferenceService is required")
+    return memory
+
+
+def check_storage_container(doc, where, problem):
+    container = dig(doc, "spec", "container") or {}
+    if container.get("name") != "storage-initializer":
+        problem(where, "KServe only recognises a container named storage-initializer")
+    if container.get("command") != ["model-agent", "pull"]:
+        problem(where, "command must be [model-agent, pull]: KServe adds <uri> <dest> as its arguments")
+    if container.get("args"):
+        problem(where, "no args: KServe's <uri> <dest> must directly follow `pull`")
+    formats = dig(doc, "spec", "supportedUriFormats") or []
+    if not formats:
+        problem(where, "supportedUriFormats is empty")
+    for entry in formats:
+        prefix = entry.get("prefix")
+        if prefix is not None and not prefix.startswith(AGENT_SCHEMES):
+            problem(where, f"supportedUriFormats prefix {prefix!r} is not served by model-agent pull")
+        regex = entry.get("regex")
+        if regex is not None:
+            try:
+                pattern = re.compile(regex)
+            except re.error as error:
+                problem(where, f"supportedUriFormats regex {regex!r}: {error}")
+                continue
+            for uri in ("hdfs://a/b", "hf://org/model"):
+                if pattern.match(uri):
+                    problem(where, f"supportedUriFormats regex {regex!r} claims {uri}, which pull refuses")
+
+
+def check_agent_config(doc, where, problem):
+    raw = dig(doc, "data", "agent")
+    try:
+        agent = json.loads(raw or "")
+    except ValueError as error:
+        problem(where, f"data.agent is not JSON: {error}")
+        return
+    if not agent.get("image"):
+        problem(where, "data.agent.image is required")
+    for key in ("memoryRequest", "memoryLimit", "cpuRequest", "cpuLimit"):
+        if quantity(agent.get(key, "")) is None:
+            problem(where, f"data.agent.{key} must be a quantity")
+    if quantity(agent.get("memoryRequest", "")) and quantity(agent.get("memoryLimit", "")):
+        if quantity(agent["memoryRequest"]) > quantity(agent["memoryLimit"]):
+            problem(where, "data.agent.memoryRequest exceeds memoryLimit")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("directory")
+    parser.add_argument("--kubernetes-version", default="1.37.0")
+    arguments = parser.parse_args()
+
+    problem = Findings()
+    services, accounts, used_accounts, trained = {}, set(), [], []
+    core = kserve = 0
+    files = sorted(pathlib.Path(arguments.directory).rglob("*.yaml"))
+    if not files:
+        problem(arguments.directory, "no manifests found")
+    for path in files:
+        try:
+            docs = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+        except yaml.YAMLError as error:
+            problem(path, f"not YAML: {error}")
+            continue
+        if not path.read_text().lstrip().startswith("#"):
+            problem(path, "each example starts with a comment saying what it is for")
+        for index, doc in enumerate(docs):
+            kind, api = dig(doc, "kind"), dig(doc, "apiVersion") or ""
+            where = f"{path}#{index} {kind}/{dig(doc, 'metadata', 'name')}"
+            if not kind or not api or not dig(doc, "metadata", "name"):
+                problem(where, "apiVersion, kind and metadata.name are required")
+                continue
+            if api.startswith("serving.kserve.io/"):
+                kserve += 1
+                if (kind, api) == ("InferenceService", "serving.kserve.io/v1beta1"):
+                    services[doc["metadata"]["name"]] = check_inference_service(doc, where, problem)
+                    account = dig(doc, "spec", "predictor", "serviceAccountName")
+                    if account:
+                        used_accounts.append((where, account))
+                elif (kind, api) == ("TrainedModel", "serving.kserve.io/v1alpha1"):
+                    trained.append((where, dig(doc, "spec", "inferenceService"), check_trained_model(doc, where, problem)))
+                elif (kind, api) == ("ClusterStorageContainer", "serving.kserve.io/v1alpha1"):
+                    check_storage_container(doc, where, problem)
+                else:
+                    problem(where, f"unknown KServe kind {kind} {api}")
+                continue
+            core += 1
+            try:
+                kubernetes_validate.validate(doc, arguments.kubernetes_version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                path_text = ".".join(str(part) for part in error.path)
+                problem(where, f"Kubernetes {arguments.kubernetes_version}: {path_text}: {error.message}")
+            except kubernetes_validate.SchemaNotFoundError as error:
+                problem(where, f"no Kubernetes schema: {error}")
+            if kind == "ServiceAccount":
+                accounts.add(doc["metadata"]["name"])
+            if kind == "ConfigMap" and doc["metadata"]["name"] == "inferenceservice-config":
+                check_agent_config(doc, where, problem)
+
+    for where, account in used_accounts:
+        if account not in accounts:
+            problem(where, f"serviceAccountName {account!r} is defined by no example")
+    memory_used = {}
+    for where, service, memory in trained:
+        if service not in services:
+            problem(where, f"inferenceService {service!r} is defined by no example")
+            continue
+        memory_used[service] = memory_used.get(service, 0) + (memory or 0)
+        limit = services[service]
+        if limit is not None and memory_used[service] > limit:
+            problem(where, f"the TrainedModels of {service} need more memory than its limit: KServe refuses this one")
+
+    for line in problem.lines:
+        print(line)
+    if problem.lines:
+        return 1
+    print(f"validate_manifests: {len(files)} files, {core} core objects valid for Kubernetes "
+          f"{arguments.kubernetes_version} (strict), {kserve} KServe objects checked")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+import Foundation
+
+/// A pod run the way the kubelet runs one, without a cluster: a network namespace of its
+/// own (its containers share one loopback, on the manifest's ports), the volumes as host
+/// directories (emptyDir world-writable as the kubelet makes them, a ConfigMap projected
+/// with the kubelet's `..data` symlink layout), and each container started by
+/// Fixtures/pod_container.sh with its mounts, user, capabilities and environment. Needs
+/// root (`ip netns`, `unshare --mount`). Call `tearDown()` before the test ends.
+public final class SimulatedPod: @unchecked Sendable {
+    public let manifest: PodManifest
+    public let namespace: String
+    private let temp: TemporaryDirectory
+    /// Volume name → host directory.
+    public private(set) var volumeDirectories: [String: String] = [:]
+    /// ConfigMap name → its projection, for edits.
+    public private(set) var configMaps: [String: ConfigDirectory] = [:]
+    private var processes: [ChildProcess] = []
+
+    public init(manifest: PodManifest) throws {
+        self.manifest = manifest
+        temp = try TemporaryDirectory("model-agent-pod")
+        namespace = "model-agent-pod-\(UUID().uuidString.prefix(8).lowercased())"
+        try run("/usr/sbin/ip", ["netns", "add", namespace])
+        try run("/usr/sbin/ip", ["-n", namespace, "link", "set", "lo", "up"])
+        chmod(temp.path, 0o755)
+        for (name, volume) in manifest.volumes {
+            let directory = try temp.subdirectory("volumes/\(name)")
+            switch volume {
+            case .emptyDir:
+                chown(directory, 0, gid_t(manifest.fsGroup))
+                chmod(directory, 0o777)
+            case .configMap(let map):
+                guard let data = manifest.configMaps[map], data.keys.sorted() == ["models.json"] else {
+                    throw TestSetupError("ConfigMap \(map): the simulation projects one models.json key")
+                }
+                let projection = try ConfigDirectory(path: directory)
+                try projection.write(raw: data["models.json"]!)
+                configMaps[map] = projection
+            }
+            volumeDirectories[name] = directory
+        }
+        chmod(temp.path + "/volumes", 0o755)
+    }
+
+    /// Starts a container. `entrypoint` is the image's ENTRYPOINT (used when the manifest
+    /// gives no `command`), `path` the image's PATH, `secrets` the values the user filled
+    /// into the manifest's Secrets (every key the manifest declares must have one).
+    @discardableResult
+    public func start(
+        _ name: String, entrypoint: [String] = [], path: String, secrets: [String: [String: String]] = [:]
+    ) throws -> ChildProcess {
+        let container = try manifest.container(name)
+        var environment = ["PATH": path, "HOME": "/", "HOSTNAME": "simulated-pod"]
+        for secret in container.envFromSecrets {
+            guard let keys = manifest.secretKeys[secret], let values = secrets[secret],
+                keys == values.keys.sorted()
+            else { throw TestSetupError("container \(name): give values for Secret \(secret)'s keys") }
+            environment.merge(values) { _, new in new }
+        }
+        for (key, value) in container.env { environment[key] = value }
+        let mounts = try container.mounts.map { mount in
+            guard let directory = volumeDirectories[mount.volume] else {
+                throw TestSetupError("container \(name) mounts unknown volume \(mount.volume)")
+            }
+            return "\(directory):\(mount.path)\(mount.readOnly ? ":ro" : "")"
+        }
+        guard container.dropsAllCapabilities, !container.allowPrivilegeEscalation else {
+            throw TestSetupError("container \(name): the simulation drops all capabilities and sets no_new_privs")
+        }
+        let argv = (container.command ?? entrypoint) + container.args
+        let process = try ChildProcess(
+            name: name, executable: TestPaths.fixtures + "/pod_container.sh",
+            arguments: [
+                namespace, String(manifest.runAsUser), String(manifest.runAsGroup), String(manifest.fsGroup),
+                String(container.readOnlyRootFilesystem), mounts.joined(separator: " "), "--",
+            ] + argv,
+            environment: environment, logPath: temp.path + "/\(name).log")
+        processes.append(process)
+        return process
+    }
+
+    /// A process outside the pod's containers but on its loopback (a storage server), as root.
+    public func startPeer(_ name: String, _ executable: String, _ arguments: [String], environment: [String: String])
+        throws -> ChildProcess
+    {
+        let process = try ChildProcess(
+            name: name, executable: "/usr/sbin/ip", arguments: ["netns", "exec", namespace, executable] + arguments,
+            environment: environment, logPath: temp.path + "/\(name).log")
+        processes.append(process)
+        return process
+    }
+
+    public struct Answer: Sendable {
+        /// 0 when nothing answered.
+        public let status: Int
+        public let body: String
+    }
+
+    /// An HTTP request on the pod's loopback (curl inside the network namespace), as the
+    /// kubelet's probes and a client in the pod reach the containers.
+    public func http(_ port: Int, _ path: String, json body: String? = nil, asProbe: Bool = false) -> Answer {
+        var arguments = ["netns", "exec", namespace, "curl", "-sS", "--max-time", "10", "-w", "\n%{http_code}"]
+        // The kubelet's probes say who they are; the agent's port answers such requests itself.
+        if asProbe { arguments += ["-A", "kube-probe/1.37"] }
+        if let body { arguments += ["-H", "Content-Type: application/json", "--data-binary", body] }
+        arguments.append("http://127.0.0.1:\(port)\(path)")
+        let output: String
+        do {
+            output = try run("/usr/sbin/ip", arguments)
+        } catch {
+            return Answer(status: 0, body: "\(error)")
+        }
+        let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
+        let status = lines.last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } ?? 0
+        return Answer(status: status, body: lines.dropLast().joined(separator: "\n"))
+    }
+
+    public func probe(_ probe: PodManifest.Probe) -> Int { http(probe.port, probe.path, asProbe: true).status }
+
+    public func tearDown() async {
+        for process in processes.reversed() { await process.stop(grace: .seconds(5)) }
+        _ = try? run("/usr/sbin/ip", ["netns", "del", namespace])
+    }
+}
