@@ -29,7 +29,13 @@ struct SimulatedPodTests {
         let configMapName = "model-agent-models"
         let initial = try #require(manifest.configMaps[configMapName]?["models.json"])
 
-        let pod = try SimulatedPod(manifest: manifest)
+        let agentBinary = try TestPaths.agentBinary()
+        // MLServer's venv (whose packages Python reads as the pod's uid) and our binary.
+        let pod = try SimulatedPod(
+            manifest: manifest,
+            reachable: [
+                agentBinary, try TestPaths.venvTool("mlserver", "mlserver"), TestPaths.fixtures + "/pod_container.sh",
+            ])
         try await withCleanup {
             // The model store: rclone serve s3 on the pod's loopback, holding the iris model
             // at every s3:// URI the ConfigMap names.
@@ -53,7 +59,6 @@ struct SimulatedPodTests {
 
             let server = try pod.start(
                 "mlserver", path: TestPaths.venvs + "/mlserver/bin:/usr/local/bin:/usr/bin:/bin")
-            let agentBinary = try TestPaths.agentBinary()
             let agent = try pod.start(
                 "agent", entrypoint: [(agentBinary as NSString).lastPathComponent],
                 path: (agentBinary as NSString).deletingLastPathComponent + ":/usr/local/bin:/usr/bin:/bin",

@@ -16,7 +16,10 @@ public final class SimulatedPod: @unchecked Sendable {
     public private(set) var configMaps: [String: ConfigDirectory] = [:]
     private var processes: [ChildProcess] = []
 
-    public init(manifest: PodManifest) throws {
+    /// `reachable`: files the containers run (binaries, the MLServer venv) that the pod's
+    /// uid must be able to reach, as any user can reach an image's files.
+    public init(manifest: PodManifest, reachable: [String]) throws {
+        for path in reachable { try Self.requireReachableByOthers(path) }
         self.manifest = manifest
         temp = try TemporaryDirectory("model-agent-pod")
         namespace = "model-agent-pod-\(UUID().uuidString.prefix(8).lowercased())"
@@ -40,6 +43,23 @@ public final class SimulatedPod: @unchecked Sendable {
             volumeDirectories[name] = directory
         }
         chmod(temp.path + "/volumes", 0o755)
+    }
+
+    /// Every directory above `path` must be searchable by others, or the pod's uid cannot
+    /// run what lives there: say so plainly instead of failing deep inside a container.
+    private static func requireReachableByOthers(_ path: String) throws {
+        var directory = (path as NSString).deletingLastPathComponent
+        while directory.count > 1 {
+            var info = stat()
+            guard stat(directory, &info) == 0 else { throw TestSetupError("cannot stat \(directory)") }
+            if info.st_mode & S_IXOTH == 0 {
+                throw TestSetupError(
+                    "\(directory) is not searchable by other users (mode \(String(info.st_mode & 0o777, radix: 8))), "
+                        + "so the simulated pod's uid cannot reach \(path); check the checkout out where "
+                        + "others may traverse (e.g. chmod o+x \(directory))")
+            }
+            directory = (directory as NSString).deletingLastPathComponent
+        }
     }
 
     /// Starts a container. `entrypoint` is the image's ENTRYPOINT (used when the manifest
