@@ -3,39 +3,86 @@
 # would, for SimulatedPodTests:
 #   - in the pod's network namespace (all containers of a pod share one loopback),
 #   - in a mount namespace of its own, with the pod's volumes mounted at their mountPaths
-#     (under a fresh /mnt, and over /tmp), read-only ones read-only, and the root
-#     filesystem read-only when the container asks for readOnlyRootFilesystem,
+#     (under a fresh /mnt, or over an existing directory such as /tmp), read-only ones
+#     read-only, and every other mount read-only when the container asks for
+#     readOnlyRootFilesystem (/proc, /sys and /dev stay as they are, as in a container),
 #   - as the pod's uid/gid with fsGroup as its only supplementary group, no capabilities
 #     (drop: ALL) and no_new_privs (allowPrivilegeEscalation: false),
 #   - with exactly the environment it was started with (the container's env).
-# Each step execs the next, so the started process is the container's process and gets
-# the kubelet's signals directly.
+# The "image" is the host's file system. IMAGE_PATHS (the checkout, say) stay visible at
+# their own paths even when a volume is mounted over a directory holding them (an emptyDir
+# at /tmp over a checkout in /tmp). Each step execs the next, so the started process is
+# the container's process and gets the kubelet's signals directly.
 #
-#   pod_container.sh NETNS UID GID FSGROUP READONLY_ROOT MOUNTS -- COMMAND [ARG...]
-#   MOUNTS: space-separated HOST_DIR:MOUNT_PATH[:ro]; READONLY_ROOT: true|false
-set -eu
+#   pod_container.sh NETNS UID GID FSGROUP READONLY_ROOT MOUNTS IMAGE_PATHS -- COMMAND [ARG...]
+#   MOUNTS: space-separated HOST_DIR:MOUNT_PATH[:ro]; IMAGE_PATHS: space-separated
+#   directories; READONLY_ROOT: true|false. Paths must not contain spaces or colons.
+set -euf
 if [ "$1" != --inside ]; then
     netns=$1
     shift
     exec /usr/sbin/ip netns exec "$netns" /usr/bin/unshare --mount --propagation private -- "$0" --inside "$@"
 fi
 shift
-uid=$1 gid=$2 fsgroup=$3 readonly_root=$4 mounts=$5
-shift 5
+uid=$1 gid=$2 fsgroup=$3 readonly_root=$4 mounts=$5 image_paths=$6
+shift 6
 [ "$1" = -- ] && shift
 
+# Every source is first bound under a private staging directory, so that mounting one
+# volume (over /tmp) cannot hide the source of another, or the image.
 /bin/mount -t tmpfs -o mode=0755 pod-mnt /mnt
+stage=/mnt/.pod-stage
+/bin/mkdir "$stage"
+n=0
 for spec in $mounts; do
-    host=${spec%%:*}
+    n=$((n + 1))
+    /bin/mkdir "$stage/volume$n"
+    /bin/mount --bind "${spec%%:*}" "$stage/volume$n"
+done
+n=0
+for path in $image_paths; do
+    n=$((n + 1))
+    /bin/mkdir "$stage/image$n"
+    /bin/mount --rbind "$path" "$stage/image$n"
+done
+
+targets=""
+n=0
+for spec in $mounts; do
+    n=$((n + 1))
     rest=${spec#*:}
     target=${rest%%:*}
-    mode=${rest#"$target"}
     case "$target" in /mnt/*) /bin/mkdir -p "$target" ;; esac
-    /bin/mount --bind "$host" "$target"
-    [ "$mode" = ":ro" ] && /bin/mount -o remount,bind,ro "$target"
+    /bin/mount --bind "$stage/volume$n" "$target"
+    [ "$rest" = "$target:ro" ] && /bin/mount -o remount,bind,ro "$target"
+    targets="$targets $target"
 done
-[ "$readonly_root" = true ] && /bin/mount -o remount,bind,ro /
-# The images' working directory; the test's own is not the container's.
+n=0
+for path in $image_paths; do
+    n=$((n + 1))
+    [ -d "$path" ] || /bin/mkdir -p "$path"
+    /bin/mount --rbind "$stage/image$n" "$path"
+done
+for staged in $(/bin/ls "$stage"); do
+    /bin/umount -R "$stage/$staged"
+    /bin/rmdir "$stage/$staged"
+done
+/bin/rmdir "$stage"
+
+if [ "$readonly_root" = true ]; then
+    # Every mount but the volumes and the kernel's file systems becomes read-only.
+    for point in $(/usr/bin/awk '{ print $5 }' /proc/self/mountinfo); do
+        case "$point" in /proc | /proc/* | /sys | /sys/* | /dev | /dev/*) continue ;; esac
+        # A mount hidden under another (the host's own under /mnt) is out of reach anyway.
+        [ -e "$point" ] || continue
+        writable=false
+        for target in $targets; do
+            case "$point" in "$target" | "$target"/*) writable=true ;; esac
+        done
+        $writable || /bin/mount -o remount,bind,ro "$point"
+    done
+fi
+# The image's working directory; the test's own is not the container's.
 cd /
 exec /usr/bin/setpriv --reuid "$uid" --regid "$gid" --groups "$fsgroup" \
     --inh-caps=-all --ambient-caps=-all --bounding-set=-all --no-new-privs -- "$@"

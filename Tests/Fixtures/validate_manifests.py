@@ -17,6 +17,29 @@ import kubernetes_validate
 import yaml
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# Kubernetes object names (DNS-1123 subdomain); TrainedModel names must also pass MODEL_NAME.
+OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# URIs other initializers serve; a pattern claiming one would route it to `model-agent pull`.
+FOREIGN_URIS = ("hdfs://a/b", "hf://org/model", "https://acct.blob.core.windows.net/c/m",
+                "https://acct.file.core.windows.net/s/m")
+# The fields of the KServe kinds the examples use, per object path: a misspelt key would be
+# dropped by the API server (these CRDs prune unknown fields) and its setting silently lost.
+KSERVE_FIELDS = {
+    ("InferenceService", ""): {"apiVersion", "kind", "metadata", "spec"},
+    ("InferenceService", "spec"): {"predictor"},
+    ("InferenceService", "spec.predictor"): {"serviceAccountName", "model", "minReplicas", "maxReplicas"},
+    ("InferenceService", "spec.predictor.model"): {"modelFormat", "protocolVersion", "runtime", "resources", "args",
+                                                   "env", "storageUri"},
+    ("InferenceService", "spec.predictor.model.modelFormat"): {"name", "version"},
+    ("InferenceService", "spec.predictor.model.resources"): {"requests", "limits"},
+    ("TrainedModel", ""): {"apiVersion", "kind", "metadata", "spec"},
+    ("TrainedModel", "spec"): {"inferenceService", "model"},
+    ("TrainedModel", "spec.model"): {"storageUri", "framework", "memory"},
+    ("ClusterStorageContainer", ""): {"apiVersion", "kind", "metadata", "spec"},
+    ("ClusterStorageContainer", "spec"): {"container", "supportedUriFormats", "workloadType"},
+    ("ClusterStorageContainer", "spec.container"): {"name", "image", "command", "args", "env", "resources",
+                                                    "securityContext", "imagePullPolicy"},
+}
 # What model-agent downloads (README, "Storage"); anything else fails its model.
 AGENT_SCHEMES = ("s3://", "gs://", "http://", "https://")
 QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$")
@@ -44,6 +67,24 @@ class Findings:
 
     def __call__(self, where, message):
         self.lines.append(f"{where}: {message}")
+
+
+def check_fields(doc, kind, where, problem):
+    for (fields_kind, path), allowed in KSERVE_FIELDS.items():
+        if fields_kind != kind:
+            continue
+        node = dig(doc, *path.split(".")) if path else doc
+        if node is None:
+            continue
+        if not isinstance(node, dict):
+            problem(where, f"{path or 'the object'} must be a mapping")
+            continue
+        for key in sorted(set(node) - allowed):
+            problem(where, f"unknown field {(path + '.' if path else '') + str(key)!r} (misspelt?)")
+    if kind == "ClusterStorageContainer":
+        for entry in dig(doc, "spec", "supportedUriFormats") or []:
+            if not isinstance(entry, dict) or set(entry) - {"prefix", "regex"} or len(entry) != 1:
+                problem(where, f"supportedUriFormats entry {entry!r}: one of prefix or regex")
 
 
 def check_inference_service(doc, where, problem):
@@ -104,9 +145,10 @@ def check_storage_container(doc, where, problem):
             except re.error as error:
                 problem(where, f"supportedUriFormats regex {regex!r}: {error}")
                 continue
-            for uri in ("hdfs://a/b", "hf://org/model"):
-                if pattern.match(uri):
-                    problem(where, f"supportedUriFormats regex {regex!r} claims {uri}, which pull refuses")
+            # KServe matches with Go's regexp.MatchString: unanchored, like re.search.
+            for uri in FOREIGN_URIS:
+                if pattern.search(uri):
+                    problem(where, f"supportedUriFormats regex {regex!r} claims {uri}, which pull does not serve")
 
 
 def check_agent_config(doc, where, problem):
@@ -126,6 +168,21 @@ def check_agent_config(doc, where, problem):
             problem(where, "data.agent.memoryRequest exceeds memoryLimit")
 
 
+def check_patch(path, problem):
+    """A merge patch of KServe's inferenceservice-config: `data.agent` only."""
+    try:
+        patch = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        problem(path, f"not YAML: {error}")
+        return
+    if not isinstance(patch, dict) or set(patch) != {"data"} or not isinstance(patch["data"], dict) \
+            or set(patch["data"]) != {"agent"}:
+        problem(path, "a patch of inferenceservice-config holds `data.agent` only (a whole ConfigMap "
+                      "would replace KServe's other keys)")
+        return
+    check_agent_config(patch, str(path), problem)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("directory")
@@ -140,22 +197,37 @@ def main():
         problem(arguments.directory, "no manifests found")
     for path in files:
         try:
-            docs = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            problem(path, f"unreadable: {error}")
+            continue
+        if not text.lstrip().startswith("#"):
+            problem(path, "each example starts with a comment saying what it is for")
+        if path.parent.name == "patches":
+            check_patch(path, problem)
+            continue
+        try:
+            docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
         except yaml.YAMLError as error:
             problem(path, f"not YAML: {error}")
             continue
-        if not path.read_text().lstrip().startswith("#"):
-            problem(path, "each example starts with a comment saying what it is for")
         for index, doc in enumerate(docs):
+            if not isinstance(doc, dict):
+                problem(f"{path}#{index}", "a document must be a Kubernetes object (a mapping)")
+                continue
             kind, api = dig(doc, "kind"), dig(doc, "apiVersion") or ""
-            where = f"{path}#{index} {kind}/{dig(doc, 'metadata', 'name')}"
-            if not kind or not api or not dig(doc, "metadata", "name"):
+            name = dig(doc, "metadata", "name")
+            where = f"{path}#{index} {kind}/{name}"
+            if not isinstance(kind, str) or not isinstance(api, str) or not api or not isinstance(name, str):
                 problem(where, "apiVersion, kind and metadata.name are required")
                 continue
+            if not OBJECT_NAME.match(name) or len(name) > 253:
+                problem(where, f"metadata.name {name!r} is not a valid Kubernetes name (DNS-1123)")
             if api.startswith("serving.kserve.io/"):
                 kserve += 1
+                check_fields(doc, kind, where, problem)
                 if (kind, api) == ("InferenceService", "serving.kserve.io/v1beta1"):
-                    services[doc["metadata"]["name"]] = check_inference_service(doc, where, problem)
+                    services[name] = check_inference_service(doc, where, problem)
                     account = dig(doc, "spec", "predictor", "serviceAccountName")
                     if account:
                         used_accounts.append((where, account))
@@ -172,12 +244,12 @@ def main():
             except kubernetes_validate.ValidationError as error:
                 path_text = ".".join(str(part) for part in error.path)
                 problem(where, f"Kubernetes {arguments.kubernetes_version}: {path_text}: {error.message}")
-            except kubernetes_validate.SchemaNotFoundError as error:
+            except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as error:
                 problem(where, f"no Kubernetes schema: {error}")
             if kind == "ServiceAccount":
-                accounts.add(doc["metadata"]["name"])
-            if kind == "ConfigMap" and doc["metadata"]["name"] == "inferenceservice-config":
-                check_agent_config(doc, where, problem)
+                accounts.add(name)
+            if kind == "ConfigMap" and name == "inferenceservice-config":
+                problem(where, "a whole inferenceservice-config would replace KServe's; ship a patch in patches/")
 
     for where, account in used_accounts:
         if account not in accounts:

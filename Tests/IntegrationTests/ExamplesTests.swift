@@ -27,7 +27,7 @@ import Testing
     }
 
     @Test(
-        "the validator refuses a misspelt field, memory beyond the limit, a wrong initializer command and a dangling reference"
+        "the validator refuses misspelt fields, bad names, excess memory, a wrong initializer, a whole ConfigMap, dangling references"
     )
     func validatorRefusesBrokenManifests() throws {
         let temp = try TemporaryDirectory("model-agent-manifests")
@@ -40,12 +40,22 @@ import Testing
             try write(text, to: temp.path + "/" + relative)
         }
         try copy(
-            "standalone/mlserver-with-model-agent.yaml", [("terminationGracePeriodSeconds", "terminationGracePeriod")])
+            "standalone/mlserver-with-model-agent.yaml",
+            [("terminationGracePeriodSeconds", "terminationGracePeriod")])
         try copy(
-            "kserve/mlserver-multi-model.yaml", [("serviceAccountName: model-store-s3", "serviceAccountName: nobody")])
+            "kserve/mlserver-multi-model.yaml",
+            [("serviceAccountName: model-store-s3", "serviceAccountName: nobody"), ("runtime:", "runtme:")])
         try copy("kserve/triton-multi-model.yaml", [("- --model-control-mode=explicit", "- --log-verbose=1")])
-        try copy("kserve/trained-models-s3.yaml", [("memory: 256Mi", "memory: 1536Mi")])
-        try copy("kserve/storage-initializer.yaml", [(#"command: ["model-agent", "pull"]"#, #"args: ["pull"]"#)])
+        try copy(
+            "kserve/trained-models-s3.yaml",
+            [("memory: 256Mi", "memory: 1536Mi"), ("name: iris-v2", "name: Iris_V2")])
+        try copy(
+            "kserve/storage-initializer.yaml",
+            [
+                (#"command: ["model-agent", "pull"]"#, #"args: ["pull"]"#),
+                ("- prefix: gs://", #"- regex: "https?://.+""#),
+            ])
+        try copy("kserve/patches/agent-image.yaml", [("data:\n", "kind: ConfigMap\ndata:\n")])
         let result = try Self.validate(temp.path)
         #expect(result.status == 1, "\(result.output)")
         for finding in [
@@ -54,6 +64,10 @@ import Testing
             "Triton needs --model-control-mode=explicit",
             "the TrainedModels of sklearn-mms need more memory than its limit",
             "command must be [model-agent, pull]",
+            "claims https://acct.blob.core.windows.net/c/m",
+            "unknown field 'spec.predictor.model.runtme'",
+            "metadata.name 'Iris_V2' is not a valid Kubernetes name",
+            "holds `data.agent` only",
         ] {
             #expect(result.output.contains(finding), "missing \(finding) in:\n\(result.output)")
         }

@@ -89,9 +89,13 @@ public struct PodManifest: Sendable {
             let containerList = pod["containers"] as? [[String: Any]]
         else { throw TestSetupError("\(yamlFile) has no Deployment with a pod template") }
         let security = pod["securityContext"] as? [String: Any] ?? [:]
-        runAsUser = security["runAsUser"] as? Int ?? 0
-        runAsGroup = security["runAsGroup"] as? Int ?? runAsUser
-        fsGroup = security["fsGroup"] as? Int ?? runAsGroup
+        // The image's USER is not known here: the manifest must say whom the pod runs as.
+        guard let user = security["runAsUser"] as? Int, let group = security["runAsGroup"] as? Int,
+            let fsGroup = security["fsGroup"] as? Int
+        else { throw TestSetupError("\(yamlFile): the pod's securityContext names no runAsUser/runAsGroup/fsGroup") }
+        runAsUser = user
+        runAsGroup = group
+        self.fsGroup = fsGroup
         terminationGracePeriod = pod["terminationGracePeriodSeconds"] as? Int ?? 30
         var volumes: [String: Volume] = [:]
         for volume in pod["volumes"] as? [[String: Any]] ?? [] {

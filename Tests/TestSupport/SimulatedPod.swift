@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A pod run the way the kubelet runs one, without a cluster: a network namespace of its
 /// own (its containers share one loopback, on the manifest's ports), the volumes as host
@@ -14,24 +15,26 @@ public final class SimulatedPod: @unchecked Sendable {
     public private(set) var volumeDirectories: [String: String] = [:]
     /// ConfigMap name → its projection, for edits.
     public private(set) var configMaps: [String: ConfigDirectory] = [:]
-    private var processes: [ChildProcess] = []
+    private let processes = Mutex<[ChildProcess]>([])
 
     /// `reachable`: files the containers run (binaries, the MLServer venv) that the pod's
     /// uid must be able to reach, as any user can reach an image's files.
     public init(manifest: PodManifest, reachable: [String]) throws {
         for path in reachable { try Self.requireReachableByOthers(path) }
+        guard !TestPaths.repositoryRoot.hasPrefix("/mnt/") else {
+            throw TestSetupError("the simulated pod mounts a fresh /mnt; check the repository out elsewhere")
+        }
         self.manifest = manifest
         temp = try TemporaryDirectory("model-agent-pod")
         namespace = "model-agent-pod-\(UUID().uuidString.prefix(8).lowercased())"
-        try run("/usr/sbin/ip", ["netns", "add", namespace])
-        try run("/usr/sbin/ip", ["-n", namespace, "link", "set", "lo", "up"])
         chmod(temp.path, 0o755)
         for (name, volume) in manifest.volumes {
             let directory = try temp.subdirectory("volumes/\(name)")
             switch volume {
             case .emptyDir:
+                // As the kubelet makes an emptyDir for a pod with an fsGroup.
                 chown(directory, 0, gid_t(manifest.fsGroup))
-                chmod(directory, 0o777)
+                chmod(directory, 0o2777)
             case .configMap(let map):
                 guard let data = manifest.configMaps[map], data.keys.sorted() == ["models.json"] else {
                     throw TestSetupError("ConfigMap \(map): the simulation projects one models.json key")
@@ -43,6 +46,14 @@ public final class SimulatedPod: @unchecked Sendable {
             volumeDirectories[name] = directory
         }
         chmod(temp.path + "/volumes", 0o755)
+        // Last, so that nothing above can fail and leave the namespace behind.
+        try run("/usr/sbin/ip", ["netns", "add", namespace])
+        do {
+            try run("/usr/sbin/ip", ["-n", namespace, "link", "set", "lo", "up"])
+        } catch {
+            _ = try? run("/usr/sbin/ip", ["netns", "del", namespace])
+            throw error
+        }
     }
 
     /// Every directory above `path` must be searchable by others, or the pod's uid cannot
@@ -55,8 +66,8 @@ public final class SimulatedPod: @unchecked Sendable {
             if info.st_mode & S_IXOTH == 0 {
                 throw TestSetupError(
                     "\(directory) is not searchable by other users (mode \(String(info.st_mode & 0o777, radix: 8))), "
-                        + "so the simulated pod's uid cannot reach \(path); check the checkout out where "
-                        + "others may traverse (e.g. chmod o+x \(directory))")
+                        + "so the simulated pod's uid cannot reach \(path); check the repository out where "
+                        + "others may traverse, or chmod o+x \(directory)")
             }
             directory = (directory as NSString).deletingLastPathComponent
         }
@@ -82,7 +93,10 @@ public final class SimulatedPod: @unchecked Sendable {
             guard let directory = volumeDirectories[mount.volume] else {
                 throw TestSetupError("container \(name) mounts unknown volume \(mount.volume)")
             }
-            return "\(directory):\(mount.path)\(mount.readOnly ? ":ro" : "")"
+            // The kubelet mounts ConfigMap volumes read-only whatever the mount says.
+            var readOnly = mount.readOnly
+            if case .configMap = manifest.volumes[mount.volume] { readOnly = true }
+            return "\(directory):\(mount.path)\(readOnly ? ":ro" : "")"
         }
         guard container.dropsAllCapabilities, !container.allowPrivilegeEscalation else {
             throw TestSetupError("container \(name): the simulation drops all capabilities and sets no_new_privs")
@@ -92,10 +106,12 @@ public final class SimulatedPod: @unchecked Sendable {
             name: name, executable: TestPaths.fixtures + "/pod_container.sh",
             arguments: [
                 namespace, String(manifest.runAsUser), String(manifest.runAsGroup), String(manifest.fsGroup),
-                String(container.readOnlyRootFilesystem), mounts.joined(separator: " "), "--",
+                String(container.readOnlyRootFilesystem), mounts.joined(separator: " "),
+                // The checkout is the containers' "image": binaries, venvs, fixtures.
+                TestPaths.repositoryRoot, "--",
             ] + argv,
             environment: environment, logPath: temp.path + "/\(name).log")
-        processes.append(process)
+        processes.withLock { $0.append(process) }
         return process
     }
 
@@ -106,7 +122,7 @@ public final class SimulatedPod: @unchecked Sendable {
         let process = try ChildProcess(
             name: name, executable: "/usr/sbin/ip", arguments: ["netns", "exec", namespace, executable] + arguments,
             environment: environment, logPath: temp.path + "/\(name).log")
-        processes.append(process)
+        processes.withLock { $0.append(process) }
         return process
     }
 
@@ -138,7 +154,9 @@ public final class SimulatedPod: @unchecked Sendable {
     public func probe(_ probe: PodManifest.Probe) -> Int { http(probe.port, probe.path, asProbe: true).status }
 
     public func tearDown() async {
-        for process in processes.reversed() { await process.stop(grace: .seconds(5)) }
+        for process in processes.withLock({ $0 }).reversed() where process.exitCode == nil {
+            await process.stop(grace: .seconds(5))
+        }
         _ = try? run("/usr/sbin/ip", ["netns", "del", namespace])
     }
 }
