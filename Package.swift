@@ -90,7 +90,9 @@ let package = Package(
         ),
         .testTarget(
             name: "ModelAgentTests",
-            dependencies: ["ModelAgent", "TestSupport"]
+            dependencies: [
+                "ModelAgent", "TestSupport", .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "IntegrationTests",

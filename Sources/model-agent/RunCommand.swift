@@ -55,7 +55,8 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(
         help:
-            "Seconds a connection may take to deliver a request head, idle between requests, or take over one request.")
+            "Seconds a connection may take to deliver a request head or stay idle between requests (on the admin port, also to complete one request)."
+    )
     var headerTimeout: Double = 30
 
     @Option(

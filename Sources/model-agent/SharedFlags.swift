@@ -20,7 +20,9 @@ struct TransferFlags: ParsableArguments {
     var partsPerFile = 6
 
     @Option(
-        help: "Verify downloads against the store's checksums (S3 MD5 ETags, GCS CRC32C) as well as sizes; costs CPU.")
+        help:
+            "Verify downloads against the store's checksums as well as sizes (S3: stored CRC-64/NVME, CRC-32C or CRC-32, else the MD5 ETag; GCS: CRC32C); costs CPU."
+    )
     var verifyChecksums = true
 
     @Option(help: "Attempts per file (or part) before a download fails.")

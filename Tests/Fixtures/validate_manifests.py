@@ -9,8 +9,11 @@ Run with .venvs/image/bin/python (scripts/setup-env makes it).
 
 import argparse
 import json
+import os
 import pathlib
 import re
+import signal
+import stat
 import sys
 
 import kubernetes_validate
@@ -45,6 +48,36 @@ AGENT_SCHEMES = ("s3://", "gs://", "http://", "https://")
 QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$")
 SUFFIX = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+# Examples are small text files; anything else is refused before it is read.
+MAX_FILE_BYTES = 1 << 20
+
+
+class Timeout(Exception):
+    pass
+
+
+def search_with_deadline(pattern, text, seconds=2):
+    """re.search with a deadline: Python's backtracking can take forever on a pattern
+    that KServe's Go RE2 evaluates in linear time."""
+    def expire(signum, frame):
+        raise Timeout()
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        return pattern.search(text)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def uses_aliases(text):
+    """Anchors and aliases: no example needs them, and an alias bomb would blow up here."""
+    try:
+        return any(isinstance(token, (yaml.AnchorToken, yaml.AliasToken)) for token in yaml.scan(text))
+    except yaml.YAMLError:
+        return False  # reported when the file is loaded
 
 
 def quantity(value):
@@ -135,8 +168,10 @@ def check_storage_container(doc, where, problem):
     if not formats:
         problem(where, "supportedUriFormats is empty")
     for entry in formats:
+        if not isinstance(entry, dict):
+            continue  # reported by check_fields
         prefix = entry.get("prefix")
-        if prefix is not None and not prefix.startswith(AGENT_SCHEMES):
+        if prefix is not None and not str(prefix).startswith(AGENT_SCHEMES):
             problem(where, f"supportedUriFormats prefix {prefix!r} is not served by model-agent pull")
         regex = entry.get("regex")
         if regex is not None:
@@ -147,16 +182,24 @@ def check_storage_container(doc, where, problem):
                 continue
             # KServe matches with Go's regexp.MatchString: unanchored, like re.search.
             for uri in FOREIGN_URIS:
-                if pattern.search(uri):
+                try:
+                    claimed = search_with_deadline(pattern, uri)
+                except Timeout:
+                    problem(where, f"supportedUriFormats regex {regex!r} takes too long to match")
+                    break
+                if claimed:
                     problem(where, f"supportedUriFormats regex {regex!r} claims {uri}, which pull does not serve")
 
 
 def check_agent_config(doc, where, problem):
     raw = dig(doc, "data", "agent")
     try:
-        agent = json.loads(raw or "")
+        agent = json.loads(raw if isinstance(raw, str) else "")
     except ValueError as error:
         problem(where, f"data.agent is not JSON: {error}")
+        return
+    if not isinstance(agent, dict):
+        problem(where, "data.agent must be a JSON object")
         return
     if not agent.get("image"):
         problem(where, "data.agent.image is required")
@@ -197,60 +240,94 @@ def main():
         problem(arguments.directory, "no manifests found")
     for path in files:
         try:
+            info = os.stat(path)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+                problem(path, f"not a regular file of at most {MAX_FILE_BYTES} bytes")
+                continue
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as error:
             problem(path, f"unreadable: {error}")
             continue
+        if uses_aliases(text):
+            problem(path, "YAML anchors and aliases are not used in the examples")
+            continue
         if not text.lstrip().startswith("#"):
             problem(path, "each example starts with a comment saying what it is for")
         if path.parent.name == "patches":
-            check_patch(path, problem)
+            try:
+                check_patch(path, problem)
+            except Exception as error:  # a hostile file is a finding, never a crash
+                problem(path, f"cannot check: {type(error).__name__}: {str(error)[:200]}")
             continue
         try:
             docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-        except yaml.YAMLError as error:
-            problem(path, f"not YAML: {error}")
+        except (yaml.YAMLError, RecursionError) as error:
+            problem(path, f"not YAML: {type(error).__name__}")
             continue
         for index, doc in enumerate(docs):
-            if not isinstance(doc, dict):
-                problem(f"{path}#{index}", "a document must be a Kubernetes object (a mapping)")
-                continue
-            kind, api = dig(doc, "kind"), dig(doc, "apiVersion") or ""
-            name = dig(doc, "metadata", "name")
-            where = f"{path}#{index} {kind}/{name}"
-            if not isinstance(kind, str) or not isinstance(api, str) or not api or not isinstance(name, str):
-                problem(where, "apiVersion, kind and metadata.name are required")
-                continue
-            if not OBJECT_NAME.match(name) or len(name) > 253:
-                problem(where, f"metadata.name {name!r} is not a valid Kubernetes name (DNS-1123)")
-            if api.startswith("serving.kserve.io/"):
-                kserve += 1
-                check_fields(doc, kind, where, problem)
-                if (kind, api) == ("InferenceService", "serving.kserve.io/v1beta1"):
-                    services[name] = check_inference_service(doc, where, problem)
-                    account = dig(doc, "spec", "predictor", "serviceAccountName")
-                    if account:
-                        used_accounts.append((where, account))
-                elif (kind, api) == ("TrainedModel", "serving.kserve.io/v1alpha1"):
-                    trained.append((where, dig(doc, "spec", "inferenceService"), check_trained_model(doc, where, problem)))
-                elif (kind, api) == ("ClusterStorageContainer", "serving.kserve.io/v1alpha1"):
-                    check_storage_container(doc, where, problem)
-                else:
-                    problem(where, f"unknown KServe kind {kind} {api}")
-                continue
-            core += 1
             try:
-                kubernetes_validate.validate(doc, arguments.kubernetes_version, strict=True)
-            except kubernetes_validate.ValidationError as error:
-                path_text = ".".join(str(part) for part in error.path)
-                problem(where, f"Kubernetes {arguments.kubernetes_version}: {path_text}: {error.message}")
-            except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as error:
-                problem(where, f"no Kubernetes schema: {error}")
-            if kind == "ServiceAccount":
-                accounts.add(name)
-            if kind == "ConfigMap" and name == "inferenceservice-config":
-                problem(where, "a whole inferenceservice-config would replace KServe's; ship a patch in patches/")
+                counts = check_document(path, index, doc, arguments.kubernetes_version, problem, services,
+                                        accounts, used_accounts, trained)
+            except Exception as error:  # a hostile document is a finding, never a crash
+                problem(f"{path}#{index}", f"cannot check: {type(error).__name__}: {str(error)[:200]}")
+                continue
+            core += counts[0]
+            kserve += counts[1]
 
+    finish(problem, services, accounts, used_accounts, trained)
+    for line in problem.lines:
+        print(line)
+    if problem.lines:
+        return 1
+    print(f"validate_manifests: {len(files)} files, {core} core objects valid for Kubernetes "
+          f"{arguments.kubernetes_version} (strict), {kserve} KServe objects checked")
+    return 0
+
+
+def check_document(path, index, doc, version, problem, services, accounts, used_accounts, trained):
+    """Checks one object; returns how many core and KServe objects it counted as."""
+    if not isinstance(doc, dict):
+        problem(f"{path}#{index}", "a document must be a Kubernetes object (a mapping)")
+        return 0, 0
+    kind, api = dig(doc, "kind"), dig(doc, "apiVersion") or ""
+    name = dig(doc, "metadata", "name")
+    if not isinstance(kind, str) or not isinstance(api, str) or not api or not isinstance(name, str):
+        problem(f"{path}#{index}", "apiVersion, kind and metadata.name are required strings")
+        return 0, 0
+    where = f"{path}#{index} {kind[:60]}/{name[:80]}"
+    if not OBJECT_NAME.match(name) or len(name) > 253:
+        problem(where, f"metadata.name {name[:80]!r} is not a valid Kubernetes name (DNS-1123)")
+    if api.startswith("serving.kserve.io/"):
+        check_fields(doc, kind, where, problem)
+        if (kind, api) == ("InferenceService", "serving.kserve.io/v1beta1"):
+            services[name] = check_inference_service(doc, where, problem)
+            account = dig(doc, "spec", "predictor", "serviceAccountName")
+            if account is not None:
+                used_accounts.append((where, str(account)))
+        elif (kind, api) == ("TrainedModel", "serving.kserve.io/v1alpha1"):
+            service = dig(doc, "spec", "inferenceService")
+            trained.append((where, str(service), check_trained_model(doc, where, problem)))
+        elif (kind, api) == ("ClusterStorageContainer", "serving.kserve.io/v1alpha1"):
+            check_storage_container(doc, where, problem)
+        else:
+            problem(where, f"unknown KServe kind {kind} {api}")
+        return 0, 1
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        path_text = ".".join(str(part) for part in error.path)
+        problem(where, f"Kubernetes {version}: {path_text}: {error.message}")
+    except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as error:
+        problem(where, f"no Kubernetes schema: {error}")
+    if kind == "ServiceAccount":
+        accounts.add(name)
+    if kind == "ConfigMap" and name == "inferenceservice-config":
+        problem(where, "a whole inferenceservice-config would replace KServe's; ship a patch in patches/")
+    return 1, 0
+
+
+def finish(problem, services, accounts, used_accounts, trained):
+    """Cross-references: ServiceAccounts and InferenceServices named, memory within limits."""
     for where, account in used_accounts:
         if account not in accounts:
             problem(where, f"serviceAccountName {account!r} is defined by no example")
@@ -263,14 +340,6 @@ def main():
         limit = services[service]
         if limit is not None and memory_used[service] > limit:
             problem(where, f"the TrainedModels of {service} need more memory than its limit: KServe refuses this one")
-
-    for line in problem.lines:
-        print(line)
-    if problem.lines:
-        return 1
-    print(f"validate_manifests: {len(files)} files, {core} core objects valid for Kubernetes "
-          f"{arguments.kubernetes_version} (strict), {kserve} KServe objects checked")
-    return 0
 
 
 if __name__ == "__main__":

@@ -154,6 +154,36 @@ import Testing
         #expect(FileSystem.kind(staging.root + "/emptydir") == .directory)
     }
 
+    @Test("a cancelled download stops extracting (SIGTERM, a newer spec) instead of writing the archive out")
+    func cancelledExtractionStops() throws {
+        let w = try Workspace()
+        try w.python(
+            Self.makeTree + """
+
+                import tarfile, zipfile, os
+                with tarfile.open(out + "/t.tar.gz", "w:gz") as t: t.add(src, arcname=".")
+                with zipfile.ZipFile(out + "/t.zip", "w") as z:
+                    for root, dirs, names in os.walk(src):
+                        for n in names: z.write(os.path.join(root, n), os.path.relpath(os.path.join(root, n), src))
+                """)
+        for (format, file) in [(ArchiveFormat.tarGzip, "t.tar.gz"), (.zip, "t.zip")] {
+            let staging = try w.store.makeStaging(for: try ModelName(validating: "m-\(file.count)"))
+            let cancel = CancelFlag()
+            cancel.set()
+            #expect(throws: CancellationError.self) {
+                try ArchiveFormat.extract(format, archive: w.temp.path + "/" + file, into: staging, cancel: cancel)
+            }
+            let written = try FileManager.default.subpathsOfDirectory(atPath: staging.root).filter {
+                FileSystem.kind(staging.root + "/" + $0) == .file
+            }
+            #expect(written.isEmpty, "\(file): \(written)")
+            // The same archive without a cancellation extracts whole.
+            let again = try w.store.makeStaging(for: try ModelName(validating: "n-\(file.count)"))
+            _ = try ArchiveFormat.extract(format, archive: w.temp.path + "/" + file, into: again, cancel: CancelFlag())
+            try assertSameTree(again, w.temp.path + "/src")
+        }
+    }
+
     @Test func zipRefusesEscapingEntriesLinksAndCorruption() throws {
         let w = try Workspace()
         try w.python(

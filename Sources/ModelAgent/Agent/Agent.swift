@@ -162,7 +162,7 @@ package final class Agent: Sendable {
         do {
             statusServer = try await StatusServer.start(
                 group: eventLoops, host: options.bindHost, port: options.adminPort, sources: sources,
-                limits: adminLimits)
+                limits: adminLimits, logger: logger)
         } catch {
             watcher.stop()
             try? await eventLoops.shutdownGracefully()
@@ -186,7 +186,7 @@ package final class Agent: Sendable {
                     h2Target: Redaction.uri(options.h2cServerURL ?? options.serverURL), drain: drain, traffic: traffic,
                     failures: UpstreamFailureLog(logger: logger), h2Failures: UpstreamFailureLog(logger: logger),
                     health: healthChecker),
-                limits: proxyLimits)
+                limits: proxyLimits, logger: logger)
         } catch {
             watcher.stop()
             await statusServer.stop()

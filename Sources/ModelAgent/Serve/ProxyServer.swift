@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -24,7 +25,8 @@ final class ProxyServer: Sendable {
     /// Both are plain TCP: TLS is not spoken upstream.
     static func start(
         group: MultiThreadedEventLoopGroup, host: String, port: Int, upstream: (host: String, port: Int),
-        h2Upstream: (host: String, port: Int), shared: ProxyContext, limits: ConnectionGuard.Limits
+        h2Upstream: (host: String, port: Int), shared: ProxyContext, limits: ConnectionGuard.Limits,
+        logger: Logger
     ) async throws -> ProxyServer {
         let pools = group.makeIterator().map { UpstreamPool(eventLoop: $0, host: upstream.host, port: upstream.port) }
         let h2Pools = group.makeIterator().map {
@@ -35,6 +37,11 @@ final class ProxyServer: Sendable {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptFailureLog(logger: logger, port: "agent port"))
+                }
+            }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -39,12 +40,17 @@ final class StatusServer: Sendable {
 
     static func start(
         group: any EventLoopGroup, host: String, port: Int, sources: StatusSources,
-        limits: ConnectionGuard.Limits = ConnectionGuard.Limits()
+        limits: ConnectionGuard.Limits = ConnectionGuard.Limits(), logger: Logger
     ) async throws -> StatusServer {
         let connections = ConnectionGuard(limits: limits)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptFailureLog(logger: logger, port: "admin port"))
+                }
+            }
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)

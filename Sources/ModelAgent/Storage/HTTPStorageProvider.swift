@@ -55,10 +55,18 @@ struct HTTPStorageProvider: StorageProvider {
         let limits = self.limits
         if let format = ArchiveFormat.detect(fileName: fileName, contentType: result.headers["content-type"]) {
             logger.info("Extracting \(format) archive \(fileName)", metadata: ["bytes": "\(result.bytes)"])
-            let report = try await BlockingExecutor.shared.run {
-                let report = try ArchiveFormat.extract(format, archive: download, into: destination, limits: limits)
-                try FileSystem.removeFile(download)
-                return report
+            // Extraction runs on a blocking thread: a cancellation (SIGTERM, a newer spec)
+            // reaches it through the flag, checked between entries and 1 MiB chunks.
+            let cancel = CancelFlag()
+            let report = try await withTaskCancellationHandler {
+                try await BlockingExecutor.shared.run {
+                    let report = try ArchiveFormat.extract(
+                        format, archive: download, into: destination, limits: limits, cancel: cancel)
+                    try FileSystem.removeFile(download)
+                    return report
+                }
+            } onCancel: {
+                cancel.set()
             }
             if report.files == 0 { throw ArchiveError("archive \(fileName) contains no files") }
             var checked = report

@@ -35,10 +35,11 @@ enum ArchiveFormat: Sendable, Equatable {
     /// must fit the extraction budget (free disk, `--max-archive-ratio`, `--max-download-size`).
     static func extract(
         _ format: ArchiveFormat, archive path: String, into destination: StagingDirectory,
-        limits: DownloadLimits = DownloadLimits()
+        limits: DownloadLimits = DownloadLimits(), cancel: CancelFlag? = nil
     ) throws -> FetchReport {
         let file = try OpenFile(reading: path)
         let budget = try ExtractionBudget.forArchive(size: try file.size(), at: destination.root, limits: limits)
+        budget.cancel = cancel
         switch sniff(format, file) {
         case .zip:
             return try ZipExtractor(file: file).extract(into: destination, budget: budget)

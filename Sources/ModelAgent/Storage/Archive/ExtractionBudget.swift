@@ -13,6 +13,9 @@ final class ExtractionBudget {
     let limit: Int64
     let bound: Bound
     private(set) var used: Int64 = 0
+    /// Set when the download is cancelled (the model changed, SIGTERM): extraction stops at
+    /// the next entry or chunk instead of writing out a large archive first.
+    var cancel: CancelFlag?
 
     /// Entries one archive may hold: empty files cost no bytes, but each costs an inode.
     static let maximumEntries = 200_000
@@ -38,7 +41,12 @@ final class ExtractionBudget {
         return ExtractionBudget(limit: tightest.0, bound: tightest.1)
     }
 
+    func checkCancelled() throws {
+        if cancel?.isSet == true { throw CancellationError() }
+    }
+
     func charge(_ bytes: Int64, entry: String) throws {
+        try checkCancelled()
         guard bytes >= 0 else { throw ArchiveError("archive entry \(JSONText.quoted(entry)) has a negative size") }
         let (total, overflow) = used.addingReportingOverflow(bytes)
         guard !overflow, total <= limit else {

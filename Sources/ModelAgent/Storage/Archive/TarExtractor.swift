@@ -8,12 +8,15 @@ final class TarExtractor {
     private let source: any ByteSource
     private var block = [UInt8](repeating: 0, count: 512)
     private var copyBuffer = [UInt8](repeating: 0, count: 1 << 20)
+    /// Checked for cancellation between 1 MiB chunks of an entry's data.
+    private var budget: ExtractionBudget?
 
     init(source: any ByteSource) {
         self.source = source
     }
 
     func extract(into destination: StagingDirectory, budget: ExtractionBudget) throws -> FetchReport {
+        self.budget = budget
         var report = FetchReport(files: 0, bytes: 0)
         var paxPath: String?
         var paxSize: Int64?
@@ -21,6 +24,7 @@ final class TarExtractor {
         var sawEntry = false
         var entries = 0
         while true {
+            try budget.checkCancelled()
             guard try readBlock() else {
                 if sawEntry { return report }
                 throw ArchiveError("tar archive is empty or truncated")
@@ -192,6 +196,7 @@ final class TarExtractor {
         var offset: Int64 = 0
         try copyBuffer.withUnsafeMutableBytes { buffer in
             while remaining > 0 {
+                try budget?.checkCancelled()
                 let want = Int(min(Int64(buffer.count), remaining))
                 let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[..<want])
                 try source.readExactly(into: chunk, what: "tar entry data")

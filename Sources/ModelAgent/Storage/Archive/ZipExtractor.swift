@@ -37,6 +37,7 @@ final class ZipExtractor {
         }
         var report = FetchReport(files: 0, bytes: 0)
         for entry in entries {
+            try budget.checkCancelled()
             if entry.name.hasSuffix("/") {
                 if (try? RelativePath.normalize(entry.name)) != nil { try destination.makeDirectory(entry.name) }
                 continue
@@ -47,14 +48,14 @@ final class ZipExtractor {
             }
             if entry.flags & 1 != 0 { throw ArchiveError("zip entry \(JSONText.quoted(entry.name)) is encrypted") }
             let out = try destination.createFile(entry.name)
-            try extract(entry, to: out)
+            try extract(entry, to: out, budget: budget)
             report.files += 1
             report.bytes += entry.size
         }
         return report
     }
 
-    private func extract(_ entry: Entry, to out: OpenFile) throws {
+    private func extract(_ entry: Entry, to out: OpenFile, budget: ExtractionBudget) throws {
         let local = try bytes(at: entry.localHeaderOffset, count: 30)
         guard le32(local, 0) == 0x0403_4b50 else {
             throw ArchiveError("zip entry \(JSONText.quoted(entry.name)) has no local header")
@@ -78,6 +79,7 @@ final class ZipExtractor {
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         try buffer.withUnsafeMutableBytes { raw in
             while true {
+                try budget.checkCancelled()
                 // Never read far past the declared size: a lying entry stops here, not at the disk's end.
                 let left = entry.size - written
                 let room = left >= Int64(raw.count) ? raw.count : Int(left) + 1

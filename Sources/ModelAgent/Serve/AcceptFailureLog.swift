@@ -1,0 +1,45 @@
+import Logging
+import NIOCore
+import Synchronization
+
+/// On a listening socket's pipeline: logs why accepted connections could not be set up
+/// (a socket option refused, descriptors exhausted). NIO closes such a connection and
+/// reports the error only here; without this, clients see resets and the log says nothing.
+/// One line per port every `interval` at most, with the count of the ones not logged.
+final class AcceptFailureLog: ChannelInboundHandler, Sendable {
+    typealias InboundIn = any Channel
+
+    private struct State {
+        var lastLogged: ContinuousClock.Instant?
+        var suppressed = 0
+    }
+
+    private let logger: Logger
+    private let port: String
+    private let interval: Duration
+    private let state = Mutex(State())
+
+    init(logger: Logger, port: String, interval: Duration = .seconds(60)) {
+        self.logger = logger
+        self.port = port
+        self.interval = interval
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let now = ContinuousClock.now
+        let suppressed = state.withLock { s -> Int? in
+            if let last = s.lastLogged, now - last < interval {
+                s.suppressed += 1
+                return nil
+            }
+            defer { s = State(lastLogged: now) }
+            return s.suppressed
+        }
+        if let suppressed {
+            logger.error(
+                "Cannot set up a connection accepted on the \(port): \(error)",
+                metadata: suppressed > 0 ? ["not_logged_since_last": "\(suppressed)"] : [:])
+        }
+        context.fireErrorCaught(error)
+    }
+}
