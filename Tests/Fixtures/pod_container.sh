@@ -70,17 +70,32 @@ done
 /bin/rmdir "$stage"
 
 if [ "$readonly_root" = true ]; then
-    # Every mount but the volumes and the kernel's file systems becomes read-only.
-    for point in $(/usr/bin/awk '{ print $5 }' /proc/self/mountinfo); do
+    # Every mount but the volumes and the kernel's file systems becomes read-only; the
+    # image's paths too, even where they sit under a writable volume (a checkout in /tmp).
+    mounts_now=$(/usr/bin/awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { print $5, $(i + 1); break } }' \
+        /proc/self/mountinfo)
+    while read -r point fstype; do
         case "$point" in /proc | /proc/* | /sys | /sys/* | /dev | /dev/*) continue ;; esac
+        # Remounting an automount point would trigger it; none holds the image.
+        [ "$fstype" = autofs ] && continue
+        case "$point" in *\\*)
+            echo "pod_container: left writable: mount point with escaped characters $point" >&2
+            continue
+            ;;
+        esac
         # A mount hidden under another (the host's own under /mnt) is out of reach anyway.
         [ -e "$point" ] || continue
         writable=false
         for target in $targets; do
             case "$point" in "$target" | "$target"/*) writable=true ;; esac
         done
+        for path in $image_paths; do
+            case "$point" in "$path" | "$path"/*) writable=false ;; esac
+        done
         $writable || /bin/mount -o remount,bind,ro "$point"
-    done
+    done <<EOF
+$mounts_now
+EOF
 fi
 # The image's working directory; the test's own is not the container's.
 cd /

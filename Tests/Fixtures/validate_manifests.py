@@ -171,8 +171,13 @@ def check_storage_container(doc, where, problem):
         if not isinstance(entry, dict):
             continue  # reported by check_fields
         prefix = entry.get("prefix")
-        if prefix is not None and not str(prefix).startswith(AGENT_SCHEMES):
-            problem(where, f"supportedUriFormats prefix {prefix!r} is not served by model-agent pull")
+        if prefix is not None:
+            prefix = str(prefix)
+            if not prefix.startswith(AGENT_SCHEMES):
+                problem(where, f"supportedUriFormats prefix {prefix!r} is not served by model-agent pull")
+            for uri in FOREIGN_URIS:
+                if uri.startswith(prefix):
+                    problem(where, f"supportedUriFormats prefix {prefix!r} claims {uri}, which pull does not serve")
         regex = entry.get("regex")
         if regex is not None:
             try:

@@ -111,6 +111,43 @@ struct CommandLineTests {
         #expect(child.output.contains("Pull stopped by signal"))
         await files.stop()
     }
+
+    /// SIGTERM while a large archive is being unpacked: the extraction stops at once
+    /// instead of writing out the whole archive and moving it into the destination.
+    @Test func aSignalStopsAnArchiveBeingUnpacked() async throws {
+        let temp = try TemporaryDirectory("cli-signal-archive")
+        let served = try temp.subdirectory("served")
+        // 1 GiB of zeros in one entry: about 1 MB compressed, seconds to write out.
+        try run(
+            try TestPaths.venvTool("tools", "python3"),
+            [
+                "-c",
+                """
+                import io, sys, tarfile
+                class Zeros(io.RawIOBase):
+                    def __init__(self, n): self.n = n
+                    def readable(self): return True
+                    def readinto(self, b):
+                        k = min(len(b), self.n); b[:k] = bytes(k); self.n -= k; return k
+                with tarfile.open(sys.argv[1], "w:gz", compresslevel=1) as t:
+                    info = tarfile.TarInfo("zeros.bin"); info.size = 1 << 30
+                    t.addfile(info, io.BufferedReader(Zeros(1 << 30)))
+                """,
+                served + "/zeros.tar.gz",
+            ])
+        let files = try await FixtureServer(root: served, logDirectory: temp.path)
+        let destination = try temp.subdirectory("dest")
+        let child = try ChildProcess(
+            name: "model-agent", executable: try TestPaths.agentBinary(),
+            arguments: ["pull", "--max-archive-ratio", "100000", files.url(file: "zeros.tar.gz"), destination],
+            logPath: temp.path + "/pull.log")
+        try await child.waitForLine(containing: "Extracting")
+        kill(child.pid, SIGTERM)
+        #expect(try await child.waitForExit(timeout: .seconds(60)) == 128 + SIGTERM, "\(child.output)")
+        #expect(contents(of: destination).isEmpty, "nothing unpacked is left")
+        #expect(child.output.contains("Pull stopped by signal") && !child.output.contains("Successfully copied"))
+        await files.stop()
+    }
 }
 
 /// /livez, /readyz, probes, /v1/models and /metrics.

@@ -53,7 +53,7 @@ import Testing
             "kserve/storage-initializer.yaml",
             [
                 (#"command: ["model-agent", "pull"]"#, #"args: ["pull"]"#),
-                ("- prefix: gs://", #"- regex: "https?://.+""#),
+                ("- prefix: gs://", #"- regex: "https?://.+"\#n    - prefix: https://"#),
             ])
         try copy("kserve/patches/agent-image.yaml", [("data:\n", "kind: ConfigMap\ndata:\n")])
         let result = try Self.validate(temp.path)
@@ -64,7 +64,8 @@ import Testing
             "Triton needs --model-control-mode=explicit",
             "the TrainedModels of sklearn-mms need more memory than its limit",
             "command must be [model-agent, pull]",
-            "claims https://acct.blob.core.windows.net/c/m",
+            "regex 'https?://.+' claims https://acct.blob.core.windows.net/c/m",
+            "prefix 'https://' claims https://acct.blob.core.windows.net/c/m",
             "unknown field 'spec.predictor.model.runtme'",
             "metadata.name 'Iris_V2' is not a valid Kubernetes name",
             "holds `data.agent` only",

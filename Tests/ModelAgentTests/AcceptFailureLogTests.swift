@@ -1,7 +1,9 @@
 import Logging
 import NIOCore
 import NIOEmbedded
+import NIOPosix
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import ModelAgent
@@ -43,5 +45,25 @@ struct AcceptFailureLogTests {
         #expect(
             lines.first == "error Cannot set up a connection accepted on the agent port: setsockopt: Permission denied")
         _ = try? channel.finish()
+    }
+
+    @Test("a connection whose set-up fails in a real server is logged, as attached after bind")
+    func attachedAfterBindSeesChildFailures() async throws {
+        let sink = Lines()
+        let logger = Logger(label: "test") { _ in Capture(sink: sink) }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in channel.eventLoop.makeFailedFuture(Refused()) }
+            .bind(host: "127.0.0.1", port: 0).get()
+        try await AcceptFailureLog.attach(to: server, logger: logger, port: "agent port")
+        let client = try await ClientBootstrap(group: group).connect(
+            host: "127.0.0.1", port: server.localAddress?.port ?? 0
+        ).get()
+        try await eventually("the failed connection to be logged", timeout: .seconds(30)) {
+            sink.lines.withLock { $0.contains { $0.contains("accepted on the agent port: setsockopt") } }
+        }
+        try? await client.close()
+        try await server.close()
+        try await group.shutdownGracefully()
     }
 }

@@ -2,10 +2,12 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// On a listening socket's pipeline: logs why accepted connections could not be set up
-/// (a socket option refused, descriptors exhausted). NIO closes such a connection and
-/// reports the error only here; without this, clients see resets and the log says nothing.
-/// One line per port every `interval` at most, with the count of the ones not logged.
+/// On a listening socket's pipeline, after NIO's accept handler: logs why accepted
+/// connections could not be set up (a socket option refused, the connection initializer
+/// failing, descriptors exhausted). NIO closes such a connection and fires the error from
+/// its accept handler towards the tail, so this handler must come after it: `attach`, after
+/// bind, puts it there. Without it clients see resets and the log says nothing. One line per
+/// port every `interval` at most, with the count of the ones not logged.
 final class AcceptFailureLog: ChannelInboundHandler, Sendable {
     typealias InboundIn = any Channel
 
@@ -23,6 +25,12 @@ final class AcceptFailureLog: ChannelInboundHandler, Sendable {
         self.logger = logger
         self.port = port
         self.interval = interval
+    }
+
+    /// Adds the log at the end of a bound server channel's pipeline, behind NIO's accept
+    /// handler (a `serverChannelInitializer` would put it in front, where child errors never pass).
+    static func attach(to serverChannel: any Channel, logger: Logger, port: String) async throws {
+        try await serverChannel.pipeline.addHandler(AcceptFailureLog(logger: logger, port: port)).get()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

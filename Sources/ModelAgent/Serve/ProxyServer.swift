@@ -37,11 +37,6 @@ final class ProxyServer: Sendable {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(AcceptFailureLog(logger: logger, port: "agent port"))
-                }
-            }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -58,6 +53,12 @@ final class ProxyServer: Sendable {
                 }
             }
             .bind(host: host, port: port).get()
+        do {
+            try await AcceptFailureLog.attach(to: channel, logger: logger, port: "agent port")
+        } catch {
+            try? await channel.close()
+            throw error
+        }
         return ProxyServer(channel: channel, pools: pools, h2Pools: h2Pools)
     }
 

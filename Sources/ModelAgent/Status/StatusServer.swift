@@ -46,11 +46,6 @@ final class StatusServer: Sendable {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(AcceptFailureLog(logger: logger, port: "admin port"))
-                }
-            }
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
@@ -59,6 +54,12 @@ final class StatusServer: Sendable {
                 }
             }
             .bind(host: host, port: port).get()
+        do {
+            try await AcceptFailureLog.attach(to: channel, logger: logger, port: "admin port")
+        } catch {
+            try? await channel.close()
+            throw error
+        }
         return StatusServer(channel: channel)
     }
 
