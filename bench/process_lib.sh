@@ -23,7 +23,9 @@ cleanup_scratch() {
     rm -rf "$work"
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# free_port
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 
 # start_fake_v2: the test fixture's instant V2 server in the background (its log in
 # $work/fake.log); sets `fake`, its base URL.

@@ -11,6 +11,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 runs="${RUNS:-3}"
 # shellcheck source=bench/lib.sh
 source "$root/bench/lib.sh"
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 "$root/scripts/setup-env" >/dev/null
 bin="$root/.venvs/tools/bin"
 # awscrt: AWS's own CRC-64/NVME and CRC-32C, to compute the stored checksums.
@@ -27,11 +29,9 @@ trap cleanup EXIT
 make_data "$work/data/bench"
 
 export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-RCLONE_CONFIG=/dev/null "$bin/rclone" serve s3 --addr 127.0.0.1:0 --auth-key "$AWS_ACCESS_KEY_ID,$AWS_SECRET_ACCESS_KEY" \
-    --config /dev/null --vfs-cache-mode off "$work/data" >"$work/server.log" 2>&1 &
-server=$!
-for _ in $(seq 50); do grep -q "Starting s3 server" "$work/server.log" && break; sleep 0.1; done
-endpoint="http://$(grep -oE '127\.0\.0\.1:[0-9]+' "$work/server.log" | head -n 1)"
+start_s3 "$work/data" "$work/server.log" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"
+server=$s3_pid
+endpoint=$s3_endpoint
 export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other RCLONE_CONFIG_BENCH_ENDPOINT="$endpoint" \
     RCLONE_CONFIG_BENCH_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY"
 

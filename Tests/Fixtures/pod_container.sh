@@ -33,17 +33,20 @@ shift 6
 /bin/mount -t tmpfs -o mode=0755 pod-mnt /mnt
 stage=/mnt/.pod-stage
 /bin/mkdir "$stage"
+# stage NAME SOURCE BIND-OPTION: SOURCE bound at $stage/NAME.
+stage() {
+    /bin/mkdir "$stage/$1"
+    /bin/mount "$3" "$2" "$stage/$1"
+}
 n=0
 for spec in $mounts; do
     n=$((n + 1))
-    /bin/mkdir "$stage/volume$n"
-    /bin/mount --bind "${spec%%:*}" "$stage/volume$n"
+    stage "volume$n" "${spec%%:*}" --bind
 done
 n=0
 for path in $image_paths; do
     n=$((n + 1))
-    /bin/mkdir "$stage/image$n"
-    /bin/mount --rbind "$path" "$stage/image$n"
+    stage "image$n" "$path" --rbind
 done
 
 targets=""

@@ -73,15 +73,12 @@ struct SimulatedPodTests {
                 ])
 
             // Both containers become ready by their own probes; every model is loaded.
-            // A container that exits ends the wait at once; `alive` then says why.
-            try await eventually("the agent's liveness probe", timeout: .seconds(60)) {
-                agent.exitCode != nil || pod.probe(agentLive) == 200
+            try await Self.waitFor("the agent's liveness probe", while: agent, timeout: .seconds(60)) {
+                pod.probe(agentLive) == 200
             }
-            try Self.alive(agent)
-            try await eventually("MLServer's readiness probe", timeout: .seconds(180)) {
-                server.exitCode != nil || pod.probe(serverReady) == 200
+            try await Self.waitFor("MLServer's readiness probe", while: server, timeout: .seconds(180)) {
+                pod.probe(serverReady) == 200
             }
-            try Self.alive(server)
             let names = try Self.modelNames(initial)
             try await Self.waitForLoaded(names, pod: pod, adminPort: adminPort, agent: agent)
             #expect(pod.probe(agentReady) == 200)
@@ -149,7 +146,15 @@ struct SimulatedPodTests {
         return list
     }
 
-    private static func alive(_ process: ChildProcess) throws {
+    /// Waits for `condition` while `process` runs: its exit ends the wait at once, with its
+    /// status and last output as the error.
+    static func waitFor(
+        _ what: String, while process: ChildProcess, timeout: Duration, _ condition: () async throws -> Bool
+    ) async throws {
+        try await eventually(what, timeout: timeout) {
+            if process.exitCode != nil { return true }
+            return try await condition()
+        }
         if let code = process.exitCode {
             throw TestSetupError("\(process.name) exited with \(code):\n\(process.output.suffix(3000))")
         }
@@ -176,8 +181,7 @@ struct SimulatedPodTests {
     {
         var last = ""
         do {
-            try await eventually("models \(names) Loaded", timeout: .seconds(120)) {
-                if agent.exitCode != nil { return true }
+            try await waitFor("models \(names) Loaded", while: agent, timeout: .seconds(120)) {
                 let answer = pod.http(adminPort, "/v1/models")
                 last = answer.body
                 guard answer.status == 200,
@@ -188,6 +192,5 @@ struct SimulatedPodTests {
         } catch {
             throw TestSetupError("\(error); /v1/models: \(last)\nagent log:\n\(agent.output.suffix(3000))")
         }
-        try alive(agent)
     }
 }

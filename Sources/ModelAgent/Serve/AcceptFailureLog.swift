@@ -29,8 +29,14 @@ final class AcceptFailureLog: ChannelInboundHandler, Sendable {
 
     /// Adds the log at the end of a bound server channel's pipeline, behind NIO's accept
     /// handler (a `serverChannelInitializer` would put it in front, where child errors never pass).
+    /// If that fails, the channel is closed: a listening socket is never left without its log.
     static func attach(to serverChannel: any Channel, logger: Logger, port: String) async throws {
-        try await serverChannel.pipeline.addHandler(AcceptFailureLog(logger: logger, port: port)).get()
+        do {
+            try await serverChannel.pipeline.addHandler(AcceptFailureLog(logger: logger, port: port)).get()
+        } catch {
+            try? await serverChannel.close()
+            throw error
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

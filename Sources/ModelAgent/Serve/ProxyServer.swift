@@ -53,12 +53,7 @@ final class ProxyServer: Sendable {
                 }
             }
             .bind(host: host, port: port).get()
-        do {
-            try await AcceptFailureLog.attach(to: channel, logger: logger, port: "agent port")
-        } catch {
-            try? await channel.close()
-            throw error
-        }
+        try await AcceptFailureLog.attach(to: channel, logger: logger, port: "agent port")
         return ProxyServer(channel: channel, pools: pools, h2Pools: h2Pools)
     }
 

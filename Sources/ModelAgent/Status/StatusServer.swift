@@ -54,12 +54,7 @@ final class StatusServer: Sendable {
                 }
             }
             .bind(host: host, port: port).get()
-        do {
-            try await AcceptFailureLog.attach(to: channel, logger: logger, port: "admin port")
-        } catch {
-            try? await channel.close()
-            throw error
-        }
+        try await AcceptFailureLog.attach(to: channel, logger: logger, port: "admin port")
         return StatusServer(channel: channel)
     }
 

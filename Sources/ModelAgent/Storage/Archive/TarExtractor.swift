@@ -8,15 +8,12 @@ final class TarExtractor {
     private let source: any ByteSource
     private var block = [UInt8](repeating: 0, count: 512)
     private var copyBuffer = [UInt8](repeating: 0, count: 1 << 20)
-    /// Checked for cancellation between 1 MiB chunks of an entry's data.
-    private var budget: ExtractionBudget?
 
     init(source: any ByteSource) {
         self.source = source
     }
 
     func extract(into destination: StagingDirectory, budget: ExtractionBudget) throws -> FetchReport {
-        self.budget = budget
         var report = FetchReport(files: 0, bytes: 0)
         var paxPath: String?
         var paxSize: Int64?
@@ -81,7 +78,7 @@ final class TarExtractor {
             case UInt8(ascii: "0"), 0, UInt8(ascii: "7"):
                 try budget.charge(size, entry: name)
                 let file = try destination.createFile(name)
-                try copy(size, to: file)
+                try copy(size, to: file, budget: budget)
                 if mode & 0o111 != 0 { try? FileSystem.setExecutable(file.path) }
                 report.files += 1
                 report.bytes += size
@@ -190,13 +187,14 @@ final class TarExtractor {
         return data
     }
 
-    private func copy(_ size: Int64, to file: OpenFile) throws {
+    /// Checks `budget` for cancellation between 1 MiB chunks.
+    private func copy(_ size: Int64, to file: OpenFile, budget: ExtractionBudget) throws {
         _ = try Self.paddedSize(size)
         var remaining = size
         var offset: Int64 = 0
         try copyBuffer.withUnsafeMutableBytes { buffer in
             while remaining > 0 {
-                try budget?.checkCancelled()
+                try budget.checkCancelled()
                 let want = Int(min(Int64(buffer.count), remaining))
                 let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[..<want])
                 try source.readExactly(into: chunk, what: "tar entry data")
