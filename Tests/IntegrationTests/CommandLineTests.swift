@@ -117,8 +117,10 @@ struct CommandLineTests {
     @Test func aSignalStopsAnArchiveBeingUnpacked() async throws {
         let temp = try TemporaryDirectory("cli-signal-archive")
         let served = try temp.subdirectory("served")
-        // 1 GiB of zeros in one entry: about 1 MB compressed, seconds to write out.
-        try run(
+        // 2 GiB of zeros in two entries: a few MB compressed, many seconds to write out, so
+        // the signal lands during the extraction even on a loaded machine. Made without
+        // holding a thread: the test's own waits must keep running meanwhile.
+        let made = try await runProcess(
             try TestPaths.venvTool("tools", "python3"),
             [
                 "-c",
@@ -130,11 +132,13 @@ struct CommandLineTests {
                     def readinto(self, b):
                         k = min(len(b), self.n); b[:k] = bytes(k); self.n -= k; return k
                 with tarfile.open(sys.argv[1], "w:gz", compresslevel=1) as t:
-                    info = tarfile.TarInfo("zeros.bin"); info.size = 1 << 30
-                    t.addfile(info, io.BufferedReader(Zeros(1 << 30)))
+                    for name in ("zeros1.bin", "zeros2.bin"):
+                        info = tarfile.TarInfo(name); info.size = 1 << 30
+                        t.addfile(info, io.BufferedReader(Zeros(1 << 30)))
                 """,
                 served + "/zeros.tar.gz",
             ])
+        try #require(made.status == 0, "\(made.output)")
         let files = try await FixtureServer(root: served, logDirectory: temp.path)
         let destination = try temp.subdirectory("dest")
         let child = try ChildProcess(

@@ -7,21 +7,16 @@ import Testing
 @Suite struct ExamplesTests {
     static let examples = TestPaths.repositoryRoot + "/examples/kubernetes"
 
-    static func validate(_ directory: String) throws -> (status: Int32, output: String) {
-        let log = FileManager.default.temporaryDirectory.path + "/model-agent-validate-\(UUID().uuidString).log"
-        defer { try? FileManager.default.removeItem(atPath: log) }
-        let child = try ChildProcess(
-            name: "validate_manifests", executable: try TestPaths.venvTool("image", "python"),
-            arguments: [TestPaths.fixtures + "/validate_manifests.py", directory], logPath: log)
-        let status = child.waitBlocking()
-        return (status, child.output)
+    static func validate(_ directory: String) async throws -> (status: Int32, output: String) {
+        try await runProcess(
+            try TestPaths.venvTool("image", "python"), [TestPaths.fixtures + "/validate_manifests.py", directory])
     }
 
     @Test(
         "every manifest under examples/kubernetes validates: core kinds strictly, KServe kinds by the fields the agent relies on"
     )
-    func manifestsValidate() throws {
-        let result = try Self.validate(Self.examples)
+    func manifestsValidate() async throws {
+        let result = try await Self.validate(Self.examples)
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("core objects valid for Kubernetes"), "\(result.output)")
     }
@@ -29,7 +24,7 @@ import Testing
     @Test(
         "the validator refuses misspelt fields, bad names, excess memory, a wrong initializer, a whole ConfigMap, dangling references"
     )
-    func validatorRefusesBrokenManifests() throws {
+    func validatorRefusesBrokenManifests() async throws {
         let temp = try TemporaryDirectory("model-agent-manifests")
         func copy(_ relative: String, _ edits: [(String, String)]) throws {
             var text = try String(contentsOfFile: Self.examples + "/" + relative, encoding: .utf8)
@@ -56,7 +51,7 @@ import Testing
                 ("- prefix: gs://", #"- regex: "https?://.+"\#n    - prefix: https://"#),
             ])
         try copy("kserve/patches/agent-image.yaml", [("data:\n", "kind: ConfigMap\ndata:\n")])
-        let result = try Self.validate(temp.path)
+        let result = try await Self.validate(temp.path)
         #expect(result.status == 1, "\(result.output)")
         for finding in [
             "'terminationGracePeriod' was unexpected",

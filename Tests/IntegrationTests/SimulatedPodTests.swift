@@ -74,21 +74,21 @@ struct SimulatedPodTests {
 
             // Both containers become ready by their own probes; every model is loaded.
             try await Self.waitFor("the agent's liveness probe", while: agent, timeout: .seconds(60)) {
-                pod.probe(agentLive) == 200
+                await pod.probe(agentLive) == 200
             }
             try await Self.waitFor("MLServer's readiness probe", while: server, timeout: .seconds(180)) {
-                pod.probe(serverReady) == 200
+                await pod.probe(serverReady) == 200
             }
             let names = try Self.modelNames(initial)
             try await Self.waitForLoaded(names, pod: pod, adminPort: adminPort, agent: agent)
-            #expect(pod.probe(agentReady) == 200)
+            #expect(await pod.probe(agentReady) == 200)
             let models = pod.volumeDirectories["models"]!
             for name in names {
                 #expect(FileManager.default.fileExists(atPath: "\(models)/\(name)/model.joblib"))
             }
 
             // Inference through the agent's port, as the Service sends it.
-            let inference = pod.http(
+            let inference = await pod.http(
                 agentPort, "/v2/models/\(names[0])/infer",
                 json:
                     #"{"inputs":[{"name":"predict","shape":[2,4],"datatype":"FP32","data":[[5.1,3.5,1.4,0.2],[6.7,3.0,5.2,2.3]]}]}"#
@@ -107,7 +107,7 @@ struct SimulatedPodTests {
             try await eventually("the removed model's files to go") {
                 !FileManager.default.fileExists(atPath: "\(models)/\(names[0])")
             }
-            let index = pod.http(serverReady.port, "/v2/repository/index", json: "{}")
+            let index = await pod.http(serverReady.port, "/v2/repository/index", json: "{}")
             #expect(index.status == 200, "\(index)")
             let repository = try JSONDecoder().decode([ModelList].self, from: Data(index.body.utf8))
             let ready = Set(repository.filter { $0.state == "READY" }.map(\.name))
@@ -120,7 +120,7 @@ struct SimulatedPodTests {
             kill(server.pid, SIGTERM)
             // The admin port answers while the agent drains: the probe fails with 503.
             try await eventually("the agent's readiness probe to fail after SIGTERM", timeout: .seconds(10)) {
-                pod.probe(agentReady) == 503
+                await pod.probe(agentReady) == 503
             }
             let grace = Duration.seconds(manifest.terminationGracePeriod)
             let status = try? await agent.waitForExit(timeout: grace)
@@ -182,7 +182,7 @@ struct SimulatedPodTests {
         var last = ""
         do {
             try await waitFor("models \(names) Loaded", while: agent, timeout: .seconds(120)) {
-                let answer = pod.http(adminPort, "/v1/models")
+                let answer = await pod.http(adminPort, "/v1/models")
                 last = answer.body
                 guard answer.status == 200,
                     let models = try? JSONDecoder().decode([ModelList].self, from: Data(answer.body.utf8))

@@ -56,3 +56,18 @@ public func run(_ executable: String, _ arguments: [String], environment: [Strin
     }
     return output
 }
+
+/// Runs a command to completion without holding a thread: for async tests, which share a
+/// cooperative pool as small as the machine's cores (a blocked thread there stalls every
+/// other test's waits). Returns the exit status and the output (stdout and stderr).
+public func runProcess(
+    _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+    timeout: Duration = .seconds(300)
+) async throws -> (status: Int32, output: String) {
+    let log = FileManager.default.temporaryDirectory.path + "/model-agent-run-\(UUID().uuidString).log"
+    defer { try? FileManager.default.removeItem(atPath: log) }
+    let child = try ChildProcess(
+        name: executable, executable: executable, arguments: arguments, environment: environment, logPath: log)
+    let status = try await child.waitForExit(timeout: timeout)
+    return (status, child.output)
+}

@@ -134,24 +134,25 @@ public final class SimulatedPod: @unchecked Sendable {
 
     /// An HTTP request on the pod's loopback (curl inside the network namespace), as the
     /// kubelet's probes and a client in the pod reach the containers.
-    public func http(_ port: Int, _ path: String, json body: String? = nil, asProbe: Bool = false) -> Answer {
+    public func http(_ port: Int, _ path: String, json body: String? = nil, asProbe: Bool = false) async -> Answer {
         var arguments = ["netns", "exec", namespace, "curl", "-sS", "--max-time", "10", "-w", "\n%{http_code}"]
         // The kubelet's probes say who they are; the agent's port answers such requests itself.
         if asProbe { arguments += ["-A", "kube-probe/1.37"] }
         if let body { arguments += ["-H", "Content-Type: application/json", "--data-binary", body] }
         arguments.append("http://127.0.0.1:\(port)\(path)")
-        let output: String
-        do {
-            output = try run("/usr/sbin/ip", arguments)
-        } catch {
-            return Answer(status: 0, body: "\(error)")
+        guard let (exit, output) = try? await runProcess("/usr/sbin/ip", arguments, timeout: .seconds(30)) else {
+            return Answer(status: 0, body: "curl did not finish")
         }
+        // Nothing answered (curl's own error is the body).
+        if exit != 0 { return Answer(status: 0, body: output) }
         let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
         let status = lines.last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } ?? 0
         return Answer(status: status, body: lines.dropLast().joined(separator: "\n"))
     }
 
-    public func probe(_ probe: PodManifest.Probe) -> Int { http(probe.port, probe.path, asProbe: true).status }
+    public func probe(_ probe: PodManifest.Probe) async -> Int {
+        await http(probe.port, probe.path, asProbe: true).status
+    }
 
     public func tearDown() async {
         for process in processes.withLock({ $0 }).reversed() where process.exitCode == nil {
