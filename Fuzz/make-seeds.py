@@ -127,3 +127,7 @@ for i, m in enumerate([
         grpc_frame(field(1, 2, b"\xff\xff\xff\xff\x0f")), b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + grpc_frame(iris),
         b"POST /v2/models/iris/infer HTTP/1.1\r\n"]):
     put("grpc-message", "g%d" % i, m)
+
+# The memory cache's recency file: model names, one per line, most recent first.
+for i, m in enumerate([b"iris\nm2\nm1\n", b"a\n\n../b\nc\r\n\xff\xfe\nc\n", b"x" * 300 + b"\nok"]):
+    put("recency", "r%d" % i, m)

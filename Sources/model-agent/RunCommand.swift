@@ -84,6 +84,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Upper bound, in seconds, of the delay between retries of a failed model.")
     var retryMaxDelay: Double = 300
 
+    @OptionGroup(title: "Memory cache") var cache: CacheFlags
     @OptionGroup(title: "Transfers") var transfer: TransferFlags
     @OptionGroup(title: "Logging") var log: LogFlags
 
@@ -134,6 +135,8 @@ struct RunCommand: AsyncParsableCommand {
         options.maxConcurrentLoads = maxConcurrentLoads
         options.resyncInterval = resyncInterval > 0 ? .seconds(resyncInterval) : nil
         options.transfer = transfer.options
+        // Validated before `run`: a quantity that does not parse never gets here.
+        options.cache = try? cache.options
         options.loadTimeout = .seconds(loadTimeout)
         options.requestTimeout = .seconds(requestTimeout)
         options.failureBackoff = RetryPolicy(

@@ -190,6 +190,33 @@ struct TritonTests {
         #expect(try await h.triton.infer("waiting") == [2, 3, 4])
         await h.shutdown()
     }
+
+    @Test(
+        "with --memory-capacity, Triton holds what fits; a request for a model on standby evicts the least recently used"
+    )
+    func memoryCacheLoadsOnDemand() async throws {
+        let h = try await Harness()
+        try h.config.write([
+            Entry("t1", try h.source("t1", increment: 1), framework: "triton", memory: "100Mi"),
+            Entry("t2", try h.source("t2", increment: 2), framework: "triton", memory: "100Mi"),
+            Entry("t3", try h.source("t3", increment: 3), framework: "triton", memory: "100Mi"),
+        ])
+        let agent = try await h.startAgent(["--memory-capacity", "200Mi"])
+        try await agent.waitForStates(["t1": "Loaded", "t2": "Loaded", "t3": "Standby"], timeout: .seconds(90))
+        #expect(await !h.triton.isModelReady("t3"))
+        #expect(try await h.triton.infer("t1", via: agent.proxyURL) == [2, 3, 4])
+        try await h.proxy.clearLog()
+        // t2 is the least recently used now.
+        #expect(try await h.triton.infer("t3", via: agent.proxyURL) == [4, 5, 6])
+        #expect(try await h.proxy.operations().map { "\($0.op) \($0.model)" } == ["unload t2", "load t3"])
+        #expect(await !h.triton.isModelReady("t2"))
+        try await agent.waitForStates(["t1": "Loaded", "t2": "Standby", "t3": "Loaded"])
+        // And back: t2 evicts t1, the least recently used.
+        #expect(try await h.triton.infer("t2", via: agent.proxyURL) == [3, 4, 5])
+        #expect(await !h.triton.isModelReady("t1"))
+        #expect(await h.triton.isModelReady("t3"))
+        await h.shutdown()
+    }
 }
 
 /// MLServer layout adaptation: settings generated from the framework, names rewritten.

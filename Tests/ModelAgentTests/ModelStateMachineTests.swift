@@ -299,3 +299,37 @@ struct SplitMix: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// The memory cache's side of the machine: a model the cache does not want loaded stays on
+/// disk, unloaded (standby); one it no longer wants is unloaded (evicted).
+@Suite struct ModelStateMachineStandbyTests {
+    let a = ModelSpec(storageUri: "s3://b/a", framework: "sklearn")
+
+    @Test func aNewModelIsDownloadedButNotLoadedOnStandby() {
+        var machine = ModelStateMachine(disk: nil)
+        #expect(machine.next(desired: a, resident: false) == .download(a))
+        machine.finished(.download(a), .succeeded)
+        #expect(machine.next(desired: a, resident: false) == .commit(a))
+        machine.finished(.commit(a), .succeeded)
+        #expect(machine.next(desired: a, resident: false) == .settled(a))
+        #expect(machine.next(desired: a, resident: true) == .load(a))
+    }
+
+    @Test func anEvictedModelIsUnloadedAndKeepsItsFiles() {
+        var machine = ModelStateMachine(disk: .complete(a))
+        #expect(machine.next(desired: a, resident: false) == .checkServed)
+        machine.finished(.checkServed, .served(true))
+        #expect(machine.next(desired: a, resident: false) == .unload)
+        machine.finished(.unload, .succeeded)
+        #expect(machine.next(desired: a, resident: false) == .settled(a))
+        #expect(machine.onDisk == a)
+    }
+
+    @Test func aCalledOffEvictionLeavesTheModelLoaded() {
+        var machine = ModelStateMachine(disk: .complete(a))
+        machine.finished(.checkServed, .served(true))
+        #expect(machine.next(desired: a, resident: false) == .unload)
+        machine.finished(.unload, .cancelled)
+        #expect(machine.next(desired: a, resident: true) == .settled(a))
+    }
+}

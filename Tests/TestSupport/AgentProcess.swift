@@ -53,6 +53,14 @@ public final class AgentProcess: @unchecked Sendable {
         public let diskHash: String?
         /// Files of the last download by the check they passed ("md5", "crc32c", "size", …).
         public let lastDownloadChecks: [String: Int]?
+        public let inFlightRequests: Int?
+        // The memory cache's figures (absent without --memory-capacity).
+        public let memoryBytes: Int64?
+        public let hits: Int?
+        public let misses: Int?
+        public let coldLoads: Int?
+        public let evictions: Int?
+        public let lastColdLoadMs: Int?
     }
 
     public func models() async throws -> [Model] {

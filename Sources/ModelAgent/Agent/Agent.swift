@@ -8,6 +8,7 @@ package final class Agent: Sendable {
     private let logger: Logger
     private let configWatch: ConfigWatchService
     private let reconciler: Reconciler
+    private let cache: ModelCache?
     private let statusServer: StatusServer
     private let proxy: ProxyService
     /// The event loops of both ports and the proxy's upstream connections.
@@ -20,7 +21,8 @@ package final class Agent: Sendable {
     private let lock: [ModelDirLock]
 
     private init(
-        logger: Logger, configWatch: ConfigWatchService, reconciler: Reconciler, statusServer: StatusServer,
+        logger: Logger, configWatch: ConfigWatchService, reconciler: Reconciler, cache: ModelCache?,
+        statusServer: StatusServer,
         proxy: ProxyService, eventLoops: MultiThreadedEventLoopGroup, dataPool: TransferPool,
         controlPool: TransferPool, resyncInterval: Duration?, loader: ConfigLoader, lock: [ModelDirLock]
     ) {
@@ -31,6 +33,7 @@ package final class Agent: Sendable {
         self.logger = logger
         self.configWatch = configWatch
         self.reconciler = reconciler
+        self.cache = cache
         self.statusServer = statusServer
         self.dataPool = dataPool
         self.controlPool = controlPool
@@ -94,6 +97,19 @@ package final class Agent: Sendable {
             requestTimeout: options.requestTimeout, retry: options.serverRetry)
         server.onCall = { operation, ok in operation == "load" ? metrics.loaded(ok) : metrics.unloaded(ok) }
         let board = StatusBoard()
+        let cache = options.cache.map { cacheOptions in
+            ModelCache(
+                options: cacheOptions, recency: RecencyFile(modelDir: store.modelDir, logger: logger),
+                metrics: CacheMetrics(registry: metrics.registry, capacity: cacheOptions.capacity), logger: logger)
+        }
+        if let cacheOptions = options.cache {
+            logger.info(
+                "Memory cache on: models are loaded while they fit, others on their first request",
+                metadata: [
+                    "capacity_bytes": .stringConvertible(cacheOptions.capacity),
+                    "default_model_memory_bytes": .stringConvertible(cacheOptions.defaultModelMemory),
+                ])
+        }
         let context = WorkerContext(
             store: store,
             storage: StorageFactory.router(
@@ -102,12 +118,12 @@ package final class Agent: Sendable {
             server: server, gate: ServerReadinessGate(client: server, flavor: options.serverFlavor, logger: logger),
             downloads: AsyncLimiter(limit: options.maxConcurrentDownloads),
             loads: AsyncLimiter(limit: options.maxConcurrentLoads), board: board, metrics: metrics, logger: logger,
-            failureBackoff: options.failureBackoff)
+            failureBackoff: options.failureBackoff, cache: cache)
         let reconciler = Reconciler(context: context, disk: disk)
         let health = ConfigHealth()
         let loader = ConfigLoader(
             configDir: configDir, logger: logger, metrics: metrics, health: health,
-            apply: { reconciler.apply($0, keep: $1) }, unavailable: { reconciler.configUnavailable() })
+            apply: { reconciler.apply($0, keep: $1, order: $2) }, unavailable: { reconciler.configUnavailable() })
 
         // The watch exists before the first read, so a change made while we read (or
         // while the first downloads run) produces an event and is applied.
@@ -159,6 +175,7 @@ package final class Agent: Sendable {
             board: board, metrics: metrics, config: health, traffic: traffic,
             isReady: { reconciler.isReady && !drain.isDraining })
         sources.isDraining = { drain.isDraining }
+        sources.cache = cache
         do {
             statusServer = try await StatusServer.start(
                 group: eventLoops, host: options.bindHost, port: options.adminPort, sources: sources,
@@ -185,7 +202,7 @@ package final class Agent: Sendable {
                     target: Redaction.uri(options.serverURL),
                     h2Target: Redaction.uri(options.h2cServerURL ?? options.serverURL), drain: drain, traffic: traffic,
                     failures: UpstreamFailureLog(logger: logger), h2Failures: UpstreamFailureLog(logger: logger),
-                    health: healthChecker),
+                    health: healthChecker, cache: cache, holdTimeout: options.cache?.holdTimeout ?? .zero),
                 limits: proxyLimits, logger: logger)
         } catch {
             watcher.stop()
@@ -201,7 +218,7 @@ package final class Agent: Sendable {
             logger: logger,
             configWatch: ConfigWatchService(
                 watcher: watcher, loader: loader, debounce: options.configDebounce, logger: logger),
-            reconciler: reconciler, statusServer: statusServer,
+            reconciler: reconciler, cache: cache, statusServer: statusServer,
             proxy: ProxyService(
                 server: proxyServer, drain: drain, health: healthChecker, quietPeriod: options.drainTimeout,
                 logger: logger),
@@ -216,7 +233,7 @@ package final class Agent: Sendable {
             .init(service: StatusService(server: statusServer), serviceName: "admin-server"),
             .init(service: proxy, serviceName: "proxy"),
             .init(
-                service: ReconcilerService(reconciler: reconciler, pools: [dataPool, controlPool]),
+                service: ReconcilerService(reconciler: reconciler, pools: [dataPool, controlPool], cache: cache),
                 serviceName: "reconciler"),
             .init(service: configWatch, serviceName: "config-watch"),
         ]

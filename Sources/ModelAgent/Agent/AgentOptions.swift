@@ -26,6 +26,8 @@ package struct AgentOptions: Sendable {
     }()
     /// After SIGTERM: how long the proxied port keeps serving after its last new request.
     package var drainTimeout: Duration = .seconds(30)
+    /// The memory cache; nil (no `--memory-capacity`): every desired model is loaded.
+    package var cache: CacheOptions?
     package var maxConcurrentDownloads = 4
     package var maxConcurrentLoads = 2
     /// Periodic re-read of models.json and re-check of the server; nil disables.

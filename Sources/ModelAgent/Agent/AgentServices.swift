@@ -133,14 +133,16 @@ struct StatusService: Service {
 struct ReconcilerService: Service {
     let reconciler: Reconciler
     let pools: [TransferPool]
+    let cache: ModelCache?
 
     func run() async {
         try? await gracefulShutdown()
         // Awaited here, but not cancelled with this service: if the group is cancelled
         // rather than shut down, the workers still get their time to stop.
-        let (reconciler, pools) = (self.reconciler, self.pools)
+        let (reconciler, pools, cache) = (self.reconciler, self.pools, self.cache)
         await Task {
             await reconciler.shutdown(timeout: .seconds(10))
+            await cache?.close()
             for pool in pools { await pool.shutdown() }
         }.value
     }

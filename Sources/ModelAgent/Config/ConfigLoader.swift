@@ -6,7 +6,8 @@ actor ConfigLoader {
     let path: String
     private let logger: Logger
     private let metrics: AgentMetrics
-    private let apply: @Sendable (_ desired: [ModelName: ModelSpec], _ keep: Set<ModelName>) -> Void
+    private let apply:
+        @Sendable (_ desired: [ModelName: ModelSpec], _ keep: Set<ModelName>, _ order: [ModelName]) -> Void
     private let unavailable: @Sendable () -> Void
     private let health: ConfigHealth
 
@@ -17,7 +18,9 @@ actor ConfigLoader {
     /// keeps serving what is on disk.
     init(
         configDir: String, logger: Logger, metrics: AgentMetrics, health: ConfigHealth,
-        apply: @escaping @Sendable (_ desired: [ModelName: ModelSpec], _ keep: Set<ModelName>) -> Void,
+        apply:
+            @escaping @Sendable (_ desired: [ModelName: ModelSpec], _ keep: Set<ModelName>, _ order: [ModelName]) ->
+            Void,
         unavailable: @escaping @Sendable () -> Void
     ) {
         self.health = health
@@ -87,7 +90,7 @@ actor ConfigLoader {
             "Applying models.json (\(reason))",
             metadata: ["models": .stringConvertible(desired.count), "refused": .stringConvertible(file.refusals.count)])
         lastGood = desired
-        apply(desired, keep)
+        apply(desired, keep, file.entries.map(\.name))
         return true
     }
 }

@@ -13,6 +13,8 @@ actor ModelController {
         var running = false
         var stopped = false
         var recheck = false
+        /// The memory cache changed its mind about this model: look again.
+        var nudged = false
         var passCompleted = false
         var cancelDownload: (@Sendable () -> Void)?
         var downloadTarget: ModelSpec?
@@ -116,6 +118,15 @@ actor ModelController {
         }
     }
 
+    /// Asks the worker to take its next step again (the cache now wants the model loaded,
+    /// or unloaded).
+    nonisolated func nudge() {
+        intent.withLock { i in
+            i.nudged = true
+            if !i.running && !i.stopped { startLoop(&i) }
+        }
+    }
+
     nonisolated func stop() {
         let (cancel, wake, loop) = intent.withLock {
             i -> ((@Sendable () -> Void)?, CheckedContinuation<Void, Never>?, Task<Void, Never>?) in
@@ -182,12 +193,12 @@ actor ModelController {
         logger.debug("Worker is started for \(name)")
         while true {
             let (desired, generation, stopped, recheck) = intent.withLock { i in
-                defer { i.recheck = false }
+                defer { (i.recheck, i.nudged) = (false, false) }
                 return (i.desired, i.generation, i.stopped, i.recheck)
             }
             if stopped { return finish() }
             if recheck { machine.requestRecheck() }
-            let action = machine.next(desired: desired)
+            let action = machine.next(desired: desired, resident: isResident(desired))
             if case .settled(let spec) = action {
                 machine.finished(action, .succeeded)
                 settle(spec)
@@ -198,7 +209,7 @@ actor ModelController {
                     continue
                 }
                 let idle = intent.withLock { i -> Bool in
-                    guard i.generation == generation && !i.recheck else { return false }
+                    guard i.generation == generation && !i.recheck && !i.nudged else { return false }
                     i.running = false
                     return true
                 }
@@ -230,6 +241,13 @@ actor ModelController {
         }
     }
 
+    /// Whether the model is to be loaded; tells the cache first whether its files are ready.
+    private func isResident(_ desired: ModelSpec?) -> Bool {
+        guard let cache = context.cache else { return true }
+        cache.setFilesReady(name, desired != nil && machine.onDisk == desired)
+        return cache.wantsLoaded(name)
+    }
+
     private func finish() {
         staging?.discard()
         staging = nil
@@ -256,7 +274,17 @@ actor ModelController {
             staging?.discard()
             staging = nil
         case .unload:
-            try await unloadFromServer(uri: desiredURI)
+            let desired = intent.withLock { $0.desired }
+            // An eviction is called off when the model is wanted again meanwhile.
+            let required = desired == nil || machine.onDisk != desired
+            if let cache = context.cache, !cache.beginUnload(name, required: required) { return .cancelled }
+            do {
+                try await unloadFromServer(uri: desiredURI)
+                context.cache?.unloadEnded(name, succeeded: true)
+            } catch {
+                context.cache?.unloadEnded(name, succeeded: false)
+                throw error
+            }
         case .commit(let target):
             guard let staged = staging else { throw StagingLost(model: name) }
             staging = nil
@@ -270,9 +298,18 @@ actor ModelController {
             }
             context.board.update(name, uri: target.storageUri) { $0.diskHash = target.hash }
         case .checkServed:
-            return .served(try await checkServed())
+            let served = try await checkServed()
+            context.cache?.observedServed(name, served)
+            return .served(served)
         case .load(let target):
-            try await load(target)
+            if let cache = context.cache, !cache.beginLoad(name) { return .cancelled }
+            do {
+                try await load(target)
+                context.cache?.loadEnded(name, succeeded: true)
+            } catch {
+                context.cache?.loadEnded(name, succeeded: false)
+                throw error
+            }
         case .removeFiles:
             if context.store.directoryExists(name) {
                 let (store, name) = (context.store, name)
@@ -295,9 +332,19 @@ actor ModelController {
 
     private func settle(_ spec: ModelSpec?) {
         guard let spec else { return context.board.remove(name) }
+        let state: ModelState
+        var problem: String?
+        if machine.served == .loaded(spec) {
+            state = .loaded
+        } else if let reason = context.cache?.tooLargeReason(name) {
+            (state, problem) = (.failed, reason)
+            logger.error("Model \(name) cannot be loaded: \(reason)")
+        } else {
+            state = .standby
+        }
         context.board.update(name, uri: spec.storageUri) {
-            $0.state = .loaded
-            $0.lastError = nil
+            $0.state = state
+            $0.lastError = problem
             $0.failures = 0
             $0.diskHash = spec.hash
         }

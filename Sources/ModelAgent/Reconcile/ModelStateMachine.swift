@@ -26,8 +26,8 @@ struct ModelStateMachine: Sendable, Equatable {
         case removeFiles
         /// A step failed: wait before the next try (`attempt` sets the backoff).
         case backOff(attempt: Int)
-        /// The wish is met: the spec is loaded, or (nil) the model is gone. Nothing to do
-        /// until the wish changes or a re-check is asked for.
+        /// The wish is met: the spec is loaded (or on standby, as the cache wants), or (nil)
+        /// the model is gone. Nothing to do until the wish changes or a re-check is asked for.
         case settled(ModelSpec?)
     }
 
@@ -69,8 +69,10 @@ struct ModelStateMachine: Sendable, Equatable {
     /// restarted and lost it).
     mutating func requestRecheck() { recheckAsked = true }
 
-    /// The next step towards `desired` (nil: the model is to be removed).
-    func next(desired: ModelSpec?) -> Action {
+    /// The next step towards `desired` (nil: the model is to be removed). `resident`: the
+    /// memory cache wants the model loaded (always, without a cache); when it does not, the
+    /// model's files stay ready on disk and the server does not hold it (standby).
+    func next(desired: ModelSpec?, resident: Bool = true) -> Action {
         if backOffDue { return .backOff(attempt: backOffAttempt) }
         if let staged, staged != desired { return .discardStaging }
         guard let target = desired else {
@@ -85,6 +87,7 @@ struct ModelStateMachine: Sendable, Equatable {
             return .commit(target)
         }
         if served == .unknown || (recheckAsked && served == .loaded(target)) { return .checkServed }
+        if !resident { return served == .absent ? .settled(target) : .unload }
         if served != .loaded(target) { return .load(target) }
         return .settled(target)
     }

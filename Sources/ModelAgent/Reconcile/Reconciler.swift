@@ -23,15 +23,17 @@ final class Reconciler: Sendable {
         self.context = context
         self.logger = context.logger
         state = Mutex(State(disk: disk))
+        context.cache?.attach { [weak self] name in self?.controller(for: name)?.nudge() }
     }
 
     /// Makes `desired` the target: new models are added, changed ones replaced, missing
     /// ones removed. On the first call, models found on disk but not desired are removed.
     /// Models in `keep` (named by a refused entry) are left as they are: a marked one on
-    /// disk at startup is served from its marker.
-    func apply(_ desired: [ModelName: ModelSpec], keep: Set<ModelName> = []) {
-        state.withLock { s in
-            if s.closed { return }
+    /// disk at startup is served from its marker. `order`: the models in models.json order
+    /// (the memory cache's first ranking).
+    func apply(_ desired: [ModelName: ModelSpec], keep: Set<ModelName> = [], order: [ModelName] = []) {
+        let wanted = state.withLock { s -> [ModelName: ModelSpec]? in
+            if s.closed { return nil }
             for name in desired.keys.sorted() {
                 let spec = desired[name]!
                 if let controller = s.controllers[name] {
@@ -80,15 +82,19 @@ final class Reconciler: Sendable {
                 s.disk = [:]
             }
             s.configAttempted = true
+            return s.controllers.compactMapValues { $0.intent.withLock { $0.desired } }
         }
+        // Outside the lock: the cache wakes workers through `controller(for:)`. Until this
+        // runs, new workers find their models unknown to the cache and stand by.
+        if let wanted { context.cache?.declare(wanted, order: order) }
     }
 
     /// Called when models.json cannot be used before any good read: the models whose
     /// markers verify are the last good state, so they are served (loaded if the server
     /// lost them) until a usable models.json says otherwise. Readiness then waits for them.
     func configUnavailable() {
-        state.withLock { s in
-            if s.closed { return }
+        let wanted = state.withLock { s -> [ModelName: ModelSpec]? in
+            if s.closed { return nil }
             if !s.configured {
                 for (name, found) in s.disk.sorted(by: { $0.key < $1.key }) {
                     guard case .complete(let spec) = found, s.controllers[name] == nil else { continue }
@@ -103,7 +109,9 @@ final class Reconciler: Sendable {
                 }
             }
             s.configAttempted = true
+            return s.controllers.compactMapValues { $0.intent.withLock { $0.desired } }
         }
+        if let wanted { context.cache?.declare(wanted, order: []) }
     }
 
     /// Asks every model's worker to check that the server still has it loaded (the

@@ -15,6 +15,8 @@ struct WorkerContext: Sendable {
     /// Told when a worker ends, to give memory back after a burst.
     var memory = MemoryTrim()
     var board: StatusBoard
+    /// The memory cache (`--memory-capacity`); nil: every desired model is loaded.
+    var cache: ModelCache?
     var metrics: AgentMetrics
     var logger: Logger
     /// Backoff between failed attempts of one model (maxAttempts unused: it retries forever).
@@ -23,8 +25,9 @@ struct WorkerContext: Sendable {
     init(
         store: ModelStore, storage: StorageRouter, server: any ModelServer, gate: ServerReadinessGate,
         downloads: AsyncLimiter, loads: AsyncLimiter, board: StatusBoard, metrics: AgentMetrics, logger: Logger,
-        failureBackoff: RetryPolicy, workers: AsyncLimiter? = nil
+        failureBackoff: RetryPolicy, workers: AsyncLimiter? = nil, cache: ModelCache? = nil
     ) {
+        self.cache = cache
         // Enough that every download and load slot has workers queued behind it.
         self.workers = workers ?? AsyncLimiter(limit: max(32, 4 * (downloads.limit + loads.limit)))
         self.store = store

@@ -44,6 +44,14 @@ final class H2StreamProxy: ChannelDuplexHandler {
     /// Set once an answer went out before the request ended (see `stopRequest`).
     private var answerWritten: EventLoopFuture<Void>?
     private var discarded = 0
+    /// With a cache, a gRPC call's stream opens only once its model is known (it may have
+    /// to wait for a load); its first frames are read meanwhile.
+    private var awaitingName = false
+    /// Admitted or held by the cache: given back when the request finishes.
+    private var ticket: ModelCache.Ticket?
+    private var held = false
+    private var holdSerial: UInt64 = 0
+    private var holdTimer: Scheduled<Void>?
 
     init(shared: ProxyContext, pool: H2UpstreamPool, budget: H2StreamBudget, connection: H2ConnectionActivity) {
         self.shared = shared
@@ -104,6 +112,8 @@ final class H2StreamProxy: ChannelDuplexHandler {
 
     func read(context: ChannelHandlerContext) {
         switch state {
+        case .opening where awaitingName:
+            context.read()
         case .opening:
             pendingRead = true
         case .forwarding(let upstream) where !upstream.isWritable:
@@ -179,7 +189,62 @@ final class H2StreamProxy: ChannelDuplexHandler {
         let address = context.channel.parent?.remoteAddress?.ipAddress
         let upstreamHeaders = H2ProxyHeaders.upstreamRequest(headers, clientAddress: address)
         state = .opening(pending: [.headers(.init(headers: upstreamHeaders, endStream: frame.endStream))])
+        if namePrefix != nil && shared.cache != nil {
+            awaitingName = true
+            if frame.endStream { countAs(nil) }
+            return
+        }
         if frame.endStream && namePrefix != nil { countAs(nil) }
+        admitThenOpen()
+    }
+
+    /// Asks the cache (if any) whether the request's model is loaded: the stream opens now,
+    /// after the model's load, or the request is answered 503.
+    private func admitThenOpen() {
+        guard let cache = shared.cache, let model = label, let context else { return openUpstream() }
+        holdSerial += 1
+        let (serial, loop) = (holdSerial, context.eventLoop)
+        let handler = NIOLoopBound(self, eventLoop: loop)
+        switch cache.admit(
+            model, whenHeldEnds: { outcome in loop.execute { handler.value.holdEnded(serial, outcome) } })
+        {
+        case .admitted(let admitted):
+            ticket = admitted
+            openUpstream()
+        case .held(let waiting):
+            (ticket, held) = (waiting, true)
+            holdTimer = loop.scheduleTask(in: .nanoseconds(shared.holdTimeout.nanoseconds)) {
+                handler.value.holdEnded(serial, .refused(reason: "model \(model) is still being loaded", retry: true))
+            }
+        case .refused(let reason, let retry):
+            refuse(reason, retry: retry)
+        case .unmanaged:
+            openUpstream()
+        }
+    }
+
+    private func holdEnded(_ serial: UInt64, _ outcome: ModelCache.HeldOutcome) {
+        guard case .opening = state, held, serial == holdSerial else { return }
+        held = false
+        holdTimer?.cancel()
+        holdTimer = nil
+        switch outcome {
+        case .ready: openUpstream()
+        case .refused(let reason, let retry): refuse(reason, retry: retry)
+        }
+    }
+
+    /// A 503 from the cache (gRPC clients see UNAVAILABLE, which they may retry).
+    private func refuse(_ reason: String, retry: Bool) {
+        state = .answered
+        status = 503
+        finish(failed: true)
+        let body = JSONText.object([("error", JSONText.quoted(reason))]) + "\n"
+        respond(.serviceUnavailable, contentType: "application/json", body, extra: retry ? [("retry-after", "1")] : [])
+    }
+
+    private func openUpstream() {
+        guard let context else { return }
         let upstream = H2UpstreamStream(client: self)
         let bound = NIOLoopBound(upstream, eventLoop: context.eventLoop)
         pool.openStream(
@@ -223,6 +288,10 @@ final class H2StreamProxy: ChannelDuplexHandler {
     private func countAs(_ model: ModelName?) {
         namePrefix = nil
         label = shared.traffic.started(model)
+        if awaitingName {
+            awaitingName = false
+            admitThenOpen()
+        }
     }
 
     /// Nothing of an answer reached the client yet: it gets a 502.
@@ -238,6 +307,14 @@ final class H2StreamProxy: ChannelDuplexHandler {
         guard counting else { return }
         counting = false
         namePrefix = nil
+        awaitingName = false
+        if held {
+            held = false
+            holdTimer?.cancel()
+            holdTimer = nil
+        }
+        if let ticket { shared.cache?.finished(ticket) }
+        ticket = nil
         budget.release()
         shared.drain.requestFinished()
         // Draining: this client is told to take its next requests elsewhere.

@@ -11,6 +11,10 @@ struct ProxyContext: Sendable {
     var failures: UpstreamFailureLog
     var h2Failures: UpstreamFailureLog
     var health: HealthChecker
+    /// The memory cache: requests for a model on standby wait for its load.
+    var cache: ModelCache? = nil
+    /// How long a request may wait for its model's load.
+    var holdTimeout: Duration = .zero
 }
 
 /// One client connection of the proxied port (after NIO's HTTP/1.1 server codec, which
@@ -42,6 +46,11 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         var lastOnConnection = false
         var status: UInt = 0
         var retried = false
+        /// Admitted or held by the cache: given back when the request finishes.
+        var ticket: ModelCache.Ticket?
+        /// Waiting for its model's load (`holdSerial` tells which wait an answer is for).
+        var held = false
+        var holdSerial: UInt64 = 0
     }
 
     private enum State {
@@ -71,6 +80,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     /// is not (too big, not idempotent, or the answer started).
     private var replay: [HTTPClientRequestPart]?
     private var replayBytes = 0
+    private var holdSerial: UInt64 = 0
+    private var holdTimer: Scheduled<Void>?
 
     init(shared: ProxyContext, pool: UpstreamPool) {
         self.shared = shared
@@ -201,8 +212,72 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         replay = Self.isIdempotent(head) ? [] : nil
         replayBytes = 0
         let upstreamHead = ProxyHeaders.upstreamRequest(head, clientAddress: clientAddress)
+        guard let cache = shared.cache, let model = exchange.model, let context else {
+            state = .connecting(exchange, pending: [.head(upstreamHead)])
+            return connect(fresh: false)
+        }
+        holdSerial += 1
+        let (serial, loop) = (holdSerial, context.eventLoop)
+        let handler = NIOLoopBound(self, eventLoop: loop)
+        let admission = cache.admit(model) { outcome in
+            loop.execute { handler.value.holdEnded(serial, outcome) }
+        }
+        switch admission {
+        case .admitted(let ticket):
+            exchange.ticket = ticket
+        case .held(let ticket):
+            (exchange.ticket, exchange.held, exchange.holdSerial) = (ticket, true, serial)
+            holdTimer = loop.scheduleTask(in: .nanoseconds(shared.holdTimeout.nanoseconds)) {
+                handler.value.holdEnded(serial, .refused(reason: "model \(model) is still being loaded", retry: true))
+            }
+        case .refused(let reason, let retry):
+            state = .connecting(exchange, pending: [])
+            return refuse(exchange, reason: reason, retry: retry)
+        case .unmanaged:
+            break
+        }
         state = .connecting(exchange, pending: [.head(upstreamHead)])
-        connect(fresh: false)
+        if !exchange.held { connect(fresh: false) }
+    }
+
+    /// The wait for a model's load ended (or timed out): the request goes on, or is
+    /// answered 503.
+    private func holdEnded(_ serial: UInt64, _ outcome: ModelCache.HeldOutcome) {
+        guard case .connecting(var exchange, let pending) = state, exchange.held, exchange.holdSerial == serial else {
+            return
+        }
+        holdTimer?.cancel()
+        holdTimer = nil
+        exchange.held = false
+        state = .connecting(exchange, pending: pending)
+        switch outcome {
+        case .ready:
+            connect(fresh: false)
+        case .refused(let reason, let retry):
+            refuse(exchange, reason: reason, retry: retry)
+        }
+    }
+
+    /// Answers 503 for the cache (no upstream was involved): kept alive when the whole
+    /// request has been read, else closed.
+    private func refuse(_ exchange: Exchange, reason: String, retry: Bool) {
+        replay = nil
+        let keepAlive = exchange.requestEnded && exchange.head.isKeepAlive && !exchange.lastOnConnection
+        state = keepAlive ? .idle : .answered
+        if !keepAlive { closing = true }
+        let body = JSONText.object([("error", JSONText.quoted(reason))]) + "\n"
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        if retry { headers.add(name: "Retry-After", value: "1") }
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        respond(
+            HTTPResponseHead(version: exchange.head.version, status: .serviceUnavailable, headers: headers),
+            exchange.head.method == .HEAD ? "" : body, close: !keepAlive)
+        var finished = exchange
+        finished.status = 503
+        finish(finished, failed: true)
+        if keepAlive { resumeClientReads() }
     }
 
     /// Requests that may be sent twice (RFC 9110 §9.2.2), or that say so with an
@@ -269,6 +344,11 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     }
 
     private func finish(_ exchange: Exchange, failed: Bool) {
+        if exchange.held {
+            holdTimer?.cancel()
+            holdTimer = nil
+        }
+        if let ticket = exchange.ticket { shared.cache?.finished(ticket) }
         shared.drain.requestFinished()
         shared.traffic.finished(exchange.model, failed: failed, duration: ContinuousClock.now - exchange.started)
     }

@@ -10,6 +10,8 @@ enum ModelState: String, Sendable, CaseIterable {
     /// Downloaded; waiting for the server or a load slot, or loading.
     case loading = "Loading"
     case loaded = "Loaded"
+    /// With a memory cache: on disk and verified, not loaded; loaded on its first request.
+    case standby = "Standby"
     case unloading = "Unloading"
     /// The last attempt failed; `lastError` says why and a retry is scheduled.
     case failed = "Failed"
@@ -41,8 +43,9 @@ struct ModelStatus: Sendable {
         self.since = wallClockSeconds()
     }
 
-    /// `traffic`: the model's figures from the proxy, when it has seen a request for it.
-    func json(traffic: ModelTraffic.Figures? = nil) -> String {
+    /// `traffic`: the model's figures from the proxy, when it has seen a request for it;
+    /// `cache`: the memory cache's, when there is a cache.
+    func json(traffic: ModelTraffic.Figures? = nil, cache: ModelCache.Figures? = nil) -> String {
         var fields: [(String, String)] = [
             ("name", JSONText.quoted(name.rawValue)),
             ("state", JSONText.quoted(state.rawValue)),
@@ -62,6 +65,15 @@ struct ModelStatus: Sendable {
         }
         fields.append(("inFlightRequests", String(traffic?.inFlight ?? 0)))
         if let lastRequest = traffic?.lastRequest { fields.append(("lastRequest", String(format3(lastRequest)))) }
+        if let cache {
+            fields.append(("memoryBytes", String(cache.memoryBytes)))
+            if let lastUsed = cache.lastUsed { fields.append(("lastUsed", format3(lastUsed))) }
+            fields.append(("hits", String(cache.hits)))
+            fields.append(("misses", String(cache.misses)))
+            fields.append(("coldLoads", String(cache.coldLoads)))
+            fields.append(("evictions", String(cache.evictions)))
+            if let ms = cache.lastColdLoadMilliseconds { fields.append(("lastColdLoadMs", String(ms))) }
+        }
         return JSONText.object(fields)
     }
 }

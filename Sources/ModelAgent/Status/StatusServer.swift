@@ -9,6 +9,7 @@ struct StatusSources: Sendable {
     var metrics: AgentMetrics
     var config: ConfigHealth
     var traffic: ModelTraffic?
+    var cache: ModelCache?
     var isReady: @Sendable () -> Bool
     var isDraining: @Sendable () -> Bool = { false }
 
@@ -122,15 +123,21 @@ private final class StatusHandler: ChannelInboundHandler {
                     board: sources.board, isReady: sources.isReady(), configValid: sources.config.currentProblem == nil)
             )
         case "/v1/models":
-            let items = sources.board.snapshot().map { $0.json(traffic: sources.traffic?.figures($0.name)) }
-                .joined(separator: ",")
+            let items = sources.board.snapshot().map {
+                $0.json(traffic: sources.traffic?.figures($0.name), cache: sources.cache?.figures($0.name))
+            }
+            .joined(separator: ",")
             return (.ok, "application/json", Array("[\(items)]".utf8))
         case _ where path.hasPrefix("/v1/models/"):
             let raw = String(path.dropFirst("/v1/models/".count))
             guard let name = try? ModelName(validating: raw), let status = sources.board.status(of: name) else {
                 return (.notFound, "application/json", Array("{\"error\":\"model not found\"}".utf8))
             }
-            return (.ok, "application/json", Array(status.json(traffic: sources.traffic?.figures(name)).utf8))
+            return (
+                .ok, "application/json",
+                Array(
+                    status.json(traffic: sources.traffic?.figures(name), cache: sources.cache?.figures(name)).utf8)
+            )
         default:
             if isProbe { return readiness() }
             return (.notFound, "text/plain", Array("not found\n".utf8))

@@ -7,7 +7,7 @@
     package enum FuzzEntryPoints {
         package static let targets: [String] = [
             "models-json", "quantity", "marker", "tar", "zip", "gzip", "xml", "pbtxt", "gcs-json", "uri",
-            "readiness-probe", "grpc-message",
+            "readiness-probe", "grpc-message", "recency",
         ]
 
         /// Runs target `name` on `data`; false for an unknown name.
@@ -30,6 +30,7 @@
             case "uri": uri(bytes)
             case "readiness-probe": readinessProbe(bytes)
             case "grpc-message": grpcMessage(bytes)
+            case "recency": _ = RecencyFile.parse(bytes)
             default: return false
             }
             return true

@@ -1,0 +1,162 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// The memory cache (`--memory-capacity`) against a real MLServer: models load while they
+/// fit, the rest stand by on disk; a request for one on standby waits while the least
+/// recently used idle model is unloaded and it is loaded, then goes through.
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct CacheTests {
+    typealias Entry = ConfigDirectory.Entry
+
+    /// Four iris models of 256Mi each; the capacity holds two.
+    static func fourModels(_ h: MLServerHarness) throws {
+        try h.config.write((1...4).map { Entry("m\($0)", h.url("iris.tar.gz"), memory: "256Mi") })
+    }
+
+    static let cache = ["--memory-capacity", "512Mi"]
+
+    /// The models MLServer holds now.
+    static func served(_ h: MLServerHarness) async -> Set<String> {
+        var ready: Set<String> = []
+        for name in ["m1", "m2", "m3", "m4", "big"] where await h.mlserver.isModelReady(name) { ready.insert(name) }
+        return ready
+    }
+
+    @Test("loads what fits in models.json order; a request for a model on standby evicts the least recently used")
+    func evictsLeastRecentlyUsed() async throws {
+        try await MLServerHarness.run { h in
+            try Self.fourModels(h)
+            let agent = try await h.startAgent(AgentProcess.quickRetries + Self.cache)
+            try await agent.waitForStates(["m1": "Loaded", "m2": "Loaded", "m3": "Standby", "m4": "Standby"])
+            #expect(await Self.served(h) == ["m1", "m2"])
+            #expect(FileManager.default.fileExists(atPath: h.modelDir + "/m3/model.joblib"), "on disk, verified")
+            #expect(h.markers(of: "m3").count == 1)
+            #expect(await agent.isReady(), "models on standby do not hold readiness back")
+
+            // m1 is used after m2: m2 becomes the least recently used.
+            #expect(try await h.mlserver.infer("m2", via: agent.proxyURL) == [0, 2])
+            #expect(try await h.mlserver.infer("m1", via: agent.proxyURL) == [0, 2])
+            try await h.proxy.clearLog()
+            #expect(try await h.mlserver.infer("m3", via: agent.proxyURL) == [0, 2])
+            let ops = try await h.proxy.operations()
+            #expect(ops.map { "\($0.op) \($0.model)" } == ["unload m2", "load m3"], "\(ops)")
+            #expect(await Self.served(h) == ["m1", "m3"])
+            try await agent.waitForStates(["m1": "Loaded", "m2": "Standby", "m3": "Loaded", "m4": "Standby"])
+
+            let m3 = try await agent.model("m3")
+            #expect(m3?.misses == 1 && m3?.coldLoads == 1 && m3?.hits == 0, "\(String(describing: m3))")
+            #expect((m3?.lastColdLoadMs ?? -1) >= 0)
+            #expect(m3?.memoryBytes == 256 << 20)
+            let m2 = try await agent.model("m2")
+            #expect(m2?.evictions == 1 && m2?.hits == 1, "\(String(describing: m2))")
+            // A hit now: no load, no unload.
+            #expect(try await h.mlserver.infer("m3", via: agent.proxyURL) == [0, 2])
+            #expect(try await agent.model("m3")?.hits == 1)
+            #expect(try await h.proxy.operations().count == 2)
+
+            let evictions = try agent.logLines().filter { $0.msg.hasPrefix("Evicting model") }
+            #expect(evictions.map(\.msg) == ["Evicting model m2 to make room for m3"])
+            #expect(try agent.messages(containing: "Loading model m3 on request (cold load)").count == 1)
+            let metrics = try await TestHTTP.get(agent.statusURL + "/metrics").text
+            #expect(metrics.contains("model_agent_cache_capacity_bytes \(512 << 20)"), "\(metrics)")
+            #expect(metrics.contains("model_agent_cache_used_bytes \(512 << 20)"))
+            #expect(metrics.contains(#"model_agent_cache_evictions_total{model="m2"} 1"#))
+            #expect(metrics.contains(#"model_agent_cache_cold_loads_total{model="m3"} 1"#))
+            #expect(metrics.contains(#"model_agent_models{state="Standby"} 2"#))
+        }
+    }
+
+    @Test("a model with a request in flight is not evicted, even when it is the least recently used")
+    func aModelInUseIsNotEvicted() async throws {
+        try await MLServerHarness.run { h in
+            try Self.fourModels(h)
+            let agent = try await h.startAgent(AgentProcess.quickRetries + Self.cache)
+            try await agent.waitForStates(["m1": "Loaded", "m2": "Loaded", "m3": "Standby", "m4": "Standby"])
+            // A request for m1 starts and is still being sent when m2 is used: m1 is the
+            // least recently used, but in use.
+            let open = try OpenRequest(port: agent.proxyPort, path: "/v2/models/m1/infer")
+            try await eventually("m1's request in flight") { try await agent.model("m1")?.inFlightRequests == 1 }
+            #expect(try await h.mlserver.infer("m2", via: agent.proxyURL) == [0, 2])
+            try await h.proxy.clearLog()
+            #expect(try await h.mlserver.infer("m3", via: agent.proxyURL) == [0, 2])
+            let ops = try await h.proxy.operations()
+            #expect(ops.map { "\($0.op) \($0.model)" } == ["unload m2", "load m3"], "\(ops)")
+            #expect(await Self.served(h) == ["m1", "m3"])
+            open.abandon()
+            try await eventually("m1's request ended") { try await agent.model("m1")?.inFlightRequests == 0 }
+        }
+    }
+
+    @Test("concurrent first requests for a model on standby share one load, over HTTP and gRPC")
+    func concurrentRequestsLoadOnce() async throws {
+        try await MLServerHarness.run { h in
+            try Self.fourModels(h)
+            let agent = try await h.startAgent(
+                AgentProcess.quickRetries + Self.cache + [
+                    "--h2c-server-url", "http://127.0.0.1:\(h.mlserver.grpcPort)",
+                ])
+            try await agent.waitForStates(["m1": "Loaded", "m2": "Loaded", "m3": "Standby", "m4": "Standby"])
+            try await h.proxy.clearLog()
+            let answers = try await withThrowingTaskGroup(of: [Int].self) { group in
+                for _ in 0..<8 { group.addTask { try await h.mlserver.infer("m4", via: agent.proxyURL) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(answers.count == 8 && answers.allSatisfy { $0 == [0, 2] }, "\(answers)")
+            #expect(try await h.proxy.count("load", "m4") == 1)
+            #expect(try await h.proxy.count("unload", "m2") == 1, "m2 ranks below m1 by models.json order")
+            let m4 = try await agent.model("m4")
+            #expect(m4?.coldLoads == 1 && (m4?.misses ?? 0) + (m4?.hits ?? 0) == 8, "\(String(describing: m4))")
+
+            // gRPC counts as use and loads on demand too: m3 is on standby.
+            let calls = try await h.mlserver.grpcInfer("m3", target: "127.0.0.1:\(agent.proxyPort)", calls: 4)
+            #expect(calls.errors.isEmpty && calls.ok == Array(repeating: [0, 2], count: 4), "\(calls)")
+            #expect(try await h.proxy.count("load", "m3") == 1)
+            #expect(try await agent.model("m3")?.coldLoads == 1)
+        }
+    }
+
+    @Test("a model larger than the whole capacity fails clearly and is never loaded")
+    func aTooLargeModelFails() async throws {
+        try await MLServerHarness.run { h in
+            try h.config.write([
+                Entry("m1", h.url("iris.tar.gz"), memory: "256Mi"),
+                Entry("big", h.url("iris.tar.gz"), memory: "1Gi"),
+            ])
+            let agent = try await h.startAgent(AgentProcess.quickRetries + Self.cache)
+            try await agent.waitForStates(["m1": "Loaded", "big": "Failed"])
+            let big = try await agent.model("big")
+            #expect(
+                big?.lastError?.contains("more than the whole --memory-capacity") == true, "\(String(describing: big))")
+            #expect(h.markers(of: "big").count == 1, "downloaded and marked as any other")
+            let answer = try await TestHTTP.post(agent.proxyURL + "/v2/models/big/infer", json: "{}")
+            #expect(answer.status == 503)
+            #expect(answer.text.contains("does not fit") && !answer.text.contains("capacity"), "\(answer.text)")
+            #expect(try await h.proxy.count("load", "big") == 0)
+            #expect(await Self.served(h) == ["m1"])
+        }
+    }
+
+    @Test("the recency order survives a restart: the most recently used models are loaded first")
+    func restartKeepsTheRecencyOrder() async throws {
+        try await MLServerHarness.run { h in
+            try Self.fourModels(h)
+            let first = try await h.startAgent(AgentProcess.quickRetries + Self.cache)
+            try await first.waitForStates(["m1": "Loaded", "m2": "Loaded", "m3": "Standby", "m4": "Standby"])
+            #expect(try await h.mlserver.infer("m4", via: first.proxyURL) == [0, 2])
+            #expect(try await h.mlserver.infer("m1", via: first.proxyURL) == [0, 2])
+            #expect(await Self.served(h) == ["m1", "m4"])
+            #expect(await first.stop() == 0)
+            let remembered = try String(contentsOfFile: h.modelDir + "/.model-agent-recency", encoding: .utf8)
+            #expect(remembered.split(separator: "\n").prefix(2) == ["m1", "m4"], "\(remembered)")
+
+            // A new server holds nothing: the new agent loads m1 and m4, not models.json's m1 and m2.
+            try await h.restartMLServer()
+            try await h.proxy.clearLog()
+            let second = try await h.startAgent(AgentProcess.quickRetries + Self.cache)
+            try await second.waitForStates(["m1": "Loaded", "m2": "Standby", "m3": "Standby", "m4": "Loaded"])
+            #expect(await Self.served(h) == ["m1", "m4"])
+            #expect(try await h.proxy.count("load", "m2") == 0)
+        }
+    }
+}
