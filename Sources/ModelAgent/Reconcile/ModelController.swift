@@ -439,9 +439,12 @@ actor ModelController {
         context.board.update(name, uri: uri) { $0.state = .unloading }
         logger.info("unloading model \(name)")
         try await untilServerReady { try await context.gate.wait() }
+        let started = ContinuousClock.now
         try await context.server.unload(name, logger: logger)
         context.board.update(name, uri: uri) { $0.unloads += 1 }
-        logger.info("Successfully unloaded model \(name)")
+        logger.info(
+            "Successfully unloaded model \(name)",
+            metadata: ["duration_ms": .stringConvertible((ContinuousClock.now - started).milliseconds)])
     }
 
     private func report(_ error: any Error, target: ModelSpec?, retryIn delay: Duration) {
