@@ -116,6 +116,46 @@ struct CacheTests {
         }
     }
 
+    @Test("a held request gets 503 with Retry-After when its load times out or fails; readiness checks load nothing")
+    func heldRequestsAreAnsweredWhenTheLoadDoesNotCome() async throws {
+        try await MLServerHarness.run { h in
+            try Self.fourModels(h)
+            let agent = try await h.startAgent(AgentProcess.quickRetries + Self.cache + ["--hold-timeout", "1"])
+            try await agent.waitForStates(["m1": "Loaded", "m2": "Loaded", "m3": "Standby", "m4": "Standby"])
+            // A readiness check answers for what the server holds: it loads nothing.
+            let ready = try await TestHTTP.get(agent.proxyURL + "/v2/models/m3/ready")
+            #expect(ready.status != 200)
+            #expect(try await h.proxy.count("load", "m3") == 0)
+
+            // A load slower than --hold-timeout: the request is answered 503, the load goes on.
+            try await h.proxy.addRules([
+                ["method": "POST", "path": "/v2/repository/models/m3/load", "delay": 4, "times": 1]
+            ])
+            let slow = try await TestHTTP.post(agent.proxyURL + "/v2/models/m3/infer", json: Self.irisBody)
+            #expect(slow.status == 503 && slow.headers["retry-after"] == "1", "\(slow.status) \(slow.headers)")
+            #expect(slow.text.contains("still being loaded"), "\(slow.text)")
+            try await agent.waitForStates(["m3": "Loaded"], exactly: false)
+            #expect(try await h.mlserver.infer("m3", via: agent.proxyURL) == [0, 2])
+
+            // A failed load: its waiting request is refused at once, no model is evicted for
+            // the next one while the worker backs off, and a request after that loads it.
+            try await h.proxy.addRules([
+                ["method": "POST", "path": "/v2/repository/models/m4/load", "status": 400, "body": "boom", "times": 1]
+            ])
+            let failed = try await TestHTTP.post(agent.proxyURL + "/v2/models/m4/infer", json: Self.irisBody)
+            #expect(failed.status == 503 && failed.headers["retry-after"] == "1", "\(failed.status)")
+            #expect(failed.text.contains("could not be loaded") && !failed.text.contains("boom"), "\(failed.text)")
+            try await eventually("m4 to load on a later request") {
+                (try? await h.mlserver.infer("m4", via: agent.proxyURL)) == [0, 2]
+            }
+            #expect(try await h.proxy.count("load", "m4") == 2)
+        }
+    }
+
+    static let irisBody = """
+        {"inputs":[{"name":"predict","shape":[1,4],"datatype":"FP32","data":[[5.1,3.5,1.4,0.2]]}]}
+        """
+
     @Test("a model larger than the whole capacity fails clearly and is never loaded")
     func aTooLargeModelFails() async throws {
         try await MLServerHarness.run { h in

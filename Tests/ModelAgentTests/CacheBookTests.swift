@@ -25,12 +25,12 @@ import Testing
         for _ in 0..<20 {
             var acted = false
             for (name, entry) in book.entries.sorted(by: { $0.key < $1.key }) {
-                if entry.wanted && !entry.served && entry.filesReady {
+                if entry.wanted && entry.served == false && entry.filesReady {
                     let began = book.beginLoad(name)
                     #expect(began)
                     book.loadEnded(name, succeeded: true)
                     acted = true
-                } else if !entry.wanted && entry.served && book.beginUnload(name, required: !entry.declared) {
+                } else if !entry.wanted && entry.served == true && book.beginUnload(name, required: !entry.declared) {
                     book.unloadEnded(name, succeeded: true)
                     acted = true
                 }
@@ -42,11 +42,11 @@ import Testing
     }
 
     static func loaded(_ book: CacheBook) -> Set<String> {
-        Set(book.entries.filter(\.value.served).map(\.key.rawValue))
+        Set(book.entries.filter { $0.value.served == true }.map(\.key.rawValue))
     }
 
     static func allReady(_ book: inout CacheBook) {
-        for name in book.entries.keys { book.setFilesReady(name, true) }
+        for (name, entry) in book.entries { book.sync(name, filesReady: true, served: entry.served ?? false) }
     }
 
     @Test func fillsInRankOrderWhileModelsFit() {
@@ -170,7 +170,7 @@ import Testing
         var book = Self.book(1, [("a", 1), ("b", 1)], maxHeld: 2)
         #expect(book.admit(b) == .held)
         #expect(book.admit(b) == .held)
-        #expect(book.admit(b) == .refused(.queueFull(limit: 2)))
+        #expect(book.admit(b) == .refused(.queueFull))
         book.finished(b, wasHeld: true)
         #expect(book.admit(b) == .held)
     }
@@ -178,11 +178,11 @@ import Testing
     @Test func aRequestWaitsForFilesWithoutTakingMemory() {
         var book = Self.book(1, [("a", 1), ("b", 1)])
         _ = book.rebalance()
-        book.setFilesReady(a, true)
+        book.sync(a, filesReady: true, served: false)
         Self.settle(&book)
         #expect(book.admit(b) == .held)
         #expect(book.rebalance().evicted.isEmpty, "b is still downloading")
-        book.setFilesReady(b, true)
+        book.sync(b, filesReady: true, served: false)
         #expect(book.rebalance().evicted.map(\.victim) == [a])
     }
 
@@ -194,14 +194,19 @@ import Testing
         #expect(began)
         book.loadEnded(a, succeeded: false)
         #expect(book.wantsLoaded(a) == false)
+        #expect(book.used == 2, "the server may have loaded it after all")
+        book.sync(a, filesReady: true, served: false)
         #expect(book.used == 1)
     }
 
-    @Test func aModelTheServerHoldsAtStartupIsKeptIfItFits() {
-        var book = Self.book(1, [("a", 1), ("b", 1)])
-        book.observedServed(b, true)
+    @Test func whatTheServerMayHoldAtStartupIsChargedUntilKnownThenKeptIfItFits() {
+        var book = CacheBook(capacity: 1, maxHeld: 8)
+        book.declare([(a, 1), (b, 1)], servedUnknown: [a, b])
+        #expect(book.used == 2, "either may be loaded: both count")
+        #expect(book.rebalance().wake.isEmpty, "nothing is loaded while that is not known")
+        book.sync(b, filesReady: true, served: true)
         #expect(book.wantsLoaded(b) == true)
-        book.observedServed(a, true)
+        book.sync(a, filesReady: true, served: true)
         #expect(book.wantsLoaded(a) == false, "no room left: a is unloaded")
         let unloading = book.beginUnload(a, required: false)
         #expect(unloading)
@@ -220,18 +225,79 @@ import Testing
         #expect(unloading)
         book.unloadEnded(a, succeeded: true)
         #expect(book.entries[a] == nil)
-        book.setFilesReady(c, true)
+        book.sync(c, filesReady: true, served: false)
         #expect(book.rebalance().wake == [c])
     }
 
-    @Test func aChangedSizeCompetesAgain() {
-        var book = Self.book(2, [("a", 1), ("b", 1)])
+    @Test func aChangedSizeKeepsItsPlaceOnlyIfItFitsAndTheLoadedVersionCounts() {
+        var book = Self.book(3, [("a", 1), ("b", 1)])
         _ = book.rebalance()
         Self.allReady(&book)
         Self.settle(&book)
         book.declare([(a, 2), (b, 1)])
-        #expect(book.wantsLoaded(a) == false)
+        #expect(book.wantsLoaded(a) == true, "2 + 1 fit in 3: requests keep reaching the loaded version")
         #expect(book.entries[a]?.filesReady == false)
+        #expect(book.used == 3)
+        book.declare([(a, 3), (b, 1)])
+        #expect(book.wantsLoaded(a) == false, "3 + 1 do not fit")
+        #expect(book.used == 2, "the loaded version (1) counts until it is unloaded")
+        // Smaller again while the server holds the bigger one: the bigger one counts.
+        var shrink = Self.book(4, [("a", 3)])
+        _ = shrink.rebalance()
+        Self.allReady(&shrink)
+        Self.settle(&shrink)
+        shrink.declare([(a, 1)])
+        #expect(shrink.used == 3)
+    }
+
+    @Test func aLoadInFlightCountsWhateverModelsJsonSaysMeanwhile() {
+        var book = Self.book(4, [("a", 3), ("b", 1)])
+        _ = book.rebalance()
+        Self.allReady(&book)
+        let began = book.beginLoad(a)
+        #expect(began)
+        book.declare([(b, 1)])
+        #expect(book.entries[a] != nil && book.used == 4, "removed mid-load: still charged")
+        book.declare([(a, 1), (b, 1)])
+        #expect(book.used == 4, "resized mid-load: the size being loaded counts")
+        book.loadEnded(a, succeeded: true)
+        #expect(book.entries[a]?.servedSize == 3)
+    }
+
+    @Test func aFailedLoadIsRefusedWithoutEvictingUntilItsWorkerAsksTheServerAgain() {
+        var book = Self.book(1, [("a", 1), ("b", 1)])
+        _ = book.rebalance()
+        Self.allReady(&book)
+        Self.settle(&book)
+        #expect(book.admit(b) == .held)
+        _ = book.rebalance()
+        let unloading = book.beginUnload(a, required: false)
+        #expect(unloading)
+        book.unloadEnded(a, succeeded: true)
+        _ = book.rebalance()
+        let loading = book.beginLoad(b)
+        #expect(loading)
+        book.loadEnded(b, succeeded: false)
+        #expect(book.used == 1, "the server may have loaded it after all")
+        #expect(book.admit(b) == .refused(.loadFailed))
+        #expect(book.rebalance().evicted.isEmpty)
+        book.sync(b, filesReady: true, served: false)
+        #expect(book.used == 0)
+        #expect(book.admit(b) == .held)
+    }
+
+    @Test func aRequestThatCannotBeMetEvictsNothingAndDoesNotBlockOthers() {
+        // a is in use; c needs more than b alone gives back: nothing is evicted, and a
+        // request for d (which b's memory fits) still gets it.
+        var book = Self.book(10, [("a", 5), ("b", 5), ("c", 8), ("d", 5)])
+        _ = book.rebalance()
+        Self.allReady(&book)
+        Self.settle(&book)
+        #expect(book.admit(a) == .admitted)
+        #expect(book.admit(c) == .held)
+        #expect(book.rebalance().evicted.isEmpty)
+        #expect(book.admit(d) == .held)
+        #expect(book.rebalance().evicted == [.init(victim: b, making: d)])
     }
 
     @Test func recencyFollowsUseAndSurvivesRedeclaration() {

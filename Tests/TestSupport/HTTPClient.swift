@@ -15,6 +15,8 @@ public enum TestHTTP {
     public struct Response: Sendable {
         public let status: Int
         public let body: Data
+        /// Header names lowercased.
+        public var headers: [String: String] = [:]
         public var text: String { String(decoding: body, as: UTF8.self) }
 
         public func json<T: Decodable>(_ type: T.Type) throws -> T {
@@ -33,7 +35,12 @@ public enum TestHTTP {
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         }
         let (data, response) = try await session.data(for: request)
-        return Response(status: (response as! HTTPURLResponse).statusCode, body: data)
+        let http = response as! HTTPURLResponse
+        var headers: [String: String] = [:]
+        for (name, value) in http.allHeaderFields {
+            if let name = name as? String, let value = value as? String { headers[name.lowercased()] = value }
+        }
+        return Response(status: http.statusCode, body: data, headers: headers)
     }
 
     public static func get(_ url: String, headers: [String: String] = [:]) async throws -> Response {

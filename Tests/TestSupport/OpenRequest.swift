@@ -1,16 +1,18 @@
+import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #endif
 
 /// A request that stays in flight: its head and part of its body are sent to 127.0.0.1:`port`
 /// and the connection is held open until `abandon`, which closes it (the client gives up).
-public final class OpenRequest: @unchecked Sendable {
-    private var fd: Int32
+public final class OpenRequest: Sendable {
+    private let descriptor: Mutex<Int32>
 
     /// `path`: the request target; `declaredLength` more than what is sent, so the
     /// request cannot end.
     public init(port: Int, path: String, declaredLength: Int = 1 << 20) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestSetupError("socket: \(errno)") }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -33,11 +35,14 @@ public final class OpenRequest: @unchecked Sendable {
             close(fd)
             throw TestSetupError("send: \(errno)")
         }
+        descriptor = Mutex(fd)
     }
 
     public func abandon() {
-        if fd >= 0 { close(fd) }
-        fd = -1
+        descriptor.withLock { fd in
+            if fd >= 0 { close(fd) }
+            fd = -1
+        }
     }
 
     deinit { abandon() }

@@ -3,25 +3,37 @@
 /// for it. `ModelCache` keeps one under its lock, performs what `rebalance` decides (wakes
 /// workers, answers held requests) and is what the rest of the agent talks to.
 ///
-/// Memory counts for a model while the cache wants it loaded (a reservation, kept through
-/// the load) and while the server holds it (until its unload has ended), so the sum of
-/// what the server may hold never exceeds the capacity.
+/// A model is charged (see `Entry.charge`) for what the server may hold of it: the version
+/// it holds (or may hold, when that is not known) until its unload has ended, and the
+/// version the cache wants loaded from the reservation until the load has ended. The charges
+/// never sum past the capacity through a decision of the cache, so neither does the server.
 struct CacheBook: Sendable {
     struct Entry: Sendable, Equatable {
+        /// The size of the wanted spec (models.json's `memory`, or the default).
         var size: Int64
-        /// In the current models.json. A removed model keeps its entry while the server
-        /// still holds it, so its memory counts until it is unloaded.
+        /// The size of the version the server holds (or may hold).
+        var servedSize: Int64
+        /// In the current models.json. A removed model keeps its entry while the server may
+        /// still hold it or a request still uses it, so its memory counts until unloaded.
         var declared = true
         /// Its files are on disk, verified, for the wanted spec: a load can start.
         var filesReady = false
         /// The cache wants it loaded; its memory is reserved.
         var wanted = false
-        /// The server holds it (as its worker last reported).
-        var served = false
-        /// A load call is under way: the reservation cannot be taken back.
+        /// Whether the server holds it, as its worker last reported; nil: not known (found
+        /// on disk at startup and not yet asked, or a load that failed part-way).
+        var served: Bool? = false
+        /// A load call is under way: its memory counts whatever the cache now wants.
         var loading = false
+        /// The size of the spec being loaded (models.json may change it meanwhile).
+        var loadingSize: Int64 = 0
         /// An unload call is under way: no request may be sent to it.
         var unloading = false
+        /// The last load failed: requests are refused (no eviction is made for it) until
+        /// its worker has asked the server again, after its backoff.
+        var loadFailed = false
+        /// Larger than the whole capacity: never loaded.
+        var isTooLarge = false
         /// Higher is more recent.
         var recency: UInt64
         /// Requests admitted to it or waiting for it, not yet finished.
@@ -31,10 +43,17 @@ struct CacheBook: Sendable {
         /// When (in `clock` ticks) its oldest waiting request arrived: demands are met in
         /// arrival order.
         var demandSince: UInt64?
-        var isTooLarge: Bool = false
+
+        /// Memory counted for it now.
+        var charge: Int64 {
+            max(served != false ? servedSize : 0, wanted ? size : 0, loading ? loadingSize : 0)
+        }
+
         /// Requests can be sent to the server now.
-        var isServing: Bool { wanted && served && !unloading }
-        var occupiesMemory: Bool { wanted || served }
+        var isServing: Bool { wanted && served == true && !unloading && !loading }
+
+        /// No reason to keep the entry of a model gone from models.json.
+        var isForgettable: Bool { !declared && served == false && pins == 0 && !loading && !unloading }
     }
 
     /// What a request for a model gets.
@@ -51,7 +70,8 @@ struct CacheBook: Sendable {
 
     enum Refusal: Sendable, Equatable {
         case tooLarge
-        case queueFull(limit: Int)
+        case queueFull
+        case loadFailed
     }
 
     struct Eviction: Sendable, Equatable {
@@ -87,50 +107,48 @@ struct CacheBook: Sendable {
 
     /// Memory counted now (saturating: a server may hold more than the capacity at startup).
     var used: Int64 {
-        entries.values.reduce(Int64(0)) { sum, entry in
-            entry.occupiesMemory ? Self.add(sum, entry.size) : sum
-        }
+        entries.values.reduce(Int64(0)) { Self.add($0, $1.charge) }
     }
 
     // MARK: - Configuration
 
     /// Sets the desired models. `ranked`: every desired model with its size, most recently
     /// used first (remembered order, then models.json order). New models take recency
-    /// below the ones already known; known ones keep theirs.
-    mutating func declare(_ ranked: [(name: ModelName, size: Int64)]) {
+    /// below the ones already known; known ones keep theirs. `servedUnknown`: new models
+    /// the server may already hold (found on disk), charged until their worker knows.
+    mutating func declare(_ ranked: [(name: ModelName, size: Int64)], servedUnknown: Set<ModelName> = []) {
         let names = Set(ranked.map(\.name))
         for (name, entry) in entries where !names.contains(name) {
-            if entry.served || entry.pins > 0 {
-                entries[name]?.declared = false
-                entries[name]?.wanted = false
-                entries[name]?.filesReady = false
-            } else {
-                entries[name] = nil
-            }
+            var gone = entry
+            (gone.declared, gone.wanted, gone.filesReady) = (false, false, false)
+            entries[name] = gone.isForgettable ? nil : gone
         }
         // Below every known model, in the given order.
         let floor = entries.values.map(\.recency).min() ?? (clock + UInt64(ranked.count) + 1)
         var next = floor
         for (name, declaredSize) in ranked {
             let size = max(0, declaredSize)
-            if var entry = entries[name] {
-                entry.declared = true
-                if entry.size != size {
-                    // A different size is a different spec: its worker replaces the files,
-                    // and the model competes for memory again at its new size.
-                    entry.size = size
-                    entry.filesReady = false
-                    entry.wanted = false
-                }
-                entry.isTooLarge = size > capacity
-                if entry.isTooLarge { entry.wanted = false }
-                entries[name] = entry
-            } else {
+            guard var entry = entries[name] else {
                 next = next > 0 ? next - 1 : 0
-                var entry = Entry(size: size, recency: next)
+                var entry = Entry(size: size, servedSize: size, recency: next)
                 entry.isTooLarge = size > capacity
+                if servedUnknown.contains(name) { entry.served = nil }
                 entries[name] = entry
+                continue
             }
+            entry.declared = true
+            if entry.size != size {
+                // A different size is a different spec: its worker replaces the files. It
+                // stays wanted (its requests keep going to the version loaded now) if the
+                // new size fits beside the others.
+                let others = Self.subtract(used, entry.charge)
+                entry.size = size
+                entry.filesReady = false
+                if entry.wanted && Self.add(others, entry.charge) > capacity { entry.wanted = false }
+            }
+            entry.isTooLarge = size > capacity
+            if entry.isTooLarge { entry.wanted = false }
+            entries[name] = entry
         }
         clock = max(clock, entries.values.map(\.recency).max() ?? 0)
     }
@@ -151,21 +169,18 @@ struct CacheBook: Sendable {
     mutating func admit(_ name: ModelName) -> Admission {
         guard var entry = entries[name], entry.declared else { return .unmanaged }
         if entry.isTooLarge { return .refused(.tooLarge) }
+        if entry.loadFailed { return .refused(.loadFailed) }
         clock += 1
         entry.recency = clock
+        defer { entries[name] = entry }
         if entry.isServing {
             entry.pins += 1
-            entries[name] = entry
             return .admitted
         }
-        guard entry.held < maxHeld else {
-            entries[name] = entry
-            return .refused(.queueFull(limit: maxHeld))
-        }
+        guard entry.held < maxHeld else { return .refused(.queueFull) }
         entry.pins += 1
         entry.held += 1
         if entry.demandSince == nil { entry.demandSince = clock }
-        entries[name] = entry
         return .held
     }
 
@@ -177,33 +192,49 @@ struct CacheBook: Sendable {
             entry.held = max(0, entry.held - 1)
             if entry.held == 0 { entry.demandSince = nil }
         }
-        if !entry.declared && !entry.served && entry.pins == 0 {
-            entries[name] = nil
-        } else {
-            entries[name] = entry
-        }
+        entries[name] = entry.isForgettable ? nil : entry
     }
 
     /// The held requests of `name` were answered (sent on or refused): they stay pinned
     /// until each one finishes, but no longer wait.
     mutating func heldAnswered(_ name: ModelName) {
-        guard var entry = entries[name] else { return }
-        entry.held = 0
-        entry.demandSince = nil
-        entries[name] = entry
+        entries[name]?.held = 0
+        entries[name]?.demandSince = nil
     }
 
     // MARK: - Reports from the model's worker
 
-    mutating func setFilesReady(_ name: ModelName, _ ready: Bool) {
-        entries[name]?.filesReady = ready
+    /// What the worker knows at the start of each step: whether the files of the wanted
+    /// spec are ready, and whether the server holds the model (nil: not known). A model the
+    /// server turns out to hold that the cache did not want is kept if it fits (a restarted
+    /// agent), else evicted.
+    mutating func sync(_ name: ModelName, filesReady: Bool, served: Bool?) {
+        guard var entry = entries[name] else { return }
+        entry.filesReady = filesReady && entry.declared
+        if served == true && entry.served != true && !entry.wanted && entry.declared && !entry.isTooLarge {
+            // Against what is known: of models found loaded at startup, the first ones
+            // reported are kept and the later ones that do not fit are unloaded.
+            let others = entries.reduce(Int64(0)) { sum, other in
+                other.key == name || other.value.served == nil ? sum : Self.add(sum, other.value.charge)
+            }
+            if Self.add(others, entry.size) <= capacity { entry.wanted = true }
+        }
+        if let served, entry.served == nil || entry.loadFailed {
+            // The worker asked the server again: a failed load may be retried on demand.
+            entry.loadFailed = false
+            entry.served = served
+        } else if let served {
+            entry.served = served
+        }
+        if served == true && !entry.loading { entry.servedSize = max(entry.servedSize, entry.size) }
+        entries[name] = entry.isForgettable ? nil : entry
     }
 
     /// Whether a load may start now (the cache still wants it); marks it loading.
     mutating func beginLoad(_ name: ModelName) -> Bool {
-        guard let entry = entries[name] else { return true }
-        guard entry.wanted else { return false }
+        guard let entry = entries[name], entry.wanted else { return false }
         entries[name]?.loading = true
+        entries[name]?.loadingSize = entry.size
         return true
     }
 
@@ -212,9 +243,13 @@ struct CacheBook: Sendable {
         entry.loading = false
         if succeeded {
             entry.served = true
+            entry.servedSize = entry.loadingSize
         } else {
-            // Its memory goes to others; a new request asks again.
+            // The server may have loaded it after all: charged until the worker asks.
+            entry.served = nil
+            entry.servedSize = max(entry.servedSize, entry.loadingSize)
             entry.wanted = false
+            entry.loadFailed = true
         }
         entries[name] = entry
     }
@@ -234,41 +269,25 @@ struct CacheBook: Sendable {
         guard var entry = entries[name] else { return }
         entry.unloading = false
         if succeeded { entry.served = false }
-        if !entry.declared && !entry.served && entry.pins == 0 {
-            entries[name] = nil
-        } else {
-            entries[name] = entry
-        }
-    }
-
-    /// What the worker found asking the server. A model the server holds that the cache
-    /// did not want is kept if it fits (a restart of the agent), else evicted.
-    mutating func observedServed(_ name: ModelName, _ served: Bool) {
-        guard var entry = entries[name] else { return }
-        if served && !entry.served && !entry.wanted && !entry.isTooLarge && entry.declared
-            && Self.add(used, entry.size) <= capacity
-        {
-            entry.wanted = true
-        }
-        entry.served = served
-        entries[name] = entry
+        entries[name] = entry.isForgettable ? nil : entry
     }
 
     // MARK: - Decisions
 
     /// Meets waiting requests in arrival order, evicting the least recently used models
-    /// that have no request in flight; then fills free memory with the most recently used
-    /// models that fit. Call after every change.
+    /// that have no request in flight (only when that makes enough room); then, if no
+    /// request waits for memory, fills what is free with the most recently used models that
+    /// fit. Call after every change.
     mutating func rebalance() -> Changes {
         var changes = Changes()
         var free = Self.subtract(capacity, used)
-        // Memory that evictions under way will give back.
+        // Memory that unloads already decided will give back.
         var incoming = entries.values.reduce(Int64(0)) { sum, entry in
-            entry.served && !entry.wanted ? Self.add(sum, entry.size) : sum
+            entry.served == true && !entry.wanted && !entry.loading ? Self.add(sum, entry.servedSize) : sum
         }
         let demands = entries.filter { $0.value.held > 0 && $0.value.declared }
             .sorted { ($0.value.demandSince ?? 0, $0.key) < ($1.value.demandSince ?? 0, $1.key) }
-        var blocked = false
+        var waitingForMemory = false
         for (name, entry) in demands {
             if entry.isTooLarge {
                 changes.refuse.append(name)
@@ -278,12 +297,12 @@ struct CacheBook: Sendable {
                 changes.release.append(name)
                 continue
             }
-            guard !entry.wanted else { continue }  // loading, or unloading before a reload
-            // A request waits for its files; memory is not taken for a download.
-            guard entry.filesReady, !blocked else { continue }
-            if entry.served {
-                // Chosen for eviction but not yet unloaded: it stays.
-                incoming = Self.subtract(incoming, entry.size)
+            // Loading, reloading, downloading, or not known yet: its worker moves on its own.
+            guard !entry.wanted, !entry.loadFailed, entry.filesReady, let served = entry.served else { continue }
+            if served {
+                // Chosen for eviction: it stays, unless its unload has begun.
+                if entry.unloading { continue }
+                incoming = Self.subtract(incoming, entry.servedSize)
                 grant(name, &changes)
                 continue
             }
@@ -292,34 +311,43 @@ struct CacheBook: Sendable {
                 grant(name, &changes)
                 continue
             }
-            for victim in victims(excluding: name) {
+            let candidates = victims(excluding: name)
+            let reclaimable = candidates.reduce(Int64(0)) { Self.add($0, entries[$1]?.charge ?? 0) }
+            // Nothing is evicted for a request that cannot be met now (every other model in
+            // use): it waits for a request to end; later demands may still be met.
+            guard Self.add(Self.add(free, incoming), reclaimable) >= entry.size else {
+                waitingForMemory = true
+                continue
+            }
+            for victim in candidates {
                 if Self.add(free, incoming) >= entry.size { break }
-                guard let size = entries[victim]?.size else { continue }
-                entries[victim]?.wanted = false
+                guard var evicted = entries[victim] else { continue }
+                let before = evicted.charge
+                evicted.wanted = false
+                let after = evicted.charge
+                entries[victim] = evicted
                 changes.wake.append(victim)
-                if entries[victim]?.served == true {
+                free = Self.add(free, before - after)
+                if evicted.served == true {
                     changes.evicted.append(Eviction(victim: victim, making: name))
-                    incoming = Self.add(incoming, size)
-                } else {
-                    free = Self.add(free, size)  // only reserved: given back at once
+                    incoming = Self.add(incoming, after)
                 }
             }
             if free >= entry.size {
                 free -= entry.size
                 grant(name, &changes)
-            } else if Self.add(free, incoming) >= entry.size {
+            } else {
                 // Waits for the unloads; what it needs is spoken for.
                 incoming = Self.subtract(incoming, Self.subtract(entry.size, free))
                 free = 0
-            } else {
-                // Everything else is in use: this and later demands wait for a request to end.
-                blocked = true
+                waitingForMemory = true
             }
         }
-        if demands.allSatisfy({ !$0.value.filesReady || $0.value.wanted || $0.value.isTooLarge }) {
-            // Nothing waits on memory: the most recently used models that fit are loaded.
-            let standby = entries.filter { $0.value.declared && !$0.value.occupiesMemory && !$0.value.isTooLarge }
-                .sorted { ($0.value.recency, $1.key) > ($1.value.recency, $0.key) }
+        if !waitingForMemory {
+            let standby = entries.filter {
+                $0.value.declared && !$0.value.wanted && $0.value.served == false && !$0.value.isTooLarge
+                    && !$0.value.loadFailed
+            }.sorted { ($0.value.recency, $1.key) > ($1.value.recency, $0.key) }
             for (name, entry) in standby where entry.size <= free {
                 free -= entry.size
                 grant(name, &changes, cold: false)
@@ -335,11 +363,14 @@ struct CacheBook: Sendable {
     }
 
     /// Models whose memory can be taken back, least recently used first: wanted, no
-    /// request in flight, no load under way.
+    /// request in flight, no load or unload under way, known to the server or not.
     private func victims(excluding name: ModelName) -> [ModelName] {
-        entries.filter { $0.key != name && $0.value.wanted && $0.value.pins == 0 && !$0.value.loading }
-            .sorted { ($0.value.recency, $0.key) < ($1.value.recency, $1.key) }
-            .map(\.key)
+        entries.filter {
+            $0.key != name && $0.value.wanted && $0.value.pins == 0 && !$0.value.loading && !$0.value.unloading
+                && $0.value.served != nil
+        }
+        .sorted { ($0.value.recency, $0.key) < ($1.value.recency, $1.key) }
+        .map(\.key)
     }
 
     static func add(_ a: Int64, _ b: Int64) -> Int64 {

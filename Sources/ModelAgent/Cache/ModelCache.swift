@@ -22,8 +22,8 @@ final class ModelCache: Sendable {
 
     enum Admission: Sendable {
         case admitted(Ticket)
-        /// `whenHeldEnds` will be called once, from any thread (unless the ticket is
-        /// finished first).
+        /// `whenHeldEnds` is called at most once, from any thread, possibly after the ticket
+        /// was finished (a timeout and a release can cross): callers check it is still theirs.
         case held(Ticket)
         case refused(reason: String, retry: Bool)
         case unmanaged
@@ -78,8 +78,6 @@ final class ModelCache: Sendable {
         var evicted: [(CacheBook.Eviction, size: Int64, lastUsed: Double?)] = []
         var coldLoadsStarted: [(ModelName, waiting: Int)] = []
         var coldLoaded: [(ModelName, Duration)] = []
-        var used: Int64 = 0
-        var saveRecency: [ModelName]?
         var wakeWorker: (@Sendable (ModelName) -> Void)?
     }
 
@@ -108,8 +106,11 @@ final class ModelCache: Sendable {
     // MARK: - Configuration
 
     /// Sets the desired models. `order`: models.json order, which ranks models the cache
-    /// has no remembered recency for (earlier is more recent).
-    func declare(_ desired: [ModelName: ModelSpec], order: [ModelName]) {
+    /// has no remembered recency for (earlier is more recent). `servedUnknown`: models the
+    /// server may already hold (found on disk at startup). Every new model's worker is woken
+    /// to report what it knows, even if it had already gone idle.
+    func declare(_ desired: [ModelName: ModelSpec], order: [ModelName], servedUnknown: Set<ModelName> = []) {
+        var added: [ModelName] = []
         perform { s in
             var ranked: [(name: ModelName, size: Int64)] = []
             var placed = Set<ModelName>()
@@ -119,7 +120,8 @@ final class ModelCache: Sendable {
             }
             // The remembered order ranks models once, at the first declaration.
             s.remembered = []
-            s.book.declare(ranked)
+            added = ranked.map(\.name).filter { s.book.entries[$0] == nil }
+            s.book.declare(ranked, servedUnknown: servedUnknown)
             for name in s.figures.keys where s.book.entries[name] == nil { s.figures[name] = nil }
             // Requests waiting for a model that left models.json go on (the server answers).
             var answers: [(@Sendable (HeldOutcome) -> Void, HeldOutcome)] = []
@@ -128,6 +130,9 @@ final class ModelCache: Sendable {
                 answers += Self.answerAll(&s, name, .ready)
             }
             return answers
+        }
+        if let wake = state.withLock({ $0.wake }) {
+            for name in added { wake(name) }
         }
     }
 
@@ -139,12 +144,9 @@ final class ModelCache: Sendable {
     func admit(_ name: ModelName, whenHeldEnds: @escaping @Sendable (HeldOutcome) -> Void) -> Admission {
         var admission = Admission.unmanaged
         perform { s in
-            if s.closed {
-                guard s.book.entries[name]?.isServing ?? true else {
-                    admission = .refused(
-                        reason: "model \(name) is not loaded and the agent is shutting down", retry: true)
-                    return nil
-                }
+            if s.closed, let entry = s.book.entries[name], entry.declared, !entry.isServing {
+                admission = .refused(reason: "model \(name) is not loaded and the agent is shutting down", retry: true)
+                return nil
             }
             switch s.book.admit(name) {
             case .unmanaged:
@@ -159,7 +161,6 @@ final class ModelCache: Sendable {
                     $0.hits += 1
                     $0.lastUsed = wallClockSeconds()
                 }
-                metrics.hit(name)
                 return nil  // nothing to rebalance: a hit changes only the recency
             case .held:
                 s.nextTicket += 1
@@ -171,9 +172,13 @@ final class ModelCache: Sendable {
                     $0.misses += 1
                     $0.lastUsed = wallClockSeconds()
                 }
-                metrics.miss(name)
                 return []
             }
+        }
+        switch admission {
+        case .admitted: metrics.hit(name)
+        case .held: metrics.miss(name)
+        case .refused, .unmanaged: break
         }
         return admission
     }
@@ -213,10 +218,14 @@ final class ModelCache: Sendable {
         }
     }
 
-    func setFilesReady(_ name: ModelName, _ ready: Bool) {
+    /// What the worker of `name` knows at the start of each step (see `CacheBook.sync`).
+    func sync(_ name: ModelName, filesReady: Bool, served: Bool?) {
         perform { s in
-            guard let entry = s.book.entries[name], entry.filesReady != ready else { return nil }
-            s.book.setFilesReady(name, ready)
+            guard let entry = s.book.entries[name] else { return nil }
+            if entry.filesReady == (filesReady && entry.declared) && entry.served == served && !entry.loadFailed {
+                return nil
+            }
+            s.book.sync(name, filesReady: filesReady, served: served)
             return []
         }
     }
@@ -254,14 +263,6 @@ final class ModelCache: Sendable {
     func unloadEnded(_ name: ModelName, succeeded: Bool) {
         perform { s in
             s.book.unloadEnded(name, succeeded: succeeded)
-            return []
-        }
-    }
-
-    func observedServed(_ name: ModelName, _ served: Bool) {
-        perform { s in
-            guard s.book.entries[name]?.served != served else { return nil }
-            s.book.observedServed(name, served)
             return []
         }
     }
@@ -342,8 +343,9 @@ final class ModelCache: Sendable {
             }
             effects.wake = changes.wake
             effects.wakeWorker = s.wake
-            effects.used = s.book.used
-            if !changes.wake.isEmpty { effects.saveRecency = s.book.recencyOrder }
+            // Under the lock, so that the gauge and the file never go back to an older value.
+            metrics.setUsed(s.book.used)
+            if !changes.wake.isEmpty { recency.save(s.book.recencyOrder) }
             return effects
         }
         guard let effects else { return }
@@ -351,7 +353,6 @@ final class ModelCache: Sendable {
     }
 
     private func carryOut(_ effects: Effects) {
-        metrics.setUsed(effects.used)
         for (eviction, size, lastUsed) in effects.evicted {
             let victim = eviction.victim
             metrics.evicted(victim)
@@ -377,7 +378,6 @@ final class ModelCache: Sendable {
             for name in effects.wake { wake(name) }
         }
         for (answer, outcome) in effects.answers { answer(outcome) }
-        if let order = effects.saveRecency { recency.save(order) }
     }
 
     private static func answerAll(
@@ -394,13 +394,14 @@ final class ModelCache: Sendable {
         switch refusal {
         case .tooLarge:
             return "model \(name) does not fit in the model server's memory"
-        case .queueFull(let limit):
-            return "model \(name) is being loaded and already has \(limit) requests waiting"
+        case .queueFull:
+            return "model \(name) is being loaded and has as many requests waiting as it may"
+        case .loadFailed:
+            return "model \(name) could not be loaded; it is tried again later"
         }
     }
 
     private static func isRetryable(_ refusal: CacheBook.Refusal) -> Bool {
-        if case .queueFull = refusal { return true }
-        return false
+        refusal != .tooLarge
     }
 }

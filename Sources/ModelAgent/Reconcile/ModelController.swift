@@ -241,10 +241,16 @@ actor ModelController {
         }
     }
 
-    /// Whether the model is to be loaded; tells the cache first whether its files are ready.
+    /// Whether the model is to be loaded; tells the cache first what this worker knows.
     private func isResident(_ desired: ModelSpec?) -> Bool {
         guard let cache = context.cache else { return true }
-        cache.setFilesReady(name, desired != nil && machine.onDisk == desired)
+        let served: Bool?
+        switch machine.served {
+        case .unknown: served = nil
+        case .absent: served = false
+        case .loaded: served = true
+        }
+        cache.sync(name, filesReady: desired != nil && machine.onDisk == desired, served: served)
         return cache.wantsLoaded(name)
     }
 
@@ -298,9 +304,7 @@ actor ModelController {
             }
             context.board.update(name, uri: target.storageUri) { $0.diskHash = target.hash }
         case .checkServed:
-            let served = try await checkServed()
-            context.cache?.observedServed(name, served)
-            return .served(served)
+            return .served(try await checkServed())
         case .load(let target):
             if let cache = context.cache, !cache.beginLoad(name) { return .cancelled }
             do {
@@ -338,7 +342,9 @@ actor ModelController {
             state = .loaded
         } else if let reason = context.cache?.tooLargeReason(name) {
             (state, problem) = (.failed, reason)
-            logger.error("Model \(name) cannot be loaded: \(reason)")
+            if context.board.status(of: name)?.lastError != reason {
+                logger.error("Model \(name) cannot be loaded: \(reason)")
+            }
         } else {
             state = .standby
         }

@@ -32,8 +32,10 @@ final class Reconciler: Sendable {
     /// disk at startup is served from its marker. `order`: the models in models.json order
     /// (the memory cache's first ranking).
     func apply(_ desired: [ModelName: ModelSpec], keep: Set<ModelName> = [], order: [ModelName] = []) {
-        let wanted = state.withLock { s -> [ModelName: ModelSpec]? in
+        let wanted = state.withLock { s -> (models: [ModelName: ModelSpec], unknown: Set<ModelName>)? in
             if s.closed { return nil }
+            // Models found on disk: the server may hold them (their workers ask it first).
+            let unknown = s.configured ? [] : Set(s.disk.keys)
             for name in desired.keys.sorted() {
                 let spec = desired[name]!
                 if let controller = s.controllers[name] {
@@ -82,19 +84,20 @@ final class Reconciler: Sendable {
                 s.disk = [:]
             }
             s.configAttempted = true
-            return s.controllers.compactMapValues { $0.intent.withLock { $0.desired } }
+            return (s.controllers.compactMapValues { $0.intent.withLock { $0.desired } }, unknown)
         }
         // Outside the lock: the cache wakes workers through `controller(for:)`. Until this
         // runs, new workers find their models unknown to the cache and stand by.
-        if let wanted { context.cache?.declare(wanted, order: order) }
+        if let wanted { context.cache?.declare(wanted.models, order: order, servedUnknown: wanted.unknown) }
     }
 
     /// Called when models.json cannot be used before any good read: the models whose
     /// markers verify are the last good state, so they are served (loaded if the server
     /// lost them) until a usable models.json says otherwise. Readiness then waits for them.
     func configUnavailable() {
-        let wanted = state.withLock { s -> [ModelName: ModelSpec]? in
+        let wanted = state.withLock { s -> (models: [ModelName: ModelSpec], unknown: Set<ModelName>)? in
             if s.closed { return nil }
+            let unknown = s.configured ? [] : Set(s.disk.keys)
             if !s.configured {
                 for (name, found) in s.disk.sorted(by: { $0.key < $1.key }) {
                     guard case .complete(let spec) = found, s.controllers[name] == nil else { continue }
@@ -109,9 +112,9 @@ final class Reconciler: Sendable {
                 }
             }
             s.configAttempted = true
-            return s.controllers.compactMapValues { $0.intent.withLock { $0.desired } }
+            return (s.controllers.compactMapValues { $0.intent.withLock { $0.desired } }, unknown)
         }
-        if let wanted { context.cache?.declare(wanted, order: []) }
+        if let wanted { context.cache?.declare(wanted.models, order: [], servedUnknown: wanted.unknown) }
     }
 
     /// Asks every model's worker to check that the server still has it loaded (the

@@ -47,6 +47,8 @@ final class H2StreamProxy: ChannelDuplexHandler {
     /// With a cache, a gRPC call's stream opens only once its model is known (it may have
     /// to wait for a load); its first frames are read meanwhile.
     private var awaitingName = false
+    /// An inference call: with a cache, its model is loaded if it is on standby.
+    private var loadsModel = false
     /// Admitted or held by the cache: given back when the request finishes.
     private var ticket: ModelCache.Ticket?
     private var held = false
@@ -185,11 +187,13 @@ final class H2StreamProxy: ChannelDuplexHandler {
             namePrefix = []
         } else {
             label = shared.traffic.started(ModelTraffic.modelName(inPath: path))
+            loadsModel = InferenceRoute.isInference(path: path)
         }
         let address = context.channel.parent?.remoteAddress?.ipAddress
         let upstreamHeaders = H2ProxyHeaders.upstreamRequest(headers, clientAddress: address)
         state = .opening(pending: [.headers(.init(headers: upstreamHeaders, endStream: frame.endStream))])
-        if namePrefix != nil && shared.cache != nil {
+        if namePrefix != nil && shared.cache != nil && InferenceRoute.grpcPaths.contains(route) {
+            loadsModel = true
             awaitingName = true
             if frame.endStream { countAs(nil) }
             return
@@ -201,7 +205,7 @@ final class H2StreamProxy: ChannelDuplexHandler {
     /// Asks the cache (if any) whether the request's model is loaded: the stream opens now,
     /// after the model's load, or the request is answered 503.
     private func admitThenOpen() {
-        guard let cache = shared.cache, let model = label, let context else { return openUpstream() }
+        guard let cache = shared.cache, loadsModel, let model = label, let context else { return openUpstream() }
         holdSerial += 1
         let (serial, loop) = (holdSerial, context.eventLoop)
         let handler = NIOLoopBound(self, eventLoop: loop)

@@ -212,7 +212,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         replay = Self.isIdempotent(head) ? [] : nil
         replayBytes = 0
         let upstreamHead = ProxyHeaders.upstreamRequest(head, clientAddress: clientAddress)
-        guard let cache = shared.cache, let model = exchange.model, let context else {
+        guard let cache = shared.cache, let model = exchange.model, InferenceRoute.isInference(path: head.uri),
+            let context
+        else {
             state = .connecting(exchange, pending: [.head(upstreamHead)])
             return connect(fresh: false)
         }
@@ -258,12 +260,12 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         }
     }
 
-    /// Answers 503 for the cache (no upstream was involved): kept alive when the whole
-    /// request has been read, else closed.
+    /// Answers 503 for the cache (no upstream was involved). The connection stays open: the
+    /// rest of the request, if any, is read and dropped.
     private func refuse(_ exchange: Exchange, reason: String, retry: Bool) {
         replay = nil
-        let keepAlive = exchange.requestEnded && exchange.head.isKeepAlive && !exchange.lastOnConnection
-        state = keepAlive ? .idle : .answered
+        let keepAlive = exchange.head.isKeepAlive && !exchange.lastOnConnection
+        state = exchange.requestEnded ? .idle : .answered
         if !keepAlive { closing = true }
         let body = JSONText.object([("error", JSONText.quoted(reason))]) + "\n"
         var headers = HTTPHeaders()

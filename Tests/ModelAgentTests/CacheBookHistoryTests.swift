@@ -1,0 +1,124 @@
+import Testing
+
+@testable import ModelAgent
+
+/// Random histories of requests, worker steps, slow loads and unloads, failed loads and
+/// models.json changes, played against `CacheBook` and a simulated server: whatever
+/// happens, the server never holds (or is loading) more than the capacity, the book's
+/// counters stay consistent, and every request that waits is eventually answered.
+@Suite struct CacheBookHistoryTests {
+    /// A small deterministic generator (SplitMix64), so that a failure can be replayed.
+    struct Generator {
+        var state: UInt64
+        mutating func next(_ bound: Int) -> Int {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return Int((z ^ (z >> 31)) % UInt64(bound))
+        }
+    }
+
+    struct Ticket {
+        var model: ModelName
+        var waiting: Bool
+    }
+
+    @Test(arguments: 0..<40)
+    func theServerNeverHoldsMoreThanTheCapacity(seed: Int) {
+        var random = Generator(state: UInt64(seed) &* 7919)
+        let names = (0..<6).map { try! ModelName(validating: "m\($0)") }
+        let capacity: Int64 = 10
+        var book = CacheBook(capacity: capacity, maxHeld: 3)
+        var server: [ModelName: Int64] = [:]
+        var loads: [ModelName: Int64] = [:]
+        var unloads: Set<ModelName> = []
+        var tickets: [Ticket] = []
+        var declared: [ModelName: Int64] = [:]
+
+        func declareRandom() {
+            declared = [:]
+            for name in names where random.next(5) > 0 { declared[name] = Int64(1 + random.next(6)) }
+            book.declare(declared.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        }
+
+        /// One step of a model's worker, as `ModelController` takes it.
+        func work(_ name: ModelName) {
+            guard let entry = book.entries[name] else {
+                // Forgotten by the cache: the worker only removes what the server holds.
+                if server[name] != nil && loads[name] == nil && !unloads.contains(name)
+                    && book.beginUnload(name, required: true)
+                {
+                    unloads.insert(name)
+                }
+                return
+            }
+            let size = declared[name]
+            let servedVersionIsCurrent = server[name] != nil && server[name] == size
+            book.sync(name, filesReady: size != nil, served: server[name] != nil)
+            guard loads[name] == nil, !unloads.contains(name) else { return }
+            let wanted = book.wantsLoaded(name) ?? false
+            if server[name] != nil && (size == nil || !servedVersionIsCurrent || !wanted) {
+                if book.beginUnload(name, required: size == nil || !servedVersionIsCurrent) { unloads.insert(name) }
+            } else if server[name] == nil && wanted && size != nil && entry.filesReady {
+                if book.beginLoad(name) { loads[name] = size }
+            }
+        }
+
+        func apply(_ changes: CacheBook.Changes) {
+            for name in changes.release + changes.refuse {
+                book.heldAnswered(name)
+                for index in tickets.indices where tickets[index].model == name { tickets[index].waiting = false }
+            }
+            for name in changes.wake { work(name) }
+        }
+
+        declareRandom()
+        apply(book.rebalance())
+        for _ in 0..<400 {
+            switch random.next(10) {
+            case 0, 1:
+                let name = names[random.next(names.count)]
+                switch book.admit(name) {
+                case .admitted: tickets.append(Ticket(model: name, waiting: false))
+                case .held: tickets.append(Ticket(model: name, waiting: true))
+                case .refused, .unmanaged: break
+                }
+            case 2:
+                if !tickets.isEmpty {
+                    let ticket = tickets.remove(at: random.next(tickets.count))
+                    book.finished(ticket.model, wasHeld: ticket.waiting)
+                }
+            case 3, 4:
+                work(names[random.next(names.count)])
+            case 5, 6:
+                if let name = loads.keys.sorted().first(where: { _ in random.next(2) == 0 }) {
+                    let size = loads.removeValue(forKey: name)!
+                    let succeeded = random.next(5) > 0
+                    // A failed load may still have loaded the model in the server.
+                    if succeeded || random.next(2) == 0 { server[name] = size }
+                    book.loadEnded(name, succeeded: succeeded)
+                }
+            case 7:
+                if let name = unloads.sorted().first {
+                    unloads.remove(name)
+                    server[name] = nil
+                    book.unloadEnded(name, succeeded: true)
+                }
+            case 8:
+                if random.next(6) == 0 { declareRandom() }
+            default:
+                break
+            }
+            apply(book.rebalance())
+            let held = server.values.reduce(0, +) + loads.values.reduce(0, +)
+            #expect(held <= capacity, "seed \(seed): the server holds \(held) of \(capacity)")
+            for (name, entry) in book.entries {
+                #expect(entry.held >= 0 && entry.pins >= entry.held, "seed \(seed): \(name) \(entry)")
+                let open = tickets.filter { $0.model == name }
+                #expect(entry.pins == open.count, "seed \(seed): \(name) pins \(entry.pins), tickets \(open.count)")
+            }
+            #expect(book.used >= held, "seed \(seed): the book counts \(book.used), the server holds \(held)")
+        }
+    }
+}
