@@ -19,9 +19,11 @@ struct CacheFlags: ParsableArguments {
     var holdTimeout: Double = 120
 
     func validate() throws {
-        _ = try options
+        // Ranges first: building the options turns seconds into a Duration, which traps on
+        // a value that is not finite or too large.
         try FlagRanges.count(maxHeldRequests, "--max-held-requests", 1...100_000)
         try FlagRanges.seconds(holdTimeout, "--hold-timeout", 0.1...86_400)
+        _ = try options
     }
 
     /// The cache's options; nil without `--memory-capacity`.

@@ -50,6 +50,10 @@ struct CacheTests {
             #expect(m3?.memoryBytes == 256 << 20)
             let m2 = try await agent.model("m2")
             #expect(m2?.evictions == 1 && m2?.hits == 1, "\(String(describing: m2))")
+            // Loading or unloading through the proxied port is refused: the agent decides.
+            let sideLoad = try await TestHTTP.post(agent.proxyURL + "/v2/repository/models/m4/load", json: "{}")
+            #expect(sideLoad.status == 403, "\(sideLoad.status) \(sideLoad.text)")
+            #expect(await !h.mlserver.isModelReady("m4"))
             // A hit now: no load, no unload.
             #expect(try await h.mlserver.infer("m3", via: agent.proxyURL) == [0, 2])
             #expect(try await agent.model("m3")?.hits == 1)

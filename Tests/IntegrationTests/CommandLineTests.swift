@@ -32,6 +32,9 @@ struct CommandLineTests {
         ["pull", "--connect-timeout", "1e300", "a", "b"],
         ["--part-size", "9223372036854775807"],
         ["--drain-timeout", "nan"], ["--drain-timeout", "-1"], ["--port", "9100", "--admin-port", "9100"],
+        ["--memory-capacity", "1Gi", "--hold-timeout", "nan"], ["--memory-capacity", "1Gi", "--hold-timeout", "1e30"],
+        ["--memory-capacity", "0"], ["--memory-capacity", "abc"],
+        ["--memory-capacity", "1Gi", "--max-held-requests", "0"],
     ])
     func refusesUnusableArguments(_ arguments: [String]) async throws {
         let temp = try TemporaryDirectory("cli")

@@ -250,6 +250,28 @@ import Testing
         #expect(shrink.used == 3)
     }
 
+    @Test func freedMemoryWaitsForAMoreRecentModelBeingReplaced() {
+        var book = Self.book(2, [("a", 1), ("b", 1), ("c", 1)])
+        _ = book.rebalance()
+        Self.allReady(&book)
+        Self.settle(&book)
+        // a, the most recent, grows past what fits beside b: its old version stays loaded.
+        book.declare([(a, 2), (b, 1), (c, 1)])
+        #expect(book.wantsLoaded(a) == false)
+        // b leaves models.json and is unloaded: its room is not given to c, less recent.
+        book.declare([(a, 2), (c, 1)])
+        let unloading = book.beginUnload(b, required: true)
+        #expect(unloading)
+        book.unloadEnded(b, succeeded: true)
+        #expect(!book.rebalance().wake.contains(c))
+        // Once a's old version is unloaded, a takes the room.
+        book.sync(a, filesReady: true, served: true)
+        let replacing = book.beginUnload(a, required: true)
+        #expect(replacing)
+        book.unloadEnded(a, succeeded: true)
+        #expect(book.rebalance().wake == [a])
+    }
+
     @Test func aLoadInFlightCountsWhateverModelsJsonSaysMeanwhile() {
         var book = Self.book(4, [("a", 3), ("b", 1)])
         _ = book.rebalance()

@@ -345,12 +345,16 @@ struct CacheBook: Sendable {
         }
         if !waitingForMemory {
             let standby = entries.filter {
-                $0.value.declared && !$0.value.wanted && $0.value.served == false && !$0.value.isTooLarge
-                    && !$0.value.loadFailed
+                $0.value.declared && !$0.value.wanted && !$0.value.isTooLarge && !$0.value.loadFailed
             }.sorted { ($0.value.recency, $1.key) > ($1.value.recency, $0.key) }
-            for (name, entry) in standby where entry.size <= free {
-                free -= entry.size
-                grant(name, &changes, cold: false)
+            for (name, entry) in standby {
+                // A more recent model the server still holds (an old version being replaced,
+                // or not known yet) comes first: nothing less recent takes the room meanwhile.
+                if entry.served != false { break }
+                if entry.size <= free {
+                    free -= entry.size
+                    grant(name, &changes, cold: false)
+                }
             }
         }
         return changes

@@ -15,6 +15,8 @@ final class RecencyFile: Sendable {
     private let logger: Logger
     private let queue = DispatchQueue(label: "model-agent.cache.recency")
     private let pending = Mutex<[ModelName]?>(nil)
+    /// Whether the last write failed: one warning per run of failures, not one per write.
+    private let failing = Mutex(false)
 
     init(modelDir: String, logger: Logger) {
         path = modelDir + "/" + Self.fileName
@@ -76,8 +78,15 @@ final class RecencyFile: Sendable {
         let text = order.map { $0.rawValue + "\n" }.joined()
         do {
             try FileSystem.writeFileAtomically(path, Array(text.utf8), temporary: path + ".tmp")
+            failing.withLock { $0 = false }
         } catch {
-            logger.warning("Cannot save the cache's recency order: \(error)")
+            let first = failing.withLock { was in
+                defer { was = true }
+                return !was
+            }
+            if first {
+                logger.warning("Cannot save the cache's recency order (said once until it works again): \(error)")
+            }
         }
     }
 }

@@ -167,6 +167,10 @@ final class H2StreamProxy: ChannelDuplexHandler {
             }
             return
         }
+        if shared.cache != nil && InferenceRoute.changesRepository(path: headers.first(name: ":path") ?? "") {
+            state = .answered
+            return respond(.forbidden, contentType: "application/json", InferenceRoute.repositoryRefusal)
+        }
         if headers.first(name: ":method") == "CONNECT" {
             state = .answered
             return respond(.methodNotAllowed, contentType: "text/plain; charset=utf-8", "CONNECT is not supported\n")

@@ -16,4 +16,17 @@ enum InferenceRoute {
 
     /// The gRPC calls that infer (their model is read from the request message).
     static let grpcPaths: Set<String> = ["/inference.GRPCInferenceService/ModelInfer"]
+
+    /// Calls that load or unload models in the server (V2's repository extension, over HTTP
+    /// or gRPC). With the memory cache the agent alone decides what the server holds: a
+    /// client loading models through the proxied port would overcommit it unseen.
+    static func changesRepository(path uri: String) -> Bool {
+        let path = uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(uri[..<$0]) } ?? uri
+        return path.hasPrefix("/v2/repository/models/")
+            || path == "/inference.GRPCInferenceService/RepositoryModelLoad"
+            || path == "/inference.GRPCInferenceService/RepositoryModelUnload"
+    }
+
+    static let repositoryRefusal =
+        "{\"error\":\"the model-agent manages which models the server holds; loading and unloading through it is refused\"}\n"
 }

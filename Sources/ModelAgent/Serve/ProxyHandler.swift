@@ -106,6 +106,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         case .head(let head):
             if let probe = ProbeRequest.classify(head.headers) {
                 state = .probe(probe, head)
+            } else if shared.cache != nil && InferenceRoute.changesRepository(path: head.uri) {
+                state = .answered
+                respondJSON(head, .forbidden, InferenceRoute.repositoryRefusal)
             } else if head.method == .CONNECT {
                 state = .answered
                 closing = true
@@ -486,6 +489,21 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
             HTTPResponseHead(version: request.version, status: status, headers: headers),
             request.method == .HEAD ? "" : text, close: close)
         if case .answered = state, !close { state = .idle }
+    }
+
+    /// A local JSON answer; the rest of the request is read and dropped.
+    private func respondJSON(_ request: HTTPRequestHead, _ status: HTTPResponseStatus, _ body: String) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        let close = !request.isKeepAlive
+        if close {
+            headers.add(name: "Connection", value: "close")
+            closing = true
+        }
+        respond(
+            HTTPResponseHead(version: request.version, status: status, headers: headers),
+            request.method == .HEAD ? "" : body, close: close)
     }
 
     private func respond(_ head: HTTPResponseHead, _ body: String, close: Bool) {

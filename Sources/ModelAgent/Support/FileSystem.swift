@@ -184,9 +184,15 @@ enum FileSystem {
 
     /// Writes to `temporary` then renames onto `path`, so readers see the old or the
     /// new content, never a mix. Both paths must be on one filesystem.
+    /// The temporary file is created anew (`O_EXCL`: never through a symlink or into a file
+    /// someone else left there, in a directory other containers can write to).
     static func writeFileAtomically(_ path: String, _ bytes: [UInt8], temporary: String) throws {
         do {
-            try writeFile(temporary, bytes)
+            if unlink(temporary) != 0 && errno != ENOENT { throw SystemError("unlink", path: temporary) }
+            let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw SystemError("open", path: temporary) }
+            defer { close(fd) }
+            try writeAll(fd: fd, bytes, path: temporary)
             try rename(temporary, to: path)
         } catch {
             try? removeFile(temporary)
