@@ -18,6 +18,12 @@ struct CacheFlags: ParsableArguments {
     @Option(help: "Seconds a request may wait for its model's load before it is answered 503 (with --memory-capacity).")
     var holdTimeout: Double = 120
 
+    @Option(
+        help:
+            "Disk the models' files may take (a Kubernetes quantity; with --memory-capacity). Past it, the least recently used Standby models leave the disk and are fetched again on their first request. Unset: every model stays on disk."
+    )
+    var diskCapacity: String?
+
     func validate() throws {
         // Ranges first: building the options turns seconds into a Duration, which traps on
         // a value that is not finite or too large.
@@ -29,7 +35,10 @@ struct CacheFlags: ParsableArguments {
     /// The cache's options; nil without `--memory-capacity`.
     var options: CacheOptions? {
         get throws {
-            guard let memoryCapacity else { return nil }
+            guard let memoryCapacity else {
+                if diskCapacity != nil { throw ValidationError("--disk-capacity needs --memory-capacity") }
+                return nil
+            }
             let capacity = try Self.bytes(memoryCapacity, "--memory-capacity")
             guard capacity > 0 else { throw ValidationError("--memory-capacity must be more than 0") }
             var options = CacheOptions(capacity: capacity)
@@ -39,6 +48,12 @@ struct CacheFlags: ParsableArguments {
             }
             options.maxHeldRequests = maxHeldRequests
             options.holdTimeout = .seconds(holdTimeout)
+            if let diskCapacity {
+                options.diskCapacity = try Self.bytes(diskCapacity, "--disk-capacity")
+                guard options.diskCapacity ?? 0 > 0 else {
+                    throw ValidationError("--disk-capacity must be more than 0")
+                }
+            }
             return options
         }
     }

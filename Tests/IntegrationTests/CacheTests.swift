@@ -203,4 +203,51 @@ struct CacheTests {
             #expect(try await h.proxy.count("load", "m2") == 0)
         }
     }
+
+    @Test("with a disk tier, Standby models leave the disk and a request fetches, loads and serves them")
+    func diskTierFetchesOnRequest() async throws {
+        try await MLServerHarness.run { h in
+            try Self.fourModels(h)
+            // Room for no Standby model: only models loaded or in use keep their files.
+            let agent = try await h.startAgent(AgentProcess.quickRetries + Self.cache + ["--disk-capacity", "1Ki"])
+            try await agent.waitForStates(["m1": "Remote", "m2": "Remote", "m3": "Remote", "m4": "Remote"])
+            #expect(await agent.isReady(), "models off disk do not hold readiness back")
+            #expect(!FileManager.default.fileExists(atPath: h.modelDir + "/m1"), "nothing downloaded")
+            #expect(try await agent.model("m1")?.onDisk == false)
+
+            // m1 and m2 are fetched and loaded on request.
+            #expect(try await h.mlserver.infer("m1", via: agent.proxyURL) == [0, 2])
+            #expect(try await h.mlserver.infer("m2", via: agent.proxyURL) == [0, 2])
+            try await agent.waitForStates(["m1": "Loaded", "m2": "Loaded", "m3": "Remote", "m4": "Remote"])
+            let m1 = try await agent.model("m1")
+            #expect(m1?.onDisk == true && (m1?.diskBytes ?? 0) > 0 && m1?.downloads == 1, "\(String(describing: m1))")
+            #expect(h.markers(of: "m1").count == 1)
+            #expect(try agent.messages(containing: "Fetching model m1 on request").count == 1)
+
+            // m3 takes m1's memory (least recently used); m1, now Standby, leaves the disk.
+            try await h.proxy.clearLog()
+            #expect(try await h.mlserver.infer("m3", via: agent.proxyURL) == [0, 2])
+            try await agent.waitForStates(["m1": "Remote", "m2": "Loaded", "m3": "Loaded", "m4": "Remote"])
+            let ops = try await h.proxy.operations()
+            #expect(ops.map { "\($0.op) \($0.model)" } == ["unload m1", "load m3"], "\(ops)")
+            #expect(!FileManager.default.fileExists(atPath: h.modelDir + "/m1"), "m1's files are gone")
+            let gone = try await agent.model("m1")
+            #expect(
+                gone?.onDisk == false && gone?.diskEvictions == 1 && gone?.diskHash == nil,
+                "\(String(describing: gone))")
+            #expect(try agent.messages(containing: "Removing model m1 from disk").count == 1)
+            let metrics = try await TestHTTP.get(agent.statusURL + "/metrics").text
+            #expect(metrics.contains("model_agent_cache_disk_capacity_bytes 1024"), "\(metrics)")
+            #expect(metrics.contains(#"model_agent_cache_disk_evictions_total{model="m1"} 1"#))
+            #expect(metrics.contains(#"model_agent_models{state="Remote"} 2"#))
+
+            // m1 again: downloaded again, loaded in m2's place; m2 leaves the disk.
+            #expect(try await h.mlserver.infer("m1", via: agent.proxyURL) == [0, 2])
+            try await agent.waitForStates(["m1": "Loaded", "m2": "Remote", "m3": "Loaded", "m4": "Remote"])
+            #expect(try await agent.model("m1")?.downloads == 2)
+            #expect(await Self.served(h) == ["m1", "m3"])
+            #expect(!FileManager.default.fileExists(atPath: h.modelDir + "/m2"))
+            #expect(FileManager.default.fileExists(atPath: h.modelDir + "/m3/model.joblib"))
+        }
+    }
 }

@@ -35,6 +35,8 @@ struct CommandLineTests {
         ["--memory-capacity", "1Gi", "--hold-timeout", "nan"], ["--memory-capacity", "1Gi", "--hold-timeout", "1e30"],
         ["--memory-capacity", "0"], ["--memory-capacity", "abc"],
         ["--memory-capacity", "1Gi", "--max-held-requests", "0"],
+        ["--disk-capacity", "10Gi"], ["--memory-capacity", "1Gi", "--disk-capacity", "0"],
+        ["--memory-capacity", "1Gi", "--disk-capacity", "1e30"],
     ])
     func refusesUnusableArguments(_ arguments: [String]) async throws {
         let temp = try TemporaryDirectory("cli")

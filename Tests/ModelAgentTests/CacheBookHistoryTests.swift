@@ -5,7 +5,9 @@ import Testing
 /// Random histories of requests, worker steps, slow loads and unloads, failed loads and
 /// models.json changes, played against `CacheBook` and a simulated server: whatever
 /// happens, the server never holds (or is loading) more than the capacity, the book's
-/// counters stay consistent, and every request that waits is eventually answered.
+/// counters stay consistent, and every request that waits is eventually answered. Half the
+/// histories have a disk tier: the server never holds a model whose files were removed, and
+/// once quiet, Standby files stay within the disk capacity.
 @Suite struct CacheBookHistoryTests {
     /// A small deterministic generator (SplitMix64), so that a failure can be replayed.
     struct Generator {
@@ -29,8 +31,12 @@ import Testing
         var random = Generator(state: UInt64(seed) &* 7919)
         let names = (0..<6).map { try! ModelName(validating: "m\($0)") }
         let capacity: Int64 = 10
-        var book = CacheBook(capacity: capacity, maxHeld: 3)
+        let diskCapacity: Int64? = seed % 2 == 1 ? 14 : nil
+        var book = CacheBook(capacity: capacity, maxHeld: 3, diskCapacity: diskCapacity)
         var server: [ModelName: Int64] = [:]
+        /// Files on disk: the size of the spec they are for, and what they take (which the
+        /// book learns only once they are there).
+        var files: [ModelName: (size: Int64, bytes: Int64)] = [:]
         var loads: [ModelName: Int64] = [:]
         var unloads: Set<ModelName> = []
         var tickets: [Ticket] = []
@@ -44,25 +50,39 @@ import Testing
 
         /// One step of a model's worker, as `ModelController` takes it.
         func work(_ name: ModelName) {
-            guard let entry = book.entries[name] else {
-                // Forgotten by the cache: the worker only removes what the server holds.
+            guard book.entries[name] != nil else {
+                // Forgotten by the cache: the worker only removes what the server holds,
+                // then the files.
                 if server[name] != nil && loads[name] == nil && !unloads.contains(name)
                     && book.beginUnload(name, required: true)
                 {
                     unloads.insert(name)
                 }
+                if server[name] == nil && loads[name] == nil { files[name] = nil }
                 return
             }
             let size = declared[name]
             let servedVersionIsCurrent = server[name] != nil && server[name] == size
-            book.sync(name, filesReady: size != nil, served: server[name] != nil)
+            book.sync(
+                name, filesReady: size != nil && files[name]?.size == size, served: server[name] != nil,
+                onDisk: files[name] != nil, diskBytes: files[name]?.bytes)
             guard loads[name] == nil, !unloads.contains(name) else { return }
             let wanted = book.wantsLoaded(name) ?? false
-            if server[name] != nil && (size == nil || !servedVersionIsCurrent || !wanted) {
-                if book.beginUnload(name, required: size == nil || !servedVersionIsCurrent) { unloads.insert(name) }
-            } else if server[name] == nil && wanted && size != nil && entry.filesReady {
+            let keepFiles = size != nil && (book.keepsFiles(name) ?? true)
+            if server[name] != nil && (size == nil || !servedVersionIsCurrent || !wanted || !keepFiles) {
+                let required = size == nil || !servedVersionIsCurrent
+                if book.beginUnload(name, required: required) { unloads.insert(name) }
+            } else if server[name] == nil && !keepFiles {
+                files[name] = nil
+            } else if let size, keepFiles && files[name]?.size != size && server[name] == nil {
+                // Downloaded (at once here): what it takes is not what its memory says.
+                files[name] = (size, Int64(1 + random.next(5)))
+            } else if server[name] == nil && wanted && size != nil && files[name]?.size == size {
                 if book.beginLoad(name) { loads[name] = size }
             }
+            book.sync(
+                name, filesReady: size != nil && files[name]?.size == size, served: server[name] != nil,
+                onDisk: files[name] != nil, diskBytes: files[name]?.bytes)
         }
 
         func apply(_ changes: CacheBook.Changes) {
@@ -119,6 +139,32 @@ import Testing
                 #expect(entry.pins == open.count, "seed \(seed): \(name) pins \(entry.pins), tickets \(open.count)")
             }
             #expect(book.used >= held, "seed \(seed): the book counts \(book.used), the server holds \(held)")
+            for name in Set(server.keys).union(loads.keys) {
+                #expect(files[name] != nil, "seed \(seed): the server holds \(name), whose files are gone")
+            }
         }
+        guard let diskCapacity else { return }
+        // Quiet: every request ends, every step is taken, every call returns.
+        for ticket in tickets { book.finished(ticket.model, wasHeld: ticket.waiting) }
+        tickets = []
+        for _ in 0..<30 {
+            apply(book.rebalance())
+            for name in names { work(name) }
+            for (name, size) in loads {
+                server[name] = size
+                book.loadEnded(name, succeeded: true)
+            }
+            loads = [:]
+            for name in unloads {
+                server[name] = nil
+                book.unloadEnded(name, succeeded: true)
+            }
+            unloads = []
+        }
+        let onDisk = files.values.reduce(Int64(0)) { $0 + $1.bytes }
+        let standbyOnDisk = files.keys.filter { server[$0] == nil }
+        #expect(
+            standbyOnDisk.isEmpty || onDisk <= diskCapacity,
+            "seed \(seed): \(onDisk) bytes on disk, Standby \(standbyOnDisk.sorted()), capacity \(diskCapacity)")
     }
 }

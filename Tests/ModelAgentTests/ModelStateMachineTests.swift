@@ -332,4 +332,39 @@ struct SplitMix: RandomNumberGenerator {
         machine.finished(.unload, .cancelled)
         #expect(machine.next(desired: a, resident: true) == .settled(a))
     }
+
+    @Test func aModelLeavingTheDiskIsUnloadedFirstThenItsFilesGo() {
+        var machine = ModelStateMachine(disk: .complete(a))
+        machine.finished(.checkServed, .served(true))
+        #expect(machine.next(desired: a, resident: false, keepFiles: false) == .unload)
+        machine.finished(.unload, .succeeded)
+        #expect(machine.next(desired: a, resident: false, keepFiles: false) == .removeFiles)
+        machine.finished(.removeFiles, .succeeded)
+        #expect(!machine.hasFilesOnDisk)
+        #expect(machine.next(desired: a, resident: false, keepFiles: false) == .settled(a))
+        // Wanted again: fetched, then loaded.
+        #expect(machine.next(desired: a, resident: true, keepFiles: true) == .download(a))
+        machine.finished(.download(a), .succeeded)
+        #expect(machine.hasFilesOnDisk)
+        #expect(machine.next(desired: a, resident: true, keepFiles: true) == .commit(a))
+        machine.finished(.commit(a), .succeeded)
+        #expect(machine.next(desired: a, resident: true, keepFiles: true) == .load(a))
+    }
+
+    @Test func stagedFilesNoLongerKeptAreDiscarded() {
+        var machine = ModelStateMachine(disk: nil)
+        #expect(machine.next(desired: a, resident: false, keepFiles: true) == .download(a))
+        machine.finished(.download(a), .succeeded)
+        #expect(machine.next(desired: a, resident: false, keepFiles: false) == .discardStaging)
+        machine.finished(.discardStaging, .succeeded)
+        #expect(machine.next(desired: a, resident: false, keepFiles: false) == .settled(a))
+    }
+
+    @Test func filesFoundAtStartupLeaveOnlyAfterTheServerIsAsked() {
+        var machine = ModelStateMachine(disk: .unmarked)
+        // Whatever the server may hold is unloaded before its files go.
+        #expect(machine.next(desired: a, resident: false, keepFiles: false) == .unload)
+        machine.finished(.unload, .succeeded)
+        #expect(machine.next(desired: a, resident: false, keepFiles: false) == .removeFiles)
+    }
 }

@@ -61,6 +61,9 @@ public final class AgentProcess: @unchecked Sendable {
         public let coldLoads: Int?
         public let evictions: Int?
         public let lastColdLoadMs: Int?
+        public let onDisk: Bool?
+        public let diskBytes: Int64?
+        public let diskEvictions: Int?
     }
 
     public func models() async throws -> [Model] {

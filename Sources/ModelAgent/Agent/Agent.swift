@@ -100,7 +100,9 @@ package final class Agent: Sendable {
         let cache = options.cache.map { cacheOptions in
             ModelCache(
                 options: cacheOptions, recency: RecencyFile(modelDir: store.modelDir, logger: logger),
-                metrics: CacheMetrics(registry: metrics.registry, capacity: cacheOptions.capacity), logger: logger)
+                metrics: CacheMetrics(
+                    registry: metrics.registry, capacity: cacheOptions.capacity,
+                    diskCapacity: cacheOptions.diskCapacity), logger: logger)
         }
         if let cacheOptions = options.cache {
             logger.info(

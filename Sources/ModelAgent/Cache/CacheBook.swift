@@ -43,6 +43,26 @@ struct CacheBook: Sendable {
         /// When (in `clock` ticks) its oldest waiting request arrived: demands are met in
         /// arrival order.
         var demandSince: UInt64?
+        /// The disk tier wants its files on disk (a download may start). Always true
+        /// without a disk capacity.
+        var keepFiles = true
+        /// Files of it are on disk (complete or not, staging included), as its worker last
+        /// reported.
+        var onDisk = false
+        /// What its files took on disk when last measured; nil: never measured.
+        var diskBytes: Int64?
+
+        /// What its files are expected to take: as last measured, else its memory size (a
+        /// model's weights are most of both).
+        var diskExpected: Int64 { diskBytes ?? size }
+
+        /// Disk counted for it now: its files while they are there, and the room reserved
+        /// for them from the moment the cache wants them.
+        var diskCharge: Int64 { onDisk || keepFiles ? diskExpected : 0 }
+
+        /// Its files stay whatever the disk capacity: the server holds it or may (its files
+        /// must outlive its unload), it is loading or to be loaded, or a request uses it.
+        var mustKeepFiles: Bool { wanted || pins > 0 || loading || unloading || served != false }
 
         /// Memory counted for it now.
         var charge: Int64 {
@@ -53,7 +73,9 @@ struct CacheBook: Sendable {
         var isServing: Bool { wanted && served == true && !unloading && !loading }
 
         /// No reason to keep the entry of a model gone from models.json.
-        var isForgettable: Bool { !declared && served == false && pins == 0 && !loading && !unloading }
+        var isForgettable: Bool {
+            !declared && served == false && pins == 0 && !loading && !unloading && !onDisk
+        }
     }
 
     /// What a request for a model gets.
@@ -92,17 +114,25 @@ struct CacheBook: Sendable {
         var evicted: [Eviction] = []
         /// Models granted memory for a waiting request (a cold load starts).
         var coldLoads: [ModelName] = []
+        /// Standby models whose files are to leave the disk (disk tier), least recently
+        /// used first.
+        var leavingDisk: [ModelName] = []
+        /// Models off disk whose files are fetched again for a waiting request.
+        var fetches: [ModelName] = []
     }
 
     let capacity: Int64
     let maxHeld: Int
+    /// The disk tier's capacity (`--disk-capacity`); nil: every declared model's files stay.
+    let diskCapacity: Int64?
     private(set) var entries: [ModelName: Entry] = [:]
     /// Ticks on every use and declaration: orders recency and demands.
     private var clock: UInt64 = 0
 
-    init(capacity: Int64, maxHeld: Int) {
+    init(capacity: Int64, maxHeld: Int, diskCapacity: Int64? = nil) {
         self.capacity = capacity
         self.maxHeld = maxHeld
+        self.diskCapacity = diskCapacity
     }
 
     /// Memory counted now (saturating: a server may hold more than the capacity at startup).
@@ -110,17 +140,24 @@ struct CacheBook: Sendable {
         entries.values.reduce(Int64(0)) { Self.add($0, $1.charge) }
     }
 
+    /// Disk counted now (saturating).
+    var diskUsed: Int64 {
+        entries.values.reduce(Int64(0)) { Self.add($0, $1.diskCharge) }
+    }
+
     // MARK: - Configuration
 
     /// Sets the desired models. `ranked`: every desired model with its size, most recently
     /// used first (remembered order, then models.json order). New models take recency
     /// below the ones already known; known ones keep theirs. `servedUnknown`: new models
-    /// the server may already hold (found on disk), charged until their worker knows.
+    /// the server may already hold (found on disk), charged until their worker knows; their
+    /// files are on disk. With a disk tier, other new models wait for `rebalance` to give
+    /// them room on disk before they download.
     mutating func declare(_ ranked: [(name: ModelName, size: Int64)], servedUnknown: Set<ModelName> = []) {
         let names = Set(ranked.map(\.name))
         for (name, entry) in entries where !names.contains(name) {
             var gone = entry
-            (gone.declared, gone.wanted, gone.filesReady) = (false, false, false)
+            (gone.declared, gone.wanted, gone.filesReady, gone.keepFiles) = (false, false, false, false)
             entries[name] = gone.isForgettable ? nil : gone
         }
         // Below every known model, in the given order.
@@ -132,7 +169,8 @@ struct CacheBook: Sendable {
                 next = next > 0 ? next - 1 : 0
                 var entry = Entry(size: size, servedSize: size, recency: next)
                 entry.isTooLarge = size > capacity
-                if servedUnknown.contains(name) { entry.served = nil }
+                if servedUnknown.contains(name) { (entry.served, entry.onDisk) = (nil, true) }
+                entry.keepFiles = diskCapacity == nil || entry.onDisk
                 entries[name] = entry
                 continue
             }
@@ -162,6 +200,10 @@ struct CacheBook: Sendable {
 
     func wantsLoaded(_ name: ModelName) -> Bool? {
         entries[name].map(\.wanted)
+    }
+
+    func keepsFiles(_ name: ModelName) -> Bool? {
+        entries[name].map(\.keepFiles)
     }
 
     // MARK: - Requests
@@ -205,12 +247,17 @@ struct CacheBook: Sendable {
     // MARK: - Reports from the model's worker
 
     /// What the worker knows at the start of each step: whether the files of the wanted
-    /// spec are ready, and whether the server holds the model (nil: not known). A model the
-    /// server turns out to hold that the cache did not want is kept if it fits (a restarted
+    /// spec are ready, whether the server holds the model (nil: not known), whether any of
+    /// its files are on disk and what they took when last measured. A model the server
+    /// turns out to hold that the cache did not want is kept if it fits (a restarted
     /// agent), else evicted.
-    mutating func sync(_ name: ModelName, filesReady: Bool, served: Bool?) {
+    mutating func sync(
+        _ name: ModelName, filesReady: Bool, served: Bool?, onDisk: Bool? = nil, diskBytes: Int64? = nil
+    ) {
         guard var entry = entries[name] else { return }
         entry.filesReady = filesReady && entry.declared
+        if let onDisk { entry.onDisk = onDisk }
+        if let diskBytes { entry.diskBytes = max(0, diskBytes) }
         if served == true && entry.served != true && !entry.wanted && entry.declared && !entry.isTooLarge {
             // Against what is known: of models found loaded at startup, the first ones
             // reported are kept and the later ones that do not fit are unloaded.
@@ -343,9 +390,11 @@ struct CacheBook: Sendable {
                 waitingForMemory = true
             }
         }
+        placeFiles(&changes)
         if !waitingForMemory {
             let standby = entries.filter {
                 $0.value.declared && !$0.value.wanted && !$0.value.isTooLarge && !$0.value.loadFailed
+                    && $0.value.keepFiles
             }.sorted { ($0.value.recency, $1.key) > ($1.value.recency, $0.key) }
             for (name, entry) in standby {
                 // A more recent model the server still holds (an old version being replaced,
@@ -358,6 +407,50 @@ struct CacheBook: Sendable {
             }
         }
         return changes
+    }
+
+    /// The disk tier: the files of models that must stay (see `Entry.mustKeepFiles`) stay
+    /// whatever they take; then the most recently used Standby models keep theirs while they
+    /// fit in what is left, and the others leave the disk. A model off disk is fetched again
+    /// when it gets room: at once when a request waits for it, else once the room is free
+    /// (files leaving count until they are gone).
+    private mutating func placeFiles(_ changes: inout Changes) {
+        guard let diskCapacity else { return }
+        let byRecency = entries.filter(\.value.declared).sorted {
+            ($0.value.recency, $1.key) > ($1.value.recency, $0.key)
+        }
+        var room = diskCapacity
+        var keep: [ModelName] = []
+        var leave: [ModelName] = []
+        for (name, entry) in byRecency where entry.mustKeepFiles {
+            room = Self.subtract(room, entry.diskExpected)
+            keep.append(name)
+        }
+        for (name, entry) in byRecency where !entry.mustKeepFiles {
+            if !entry.isTooLarge && entry.diskExpected <= room {
+                room -= entry.diskExpected
+                keep.append(name)
+            } else {
+                leave.append(name)
+            }
+        }
+        for name in leave.reversed() where entries[name]?.keepFiles == true {
+            entries[name]?.keepFiles = false
+            changes.wake.append(name)
+            if entries[name]?.onDisk == true { changes.leavingDisk.append(name) }
+        }
+        var free = Self.subtract(diskCapacity, diskUsed)
+        for name in keep {
+            guard let entry = entries[name], !entry.keepFiles else { continue }
+            // Files still there cost nothing more; a model in use does not wait for room.
+            if !entry.onDisk {
+                if !entry.mustKeepFiles && entry.diskExpected > free { continue }
+                free = Self.subtract(free, entry.diskExpected)
+            }
+            entries[name]?.keepFiles = true
+            changes.wake.append(name)
+            if entry.pins > 0 && !entry.onDisk { changes.fetches.append(name) }
+        }
     }
 
     private mutating func grant(_ name: ModelName, _ changes: inout Changes, cold: Bool = true) {

@@ -12,13 +12,16 @@ final class CacheMetrics: Sendable {
         let evictions: Counter
     }
 
+    private let diskEvictionSeries = Mutex<[ModelName: Counter]>([:])
+
     private let registry: PrometheusCollectorRegistry
     private let capacity: Gauge
     private let used: Gauge
     private let coldLoadDuration: DurationHistogram
+    private let diskUsed: Gauge?
     private let series = Mutex<[ModelName: Series]>([:])
 
-    init(registry: PrometheusCollectorRegistry, capacity: Int64) {
+    init(registry: PrometheusCollectorRegistry, capacity: Int64, diskCapacity: Int64? = nil) {
         self.registry = registry
         self.capacity = registry.makeGauge(
             descriptor: Self.name("cache_capacity", "bytes", "Memory the model server may spend on loaded models"))
@@ -34,6 +37,17 @@ final class CacheMetrics: Sendable {
                 .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(120),
             ])
         self.capacity.set(Double(capacity))
+        if let diskCapacity {
+            registry.makeGauge(
+                descriptor: Self.name(
+                    "cache_disk_capacity", "bytes", "Disk the models' files may take before Standby ones leave it")
+            ).set(Double(diskCapacity))
+            diskUsed = registry.makeGauge(
+                descriptor: Self.name(
+                    "cache_disk_used", "bytes", "Disk taken or reserved by the models' files (as last measured)"))
+        } else {
+            diskUsed = nil
+        }
     }
 
     private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -41,6 +55,20 @@ final class CacheMetrics: Sendable {
     }
 
     func setUsed(_ bytes: Int64) { used.set(Double(bytes)) }
+    func setDiskUsed(_ bytes: Int64) { diskUsed?.set(Double(bytes)) }
+
+    func leftDisk(_ model: ModelName) {
+        diskEvictionSeries.withLock { all in
+            if let existing = all[model] { return existing }
+            let made = registry.makeCounter(
+                descriptor: Self.name(
+                    "cache_disk_evictions", "total", "Standby models removed from disk to stay within the disk capacity"
+                ),
+                labels: [("model", model.rawValue)])
+            all[model] = made
+            return made
+        }.increment()
+    }
     func hit(_ model: ModelName) { of(model).hits.increment() }
     func miss(_ model: ModelName) { of(model).misses.increment() }
     func evicted(_ model: ModelName) { of(model).evictions.increment() }

@@ -9,6 +9,9 @@ package struct CacheOptions: Sendable {
     package var maxHeldRequests = 256
     /// How long a request waits for its model's load before it is answered 503.
     package var holdTimeout: Duration = .seconds(120)
+    /// The disk tier (`--disk-capacity`): past this many bytes of model files, the least
+    /// recently used Standby models leave the disk. Nil: every model stays on disk.
+    package var diskCapacity: Int64?
 
     /// 1 GiB: rather too much than too little, so that guessing never overcommits a server
     /// by much for models that do not say what they need.

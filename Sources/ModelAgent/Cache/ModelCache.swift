@@ -39,6 +39,11 @@ final class ModelCache: Sendable {
         var coldLoads = 0
         var evictions = 0
         var lastColdLoadMilliseconds: Int?
+        /// Disk tier only: whether its files are on disk, what they took when last
+        /// measured, and how often they left the disk for others.
+        var onDisk: Bool?
+        var diskBytes: Int64?
+        var diskEvictions = 0
     }
 
     private struct Waiter {
@@ -72,13 +77,19 @@ final class ModelCache: Sendable {
     }
 
     /// What to do once the lock is released.
-    private struct Effects {
-        var wake: [ModelName] = []
-        var answers: [(@Sendable (HeldOutcome) -> Void, HeldOutcome)] = []
-        var evicted: [(CacheBook.Eviction, size: Int64, lastUsed: Double?)] = []
-        var coldLoadsStarted: [(ModelName, waiting: Int)] = []
-        var coldLoaded: [(ModelName, Duration)] = []
-        var wakeWorker: (@Sendable (ModelName) -> Void)?
+    struct Effects: Sendable {
+        fileprivate var wake: [ModelName] = []
+        fileprivate var answers: [(@Sendable (HeldOutcome) -> Void, HeldOutcome)] = []
+        fileprivate var evicted: [(CacheBook.Eviction, size: Int64, lastUsed: Double?)] = []
+        fileprivate var coldLoadsStarted: [(ModelName, waiting: Int)] = []
+        fileprivate var coldLoaded: [(ModelName, Duration)] = []
+        fileprivate var leavingDisk: [(ModelName, bytes: Int64?, lastUsed: Double?)] = []
+        fileprivate var fetches: [(ModelName, waiting: Int)] = []
+        fileprivate var wakeWorker: (@Sendable (ModelName) -> Void)?
+        fileprivate var cache: ModelCache?
+
+        /// Carries out what a call decided (wakes workers, answers waiting requests, logs).
+        func carryOut() { cache?.carryOut(self) }
     }
 
     let options: CacheOptions
@@ -94,7 +105,8 @@ final class ModelCache: Sendable {
         self.logger = logger
         state = Mutex(
             State(
-                book: CacheBook(capacity: options.capacity, maxHeld: options.maxHeldRequests),
+                book: CacheBook(
+                    capacity: options.capacity, maxHeld: options.maxHeldRequests, diskCapacity: options.diskCapacity),
                 remembered: recency.read()))
     }
 
@@ -108,10 +120,14 @@ final class ModelCache: Sendable {
     /// Sets the desired models. `order`: models.json order, which ranks models the cache
     /// has no remembered recency for (earlier is more recent). `servedUnknown`: models the
     /// server may already hold (found on disk at startup). Every new model's worker is woken
-    /// to report what it knows, even if it had already gone idle.
-    func declare(_ desired: [ModelName: ModelSpec], order: [ModelName], servedUnknown: Set<ModelName> = []) {
+    /// to report what it knows, even if it had already gone idle. Returns what follows, to
+    /// be carried out by the caller (declared under the reconciler's lock, before any new
+    /// worker starts, so none finds its model unknown; workers are woken after that lock).
+    func declare(
+        _ desired: [ModelName: ModelSpec], order: [ModelName], servedUnknown: Set<ModelName> = []
+    ) -> Effects {
         var added: [ModelName] = []
-        perform { s in
+        var effects = decide { s in
             var ranked: [(name: ModelName, size: Int64)] = []
             var placed = Set<ModelName>()
             for name in s.remembered + order + desired.keys.sorted() {
@@ -131,9 +147,9 @@ final class ModelCache: Sendable {
             }
             return answers
         }
-        if let wake = state.withLock({ $0.wake }) {
-            for name in added { wake(name) }
-        }
+        effects.wake += added
+        effects.wakeWorker = state.withLock { $0.wake }
+        return effects
     }
 
     // MARK: - Requests (from the proxy's event loops)
@@ -218,14 +234,22 @@ final class ModelCache: Sendable {
         }
     }
 
+    /// Whether the worker of `name` is to keep its files on disk (always, without a disk
+    /// tier). True for a model not declared: nothing is deleted on a guess.
+    func keepsFiles(_ name: ModelName) -> Bool {
+        state.withLock { $0.book.keepsFiles(name) } ?? true
+    }
+
     /// What the worker of `name` knows at the start of each step (see `CacheBook.sync`).
-    func sync(_ name: ModelName, filesReady: Bool, served: Bool?) {
+    func sync(_ name: ModelName, filesReady: Bool, served: Bool?, onDisk: Bool, diskBytes: Int64?) {
         perform { s in
             guard let entry = s.book.entries[name] else { return nil }
-            if entry.filesReady == (filesReady && entry.declared) && entry.served == served && !entry.loadFailed {
+            if entry.filesReady == (filesReady && entry.declared) && entry.served == served && !entry.loadFailed
+                && entry.onDisk == onDisk && (diskBytes == nil || entry.diskBytes == diskBytes)
+            {
                 return nil
             }
-            s.book.sync(name, filesReady: filesReady, served: served)
+            s.book.sync(name, filesReady: filesReady, served: served, onDisk: onDisk, diskBytes: diskBytes)
             return []
         }
     }
@@ -276,6 +300,10 @@ final class ModelCache: Sendable {
             // The size may have changed with models.json since the figures were made.
             figures.memoryBytes = s.book.entries[name]?.size ?? figures.memoryBytes
             figures.tooLarge = s.book.entries[name]?.isTooLarge ?? figures.tooLarge
+            if s.book.diskCapacity != nil, let entry = s.book.entries[name] {
+                figures.onDisk = entry.onDisk
+                figures.diskBytes = entry.diskBytes
+            }
             return figures
         }
     }
@@ -283,6 +311,11 @@ final class ModelCache: Sendable {
     /// Memory counted now, and the capacity.
     var usage: (used: Int64, capacity: Int64) {
         state.withLock { ($0.book.used, $0.book.capacity) }
+    }
+
+    /// Disk counted now, and the disk tier's capacity (nil without one).
+    var diskUsage: (used: Int64, capacity: Int64?) {
+        state.withLock { ($0.book.diskUsed, $0.book.diskCapacity) }
     }
 
     /// At shutdown, once the workers have stopped: requests waiting for a load are refused
@@ -311,9 +344,17 @@ final class ModelCache: Sendable {
     private func perform(
         _ change: (inout State) -> [(@Sendable (HeldOutcome) -> Void, HeldOutcome)]?
     ) {
+        decide(change).carryOut()
+    }
+
+    /// `perform` without carrying out: returns what is to follow.
+    private func decide(
+        _ change: (inout State) -> [(@Sendable (HeldOutcome) -> Void, HeldOutcome)]?
+    ) -> Effects {
         let effects = state.withLock { s -> Effects? in
             guard let answers = change(&s) else { return nil }
             var effects = Effects()
+            effects.cache = self
             effects.answers = answers
             let changes = s.book.rebalance()
             for name in changes.release {
@@ -341,18 +382,39 @@ final class ModelCache: Sendable {
             for name in changes.coldLoads {
                 effects.coldLoadsStarted.append((name, s.book.entries[name]?.held ?? 0))
             }
+            for name in changes.leavingDisk {
+                s.count(name) { $0.diskEvictions += 1 }
+                effects.leavingDisk.append((name, s.book.entries[name]?.diskBytes, s.figures[name]?.lastUsed))
+            }
+            for name in changes.fetches {
+                effects.fetches.append((name, s.book.entries[name]?.held ?? 0))
+            }
             effects.wake = changes.wake
             effects.wakeWorker = s.wake
             // Under the lock, so that the gauge and the file never go back to an older value.
             metrics.setUsed(s.book.used)
+            if s.book.diskCapacity != nil { metrics.setDiskUsed(s.book.diskUsed) }
             if !changes.wake.isEmpty { recency.save(s.book.recencyOrder) }
             return effects
         }
-        guard let effects else { return }
-        carryOut(effects)
+        return effects ?? Effects()
     }
 
-    private func carryOut(_ effects: Effects) {
+    fileprivate func carryOut(_ effects: Effects) {
+        for (name, bytes, lastUsed) in effects.leavingDisk {
+            metrics.leftDisk(name)
+            var metadata: Logger.Metadata = [
+                "model": "\(name)", "reason": "least recently used Standby model past --disk-capacity",
+            ]
+            if let bytes { metadata["disk_bytes"] = .stringConvertible(bytes) }
+            if let lastUsed { metadata["last_used"] = .stringConvertible(format3(lastUsed)) }
+            logger.info("Removing model \(name) from disk", metadata: metadata)
+        }
+        for (name, waiting) in effects.fetches {
+            logger.info(
+                "Fetching model \(name) on request",
+                metadata: ["model": "\(name)", "waiting_requests": .stringConvertible(waiting)])
+        }
         for (eviction, size, lastUsed) in effects.evicted {
             let victim = eviction.victim
             metrics.evicted(victim)

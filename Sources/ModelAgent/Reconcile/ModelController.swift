@@ -45,6 +45,9 @@ actor ModelController {
     private var workedThisLoop = false
     /// The files of `machine.staged`, between download and commit.
     private var staging: StagingDirectory?
+    /// What the files of `machine.onDisk` take on disk (for the cache's disk tier); nil
+    /// until measured.
+    private var diskBytes: Int64?
 
     nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
@@ -198,7 +201,8 @@ actor ModelController {
             }
             if stopped { return finish() }
             if recheck { machine.requestRecheck() }
-            let action = machine.next(desired: desired, resident: isResident(desired))
+            let placement = placement(desired)
+            let action = machine.next(desired: desired, resident: placement.resident, keepFiles: placement.keepFiles)
             if case .settled(let spec) = action {
                 machine.finished(action, .succeeded)
                 settle(spec)
@@ -241,17 +245,24 @@ actor ModelController {
         }
     }
 
-    /// Whether the model is to be loaded; tells the cache first what this worker knows.
-    private func isResident(_ desired: ModelSpec?) -> Bool {
-        guard let cache = context.cache else { return true }
+    /// Whether the model is to be loaded, and whether its files are to stay on disk; tells
+    /// the cache first what this worker knows.
+    private func placement(_ desired: ModelSpec?) -> (resident: Bool, keepFiles: Bool) {
+        guard let cache = context.cache else { return (true, true) }
         let served: Bool?
         switch machine.served {
         case .unknown: served = nil
         case .absent: served = false
         case .loaded: served = true
         }
-        cache.sync(name, filesReady: desired != nil && machine.onDisk == desired, served: served)
-        return cache.wantsLoaded(name)
+        if cache.options.diskCapacity != nil && diskBytes == nil && machine.onDisk != nil {
+            // Found on disk at startup: measured once, on this worker's own queue.
+            diskBytes = FileSystem.treeBytes(context.store.path(of: name))
+        }
+        cache.sync(
+            name, filesReady: desired != nil && machine.onDisk == desired, served: served,
+            onDisk: machine.hasFilesOnDisk, diskBytes: diskBytes)
+        return (cache.wantsLoaded(name), cache.keepsFiles(name))
     }
 
     private func finish() {
@@ -296,7 +307,12 @@ actor ModelController {
             staging = nil
             let (store, name) = (context.store, name)
             do {
-                let marker = try await BlockingExecutor.shared.run { try store.commit(staged, as: name, spec: target) }
+                let measure = context.cache?.options.diskCapacity != nil
+                let (marker, bytes) = try await BlockingExecutor.shared.run {
+                    let marker = try store.commit(staged, as: name, spec: target)
+                    return (marker, measure ? FileSystem.treeBytes(store.path(of: name)) : nil)
+                }
+                diskBytes = bytes
                 logger.info("Creating successFile \(marker)")
             } catch {
                 staged.discard()
@@ -320,6 +336,7 @@ actor ModelController {
                 try await BlockingExecutor.shared.run { try store.remove(name) }
                 logger.info("Removed model dir \(context.store.path(of: name))")
             }
+            diskBytes = nil
         case .backOff(let attempt):
             let generation = intent.withLock { $0.generation }
             await pause(for: context.failureBackoff.delay(afterAttempt: attempt), unlessChangedFrom: generation)
@@ -345,14 +362,17 @@ actor ModelController {
             if context.board.status(of: name)?.lastError != reason {
                 logger.error("Model \(name) cannot be loaded: \(reason)")
             }
+        } else if machine.onDisk != spec {
+            state = .remote
         } else {
             state = .standby
         }
+        let onDisk = machine.onDisk == spec
         context.board.update(name, uri: spec.storageUri) {
             $0.state = state
             $0.lastError = problem
             $0.failures = 0
-            $0.diskHash = spec.hash
+            $0.diskHash = onDisk ? spec.hash : nil
         }
     }
 

@@ -72,13 +72,16 @@ struct ModelStateMachine: Sendable, Equatable {
     /// The next step towards `desired` (nil: the model is to be removed). `resident`: the
     /// memory cache wants the model loaded (always, without a cache); when it does not, the
     /// model's files stay ready on disk and the server does not hold it (standby).
-    func next(desired: ModelSpec?, resident: Bool = true) -> Action {
+    /// `keepFiles`: the cache's disk tier wants the files on disk (always, without one);
+    /// when it does not, the model leaves the server and the disk, and is fetched again
+    /// once wanted.
+    func next(desired: ModelSpec?, resident: Bool = true, keepFiles: Bool = true) -> Action {
         if backOffDue { return .backOff(attempt: backOffAttempt) }
-        if let staged, staged != desired { return .discardStaging }
-        guard let target = desired else {
+        if let staged, staged != desired || !keepFiles { return .discardStaging }
+        guard let target = desired, keepFiles else {
             if served != .absent { return .unload }
             if filesMayExist || onDisk != nil { return .removeFiles }
-            return .settled(nil)
+            return .settled(desired)
         }
         if onDisk != target {
             if staged == nil { return .download(target) }
@@ -91,6 +94,9 @@ struct ModelStateMachine: Sendable, Equatable {
         if served != .loaded(target) { return .load(target) }
         return .settled(target)
     }
+
+    /// Any files of the model may be on disk: in the model dir, or staged.
+    var hasFilesOnDisk: Bool { filesMayExist || onDisk != nil || staged != nil }
 
     /// Records how `action` (the last `next`) ended.
     mutating func finished(_ action: Action, _ outcome: Outcome) {

@@ -32,10 +32,19 @@ final class Reconciler: Sendable {
     /// disk at startup is served from its marker. `order`: the models in models.json order
     /// (the memory cache's first ranking).
     func apply(_ desired: [ModelName: ModelSpec], keep: Set<ModelName> = [], order: [ModelName] = []) {
-        let wanted = state.withLock { s -> (models: [ModelName: ModelSpec], unknown: Set<ModelName>)? in
+        let effects = state.withLock { s -> ModelCache.Effects? in
             if s.closed { return nil }
-            // Models found on disk: the server may hold them (their workers ask it first).
-            let unknown = s.configured ? [] : Set(s.disk.keys)
+            // The cache learns the models before any new worker starts: every worker finds
+            // its model declared. Kept models stay as they are (or as found on disk).
+            var declared = desired
+            for name in keep where declared[name] == nil {
+                if let spec = s.controllers[name]?.intent.withLock({ $0.desired }) {
+                    declared[name] = spec
+                } else if !s.configured, case .complete(let spec)? = s.disk[name] {
+                    declared[name] = spec
+                }
+            }
+            let effects = declare(declared, order: order, &s)
             for name in desired.keys.sorted() {
                 let spec = desired[name]!
                 if let controller = s.controllers[name] {
@@ -84,20 +93,35 @@ final class Reconciler: Sendable {
                 s.disk = [:]
             }
             s.configAttempted = true
-            return (s.controllers.compactMapValues { $0.intent.withLock { $0.desired } }, unknown)
+            return effects
         }
-        // Outside the lock: the cache wakes workers through `controller(for:)`. Until this
-        // runs, new workers find their models unknown to the cache and stand by.
-        if let wanted { context.cache?.declare(wanted.models, order: order, servedUnknown: wanted.unknown) }
+        // Outside the lock: the cache wakes workers through `controller(for:)`.
+        effects?.carryOut()
+    }
+
+    /// Declares `models` to the cache, if any (models found on disk at startup may be held
+    /// by the server: their workers ask it first). Returns what the caller carries out once
+    /// the lock is released.
+    private func declare(
+        _ models: [ModelName: ModelSpec], order: [ModelName], _ s: inout State
+    ) -> ModelCache.Effects? {
+        let unknown = s.configured ? [] : Set(s.disk.keys)
+        return context.cache?.declare(models, order: order, servedUnknown: unknown)
     }
 
     /// Called when models.json cannot be used before any good read: the models whose
     /// markers verify are the last good state, so they are served (loaded if the server
     /// lost them) until a usable models.json says otherwise. Readiness then waits for them.
     func configUnavailable() {
-        let wanted = state.withLock { s -> (models: [ModelName: ModelSpec], unknown: Set<ModelName>)? in
+        let effects = state.withLock { s -> ModelCache.Effects? in
             if s.closed { return nil }
-            let unknown = s.configured ? [] : Set(s.disk.keys)
+            var declared = s.controllers.compactMapValues { $0.intent.withLock { $0.desired } }
+            if !s.configured {
+                for (name, found) in s.disk where s.controllers[name] == nil {
+                    if case .complete(let spec) = found { declared[name] = spec }
+                }
+            }
+            let effects = declare(declared, order: [], &s)
             if !s.configured {
                 for (name, found) in s.disk.sorted(by: { $0.key < $1.key }) {
                     guard case .complete(let spec) = found, s.controllers[name] == nil else { continue }
@@ -112,9 +136,9 @@ final class Reconciler: Sendable {
                 }
             }
             s.configAttempted = true
-            return (s.controllers.compactMapValues { $0.intent.withLock { $0.desired } }, unknown)
+            return effects
         }
-        if let wanted { context.cache?.declare(wanted.models, order: [], servedUnknown: wanted.unknown) }
+        effects?.carryOut()
     }
 
     /// Asks every model's worker to check that the server still has it loaded (the

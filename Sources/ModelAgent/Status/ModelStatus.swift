@@ -12,6 +12,8 @@ enum ModelState: String, Sendable, CaseIterable {
     case loaded = "Loaded"
     /// With a memory cache: on disk and verified, not loaded; loaded on its first request.
     case standby = "Standby"
+    /// With a disk tier: not on disk either; fetched and loaded on its first request.
+    case remote = "Remote"
     case unloading = "Unloading"
     /// The last attempt failed; `lastError` says why and a retry is scheduled.
     case failed = "Failed"
@@ -73,6 +75,11 @@ struct ModelStatus: Sendable {
             fields.append(("coldLoads", String(cache.coldLoads)))
             fields.append(("evictions", String(cache.evictions)))
             if let ms = cache.lastColdLoadMilliseconds { fields.append(("lastColdLoadMs", String(ms))) }
+            if let onDisk = cache.onDisk {
+                fields.append(("onDisk", onDisk ? "true" : "false"))
+                if let bytes = cache.diskBytes { fields.append(("diskBytes", String(bytes))) }
+                fields.append(("diskEvictions", String(cache.diskEvictions)))
+            }
         }
         return JSONText.object(fields)
     }

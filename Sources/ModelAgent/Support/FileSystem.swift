@@ -139,6 +139,24 @@ enum FileSystem {
         }
     }
 
+    /// The disk space `path` and everything below it take (allocated blocks, as `du`
+    /// counts them; symlinks not followed), saturating. What cannot be read counts 0.
+    static func treeBytes(_ path: String) -> Int64 {
+        var total: Int64 = 0
+        var pending = [path]
+        while let next = pending.popLast() {
+            var st = stat()
+            guard lstat(next, &st) == 0 else { continue }
+            let (bytes, overflow) = Int64(clamping: st.st_blocks).multipliedReportingOverflow(by: 512)
+            let (sum, overflowed) = total.addingReportingOverflow(overflow ? .max : bytes)
+            total = overflowed ? .max : sum
+            if kind(of: st.st_mode) == .directory, let names = try? listDirectory(next) {
+                pending += names.map { next + "/" + $0 }
+            }
+        }
+        return total
+    }
+
     static func rename(_ from: String, to: String) throws {
         if Glibc.rename(from, to) != 0 {
             throw SystemError("rename", path: "\(from) -> \(to)")

@@ -1,0 +1,193 @@
+import Testing
+
+@testable import ModelAgent
+
+/// The disk tier's decisions (`--disk-capacity`): which Standby models keep their files,
+/// which leave the disk, which are fetched again for a request, and what never leaves.
+@Suite struct CacheDiskTierTests {
+    static func name(_ text: String) -> ModelName { try! ModelName(validating: text) }
+    let a = name("a")
+    let b = name("b")
+    let c = name("c")
+    let d = name("d")
+    let e = name("e")
+
+    /// Plays the workers with files: a model kept and not on disk is downloaded (taking
+    /// `bytes`), one not kept is unloaded and then its files go; wanted models load.
+    static func settle(_ book: inout CacheBook, bytes: Int64 = 1) {
+        for _ in 0..<30 {
+            _ = book.rebalance()
+            var acted = false
+            for (name, entry) in book.entries.sorted(by: { $0.key < $1.key }) {
+                if entry.keepFiles && !entry.onDisk && entry.declared {
+                    book.sync(name, filesReady: true, served: entry.served ?? false, onDisk: true, diskBytes: bytes)
+                    acted = true
+                } else if entry.wanted && entry.served == false && entry.filesReady {
+                    let began = book.beginLoad(name)
+                    #expect(began)
+                    book.loadEnded(name, succeeded: true)
+                    acted = true
+                } else if !entry.wanted && entry.served == true && book.beginUnload(name, required: !entry.declared) {
+                    book.unloadEnded(name, succeeded: true)
+                    acted = true
+                } else if !entry.keepFiles && entry.onDisk && entry.served == false && !entry.loading {
+                    book.sync(name, filesReady: false, served: false, onDisk: false)
+                    acted = true
+                }
+            }
+            if !acted { return }
+        }
+        Issue.record("workers did not settle")
+    }
+
+    static func onDisk(_ book: CacheBook) -> Set<String> {
+        Set(book.entries.filter(\.value.onDisk).map(\.key.rawValue))
+    }
+
+    static func loaded(_ book: CacheBook) -> Set<String> {
+        Set(book.entries.filter { $0.value.served == true }.map(\.key.rawValue))
+    }
+
+    /// Memory for one model of size 1; disk for `disk` bytes.
+    static func book(disk: Int64, _ models: [(String, Int64)] = [("a", 1), ("b", 1), ("c", 1), ("d", 1), ("e", 1)])
+        -> CacheBook
+    {
+        var book = CacheBook(capacity: 1, maxHeld: 8, diskCapacity: disk)
+        book.declare(models.map { (name($0.0), $0.1) })
+        return book
+    }
+
+    @Test func onlyTheMostRecentModelsThatFitAreDownloaded() {
+        var book = Self.book(disk: 3)
+        _ = book.rebalance()
+        Self.settle(&book)
+        #expect(Self.loaded(book) == ["a"])
+        #expect(Self.onDisk(book) == ["a", "b", "c"])
+        #expect(book.keepsFiles(d) == false && book.keepsFiles(e) == false)
+        #expect(book.diskUsed == 3)
+    }
+
+    @Test func aRequestForAModelOffDiskFetchesItAndTheLeastRecentlyUsedStandbyLeaves() {
+        var book = Self.book(disk: 3)
+        _ = book.rebalance()
+        Self.settle(&book)
+        #expect(book.admit(e) == .held)
+        let changes = book.rebalance()
+        #expect(changes.fetches == [e])
+        // a is loaded and e is in use: one place is left, for b (more recent than c).
+        #expect(changes.leavingDisk == [c])
+        #expect(book.keepsFiles(e) == true && book.keepsFiles(c) == false)
+        Self.settle(&book)
+        #expect(Self.loaded(book) == ["e"])
+        #expect(Self.onDisk(book) == ["a", "b", "e"])
+        #expect(book.entries[e]?.held == 0 || book.entries[e]?.isServing == true)
+    }
+
+    @Test func aHeldRequestIsReleasedOnceItsModelIsFetchedAndLoaded() {
+        var book = Self.book(disk: 2)
+        _ = book.rebalance()
+        Self.settle(&book)
+        #expect(book.admit(d) == .held)
+        var released = false
+        for _ in 0..<30 where !released {
+            let changes = book.rebalance()
+            released = changes.release.contains(d)
+            if released { book.heldAnswered(d) }
+            Self.settle(&book)
+        }
+        #expect(released || book.entries[d]?.isServing == true)
+        #expect(Self.loaded(book) == ["d"])
+    }
+
+    @Test func sizesNotYetMeasuredCountAtTheirMemoryAndMeasuredOnesReplaceThem() {
+        // Memory sizes of 10 (each over the memory capacity 20 / 2), disk 15: at first only
+        // one estimate fits; once measured at 1 byte each, all fit.
+        var book = CacheBook(capacity: 20, maxHeld: 8, diskCapacity: 15)
+        book.declare([(a, 10), (b, 10), (c, 10)])
+        _ = book.rebalance()
+        #expect(book.keepsFiles(a) == true)
+        #expect(book.keepsFiles(b) == false && book.keepsFiles(c) == false)
+        Self.settle(&book, bytes: 1)
+        #expect(Self.onDisk(book) == ["a", "b", "c"])
+        #expect(book.diskUsed == 3)
+    }
+
+    @Test func filesLeavingCountUntilTheyAreGone() {
+        var book = Self.book(disk: 2, [("a", 1), ("b", 1), ("c", 1)])
+        _ = book.rebalance()
+        Self.settle(&book)
+        #expect(Self.onDisk(book) == ["a", "b"])
+        // c becomes more recent than b; b is to leave, but c is not fetched while b is there.
+        #expect(book.admit(c) == .held)
+        book.finished(c, wasHeld: true)
+        _ = book.rebalance()
+        #expect(book.keepsFiles(b) == false)
+        #expect(book.keepsFiles(c) == false)
+        #expect(book.diskUsed == 2)
+        book.sync(b, filesReady: false, served: false, onDisk: false)
+        _ = book.rebalance()
+        #expect(book.keepsFiles(c) == true)
+    }
+
+    @Test func modelsLoadedOrInUseKeepTheirFilesPastTheCapacity() {
+        var book = CacheBook(capacity: 2, maxHeld: 8, diskCapacity: 2)
+        book.declare([(a, 1), (b, 1), (c, 1)])
+        _ = book.rebalance()
+        Self.settle(&book, bytes: 1)
+        #expect(Self.loaded(book) == ["a", "b"])
+        #expect(Self.onDisk(book) == ["a", "b"])
+        // A request for c fetches it although the disk is full; no loaded model's files go.
+        #expect(book.admit(c) == .held)
+        let changes = book.rebalance()
+        #expect(changes.fetches == [c])
+        #expect(changes.leavingDisk.isEmpty)
+        book.sync(c, filesReady: true, served: false, onDisk: true, diskBytes: 1)
+        #expect(book.diskUsed == 3)
+        // Once c is loaded in b's place, b is Standby and leaves the disk.
+        Self.settle(&book, bytes: 1)
+        #expect(Self.loaded(book) == ["a", "c"])
+        #expect(Self.onDisk(book) == ["a", "c"])
+    }
+
+    @Test func modelsTooLargeForMemoryTakeNoDisk() {
+        var book = Self.book(disk: 10, [("a", 1), ("b", 5)])
+        _ = book.rebalance()
+        Self.settle(&book)
+        #expect(Self.onDisk(book) == ["a"])
+        #expect(book.keepsFiles(b) == false)
+    }
+
+    @Test func modelsFoundOnDiskAtStartupStayUntilTheServerIsAsked() {
+        var book = CacheBook(capacity: 1, maxHeld: 8, diskCapacity: 1)
+        book.declare([(a, 1), (b, 1), (c, 1)], servedUnknown: [a, b, c])
+        _ = book.rebalance()
+        #expect(book.keepsFiles(a) == true && book.keepsFiles(b) == true && book.keepsFiles(c) == true)
+        for name in [a, b, c] { book.sync(name, filesReady: true, served: false, onDisk: true, diskBytes: 1) }
+        let changes = book.rebalance()
+        #expect(changes.leavingDisk == [c, b])
+        Self.settle(&book)
+        #expect(Self.onDisk(book) == ["a"])
+    }
+
+    @Test func aRemovedModelIsCountedUntilItsFilesAreGone() {
+        var book = Self.book(disk: 2, [("a", 1), ("b", 1), ("c", 1)])
+        _ = book.rebalance()
+        Self.settle(&book)
+        book.declare([(a, 1), (c, 1)])
+        _ = book.rebalance()
+        #expect(book.entries[b] != nil)
+        #expect(book.keepsFiles(c) == false)
+        book.sync(b, filesReady: false, served: false, onDisk: false)
+        #expect(book.entries[b] == nil)
+        _ = book.rebalance()
+        #expect(book.keepsFiles(c) == true)
+    }
+
+    @Test func withoutADiskCapacityEveryModelKeepsItsFiles() {
+        var book = CacheBook(capacity: 1, maxHeld: 8)
+        book.declare([(a, 1), (b, 1), (c, 5)])
+        let changes = book.rebalance()
+        #expect(changes.leavingDisk.isEmpty)
+        #expect([a, b, c].allSatisfy { book.keepsFiles($0) == true })
+    }
+}
