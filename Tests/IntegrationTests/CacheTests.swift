@@ -235,7 +235,7 @@ struct CacheTests {
             #expect(
                 gone?.onDisk == false && gone?.diskEvictions == 1 && gone?.diskHash == nil,
                 "\(String(describing: gone))")
-            #expect(try agent.messages(containing: "Removing model m1 from disk").count == 1)
+            #expect(try agent.messages(containing: "Removed model m1 from disk").count == 1)
             let metrics = try await TestHTTP.get(agent.statusURL + "/metrics").text
             #expect(metrics.contains("model_agent_cache_disk_capacity_bytes 1024"), "\(metrics)")
             #expect(metrics.contains(#"model_agent_cache_disk_evictions_total{model="m1"} 1"#))
@@ -248,6 +248,38 @@ struct CacheTests {
             #expect(await Self.served(h) == ["m1", "m3"])
             #expect(!FileManager.default.fileExists(atPath: h.modelDir + "/m2"))
             #expect(FileManager.default.fileExists(atPath: h.modelDir + "/m3/model.joblib"))
+        }
+    }
+
+    @Test("a fetch whose request gave up stops when the disk tier no longer keeps the model's files")
+    func anAbandonedFetchStops() async throws {
+        try await MLServerHarness.run { h in
+            try Self.fourModels(h)
+            let agent = try await h.startAgent(
+                AgentProcess.quickRetries + Self.cache + ["--disk-capacity", "1Ki", "--hold-timeout", "1"])
+            try await agent.waitForStates(["m1": "Remote", "m2": "Remote", "m3": "Remote", "m4": "Remote"])
+            // m2 and m3 fill the memory: m1 can only wait for its files and then for a slot.
+            // (Their own fetches may take longer than the short hold: asked until served.)
+            for model in ["m2", "m3"] {
+                try await eventually("\(model) served") {
+                    (try? await h.mlserver.infer(model, via: agent.proxyURL)) == [0, 2]
+                }
+            }
+            // The download stalls for two minutes; the request waits one second.
+            try await h.files.addRules([
+                ["path": "/files/iris.tar.gz", "stall_after": 100, "stall_seconds": 120, "times": 1]
+            ])
+            let answer = try await TestHTTP.post(agent.proxyURL + "/v2/models/m1/infer", json: Self.irisBody)
+            #expect(answer.status == 503 && answer.headers["retry-after"] == "1", "\(answer.status) \(answer.text)")
+            // No request waits for m1 now and no room is left for it: the download stops at
+            // once (well before the stall ends), as a change of wish, not a failure.
+            try await agent.waitForStates(["m1": "Remote", "m2": "Loaded", "m3": "Loaded", "m4": "Remote"])
+            let m1 = try await agent.model("m1")
+            #expect(m1?.downloads == 0 && m1?.failures == 0 && m1?.lastError == nil, "\(String(describing: m1))")
+            try await eventually("staging emptied") { h.stagingEntries().isEmpty }
+            #expect(!FileManager.default.fileExists(atPath: h.modelDir + "/m1"))
+            // The next request fetches it (the stall was for one download only).
+            #expect(try await h.mlserver.infer("m1", via: agent.proxyURL) == [0, 2])
         }
     }
 }

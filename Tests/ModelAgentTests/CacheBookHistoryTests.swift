@@ -46,6 +46,13 @@ import Testing
             declared = [:]
             for name in names where random.next(5) > 0 { declared[name] = Int64(1 + random.next(6)) }
             book.declare(declared.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+            // As `ModelCache` does: requests waiting for a model gone from models.json go on.
+            for name in names where declared[name] == nil { answer(name) }
+        }
+
+        func answer(_ name: ModelName) {
+            book.heldAnswered(name)
+            for index in tickets.indices where tickets[index].model == name { tickets[index].waiting = false }
         }
 
         /// One step of a model's worker, as `ModelController` takes it.
@@ -86,10 +93,7 @@ import Testing
         }
 
         func apply(_ changes: CacheBook.Changes) {
-            for name in changes.release + changes.refuse {
-                book.heldAnswered(name)
-                for index in tickets.indices where tickets[index].model == name { tickets[index].waiting = false }
-            }
+            for name in changes.release + changes.refuse { answer(name) }
             for name in changes.wake { work(name) }
         }
 
@@ -118,6 +122,8 @@ import Testing
                     // A failed load may still have loaded the model in the server.
                     if succeeded || random.next(2) == 0 { server[name] = size }
                     book.loadEnded(name, succeeded: succeeded)
+                    // As `ModelCache` does: a failed load's waiting requests are refused.
+                    if !succeeded { answer(name) }
                 }
             case 7:
                 if let name = unloads.sorted().first {
@@ -139,15 +145,16 @@ import Testing
                 #expect(entry.pins == open.count, "seed \(seed): \(name) pins \(entry.pins), tickets \(open.count)")
             }
             #expect(book.used >= held, "seed \(seed): the book counts \(book.used), the server holds \(held)")
-            for name in Set(server.keys).union(loads.keys) {
-                #expect(files[name] != nil, "seed \(seed): the server holds \(name), whose files are gone")
+            for (name, entry) in book.entries
+            where entry.declared && (entry.served != false || entry.loading || entry.pins > 0) {
+                #expect(entry.keepFiles, "seed \(seed): \(name) may be served or in use, its files are to go: \(entry)")
             }
         }
-        guard let diskCapacity else { return }
-        // Quiet: every request ends, every step is taken, every call returns.
-        for ticket in tickets { book.finished(ticket.model, wasHeld: ticket.waiting) }
-        tickets = []
-        for _ in 0..<30 {
+        // Quiet: requests sent on end, every step is taken, every call returns; every
+        // request that waits is answered in the end (sent on, or refused).
+        for _ in 0..<40 {
+            for ticket in tickets where !ticket.waiting { book.finished(ticket.model, wasHeld: false) }
+            tickets.removeAll { !$0.waiting }
             apply(book.rebalance())
             for name in names { work(name) }
             for (name, size) in loads {
@@ -161,6 +168,8 @@ import Testing
             }
             unloads = []
         }
+        #expect(tickets.isEmpty, "seed \(seed): requests still wait: \(tickets.map(\.model))")
+        guard let diskCapacity else { return }
         let onDisk = files.values.reduce(Int64(0)) { $0 + $1.bytes }
         let standbyOnDisk = files.keys.filter { server[$0] == nil }
         #expect(

@@ -360,7 +360,7 @@ struct SplitMix: RandomNumberGenerator {
         #expect(machine.next(desired: a, resident: false, keepFiles: false) == .settled(a))
     }
 
-    @Test func filesFoundAtStartupLeaveOnlyAfterTheServerIsAsked() {
+    @Test func filesOfUnknownStandingAreUnloadedBeforeTheyGo() {
         var machine = ModelStateMachine(disk: .unmarked)
         // Whatever the server may hold is unloaded before its files go.
         #expect(machine.next(desired: a, resident: false, keepFiles: false) == .unload)

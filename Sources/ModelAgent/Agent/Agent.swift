@@ -104,6 +104,10 @@ package final class Agent: Sendable {
                     registry: metrics.registry, capacity: cacheOptions.capacity,
                     diskCapacity: cacheOptions.diskCapacity), logger: logger)
         }
+        if let cache, cache.options.diskCapacity != nil {
+            // Measured before the workers start: the disk tier places them by what they take.
+            cache.foundOnDisk(disk.keys.reduce(into: [:]) { $0[$1] = FileSystem.treeBytes(store.path(of: $1)) })
+        }
         if let cacheOptions = options.cache {
             logger.info(
                 "Memory cache on: models are loaded while they fit, others on their first request",

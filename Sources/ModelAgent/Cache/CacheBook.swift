@@ -60,9 +60,9 @@ struct CacheBook: Sendable {
         /// for them from the moment the cache wants them.
         var diskCharge: Int64 { onDisk || keepFiles ? diskExpected : 0 }
 
-        /// Its files stay whatever the disk capacity: the server holds it or may (its files
-        /// must outlive its unload), it is loading or to be loaded, or a request uses it.
-        var mustKeepFiles: Bool { wanted || pins > 0 || loading || unloading || served != false }
+        /// Its files stay whatever the disk capacity: the server holds it (its files must
+        /// outlive its unload), it is loading or to be loaded, or a request uses it.
+        var mustKeepFiles: Bool { wanted || pins > 0 || loading || unloading || served == true }
 
         /// Memory counted for it now.
         var charge: Int64 {
@@ -115,7 +115,7 @@ struct CacheBook: Sendable {
         /// Models granted memory for a waiting request (a cold load starts).
         var coldLoads: [ModelName] = []
         /// Standby models whose files are to leave the disk (disk tier), least recently
-        /// used first.
+        /// used first. (A request may call a removal off before it starts.)
         var leavingDisk: [ModelName] = []
         /// Models off disk whose files are fetched again for a waiting request.
         var fetches: [ModelName] = []
@@ -153,11 +153,15 @@ struct CacheBook: Sendable {
     /// the server may already hold (found on disk), charged until their worker knows; their
     /// files are on disk. With a disk tier, other new models wait for `rebalance` to give
     /// them room on disk before they download.
-    mutating func declare(_ ranked: [(name: ModelName, size: Int64)], servedUnknown: Set<ModelName> = []) {
+    mutating func declare(
+        _ ranked: [(name: ModelName, size: Int64)], servedUnknown: Set<ModelName> = [],
+        diskBytes: [ModelName: Int64] = [:]
+    ) {
         let names = Set(ranked.map(\.name))
         for (name, entry) in entries where !names.contains(name) {
             var gone = entry
-            (gone.declared, gone.wanted, gone.filesReady, gone.keepFiles) = (false, false, false, false)
+            (gone.declared, gone.wanted, gone.filesReady) = (false, false, false)
+            if diskCapacity != nil { gone.keepFiles = false }
             entries[name] = gone.isForgettable ? nil : gone
         }
         // Below every known model, in the given order.
@@ -170,11 +174,13 @@ struct CacheBook: Sendable {
                 var entry = Entry(size: size, servedSize: size, recency: next)
                 entry.isTooLarge = size > capacity
                 if servedUnknown.contains(name) { (entry.served, entry.onDisk) = (nil, true) }
+                entry.diskBytes = diskBytes[name].map { max(0, $0) }
                 entry.keepFiles = diskCapacity == nil || entry.onDisk
                 entries[name] = entry
                 continue
             }
             entry.declared = true
+            if diskCapacity == nil { entry.keepFiles = true }
             if entry.size != size {
                 // A different size is a different spec: its worker replaces the files. It
                 // stays wanted (its requests keep going to the version loaded now) if the
@@ -255,7 +261,8 @@ struct CacheBook: Sendable {
         _ name: ModelName, filesReady: Bool, served: Bool?, onDisk: Bool? = nil, diskBytes: Int64? = nil
     ) {
         guard var entry = entries[name] else { return }
-        entry.filesReady = filesReady && entry.declared
+        // Files the disk tier no longer keeps are not ready: they may be going.
+        entry.filesReady = filesReady && entry.declared && entry.keepFiles
         if let onDisk { entry.onDisk = onDisk }
         if let diskBytes { entry.diskBytes = max(0, diskBytes) }
         if served == true && entry.served != true && !entry.wanted && entry.declared && !entry.isTooLarge {
@@ -427,7 +434,13 @@ struct CacheBook: Sendable {
             keep.append(name)
         }
         for (name, entry) in byRecency where !entry.mustKeepFiles {
-            if !entry.isTooLarge && entry.diskExpected <= room {
+            if entry.served == nil {
+                // The server may hold it (found on disk, or a load failed part-way): it
+                // stays until its worker has asked, and takes its place by recency, so
+                // that it never pushes out a more recent model.
+                room = Self.subtract(room, entry.diskExpected)
+                keep.append(name)
+            } else if !entry.isTooLarge && entry.diskExpected <= room {
                 room -= entry.diskExpected
                 keep.append(name)
             } else {
@@ -435,7 +448,9 @@ struct CacheBook: Sendable {
             }
         }
         for name in leave.reversed() where entries[name]?.keepFiles == true {
+            // Its files are about to go: nothing may be granted on them meanwhile.
             entries[name]?.keepFiles = false
+            entries[name]?.filesReady = false
             changes.wake.append(name)
             if entries[name]?.onDisk == true { changes.leavingDisk.append(name) }
         }
@@ -444,7 +459,7 @@ struct CacheBook: Sendable {
             guard let entry = entries[name], !entry.keepFiles else { continue }
             // Files still there cost nothing more; a model in use does not wait for room.
             if !entry.onDisk {
-                if !entry.mustKeepFiles && entry.diskExpected > free { continue }
+                if !entry.mustKeepFiles && entry.served != nil && entry.diskExpected > free { continue }
                 free = Self.subtract(free, entry.diskExpected)
             }
             entries[name]?.keepFiles = true

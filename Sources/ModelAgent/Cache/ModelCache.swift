@@ -60,6 +60,8 @@ final class ModelCache: Sendable {
         var nextTicket: UInt64 = 0
         var wake: (@Sendable (ModelName) -> Void)?
         var remembered: [ModelName]
+        /// What the model directories found at startup take on disk (disk tier).
+        var foundOnDisk: [ModelName: Int64] = [:]
         /// The workers have stopped: no load will come, so no request is held.
         var closed = false
 
@@ -83,7 +85,6 @@ final class ModelCache: Sendable {
         fileprivate var evicted: [(CacheBook.Eviction, size: Int64, lastUsed: Double?)] = []
         fileprivate var coldLoadsStarted: [(ModelName, waiting: Int)] = []
         fileprivate var coldLoaded: [(ModelName, Duration)] = []
-        fileprivate var leavingDisk: [(ModelName, bytes: Int64?, lastUsed: Double?)] = []
         fileprivate var fetches: [(ModelName, waiting: Int)] = []
         fileprivate var wakeWorker: (@Sendable (ModelName) -> Void)?
         fileprivate var cache: ModelCache?
@@ -108,6 +109,27 @@ final class ModelCache: Sendable {
                 book: CacheBook(
                     capacity: options.capacity, maxHeld: options.maxHeldRequests, diskCapacity: options.diskCapacity),
                 remembered: recency.read()))
+    }
+
+    /// What the model directories found at startup take on disk, before the first
+    /// declaration (the disk tier places them by what they take, not by a guess).
+    func foundOnDisk(_ sizes: [ModelName: Int64]) {
+        state.withLock { $0.foundOnDisk = sizes }
+    }
+
+    /// The worker of `name` removed its files because the disk tier no longer keeps them.
+    func filesRemoved(_ name: ModelName) {
+        let (bytes, lastUsed) = state.withLock { s -> (Int64?, Double?) in
+            s.count(name) { $0.diskEvictions += 1 }
+            return (s.book.entries[name]?.diskBytes, s.figures[name]?.lastUsed)
+        }
+        metrics.leftDisk(name)
+        var metadata: Logger.Metadata = [
+            "model": "\(name)", "reason": "least recently used Standby model past --disk-capacity",
+        ]
+        if let bytes { metadata["disk_bytes"] = .stringConvertible(bytes) }
+        if let lastUsed { metadata["last_used"] = .stringConvertible(format3(lastUsed)) }
+        logger.info("Removed model \(name) from disk", metadata: metadata)
     }
 
     /// Sets how the cache wakes a model's worker (once the workers exist).
@@ -137,7 +159,8 @@ final class ModelCache: Sendable {
             // The remembered order ranks models once, at the first declaration.
             s.remembered = []
             added = ranked.map(\.name).filter { s.book.entries[$0] == nil }
-            s.book.declare(ranked, servedUnknown: servedUnknown)
+            s.book.declare(ranked, servedUnknown: servedUnknown, diskBytes: s.foundOnDisk)
+            s.foundOnDisk = [:]
             for name in s.figures.keys where s.book.entries[name] == nil { s.figures[name] = nil }
             // Requests waiting for a model that left models.json go on (the server answers).
             var answers: [(@Sendable (HeldOutcome) -> Void, HeldOutcome)] = []
@@ -212,8 +235,12 @@ final class ModelCache: Sendable {
                 wasHeld = true
             }
             s.book.finished(ticket.model, wasHeld: wasHeld)
-            // A request's end matters only to requests waiting for memory it pinned.
-            return s.waiters.isEmpty ? nil : []
+            // A request's end matters to requests waiting for memory it pinned, and to the
+            // disk tier when it was the last one keeping a model's files (a fetch whose
+            // requests gave up).
+            if !s.waiters.isEmpty { return [] }
+            guard s.book.diskCapacity != nil, let entry = s.book.entries[ticket.model] else { return nil }
+            return entry.pins == 0 && !entry.wanted ? [] : nil
         }
     }
 
@@ -244,7 +271,8 @@ final class ModelCache: Sendable {
     func sync(_ name: ModelName, filesReady: Bool, served: Bool?, onDisk: Bool, diskBytes: Int64?) {
         perform { s in
             guard let entry = s.book.entries[name] else { return nil }
-            if entry.filesReady == (filesReady && entry.declared) && entry.served == served && !entry.loadFailed
+            if entry.filesReady == (filesReady && entry.declared && entry.keepFiles) && entry.served == served
+                && !entry.loadFailed
                 && entry.onDisk == onDisk && (diskBytes == nil || entry.diskBytes == diskBytes)
             {
                 return nil
@@ -382,10 +410,6 @@ final class ModelCache: Sendable {
             for name in changes.coldLoads {
                 effects.coldLoadsStarted.append((name, s.book.entries[name]?.held ?? 0))
             }
-            for name in changes.leavingDisk {
-                s.count(name) { $0.diskEvictions += 1 }
-                effects.leavingDisk.append((name, s.book.entries[name]?.diskBytes, s.figures[name]?.lastUsed))
-            }
             for name in changes.fetches {
                 effects.fetches.append((name, s.book.entries[name]?.held ?? 0))
             }
@@ -401,15 +425,6 @@ final class ModelCache: Sendable {
     }
 
     fileprivate func carryOut(_ effects: Effects) {
-        for (name, bytes, lastUsed) in effects.leavingDisk {
-            metrics.leftDisk(name)
-            var metadata: Logger.Metadata = [
-                "model": "\(name)", "reason": "least recently used Standby model past --disk-capacity",
-            ]
-            if let bytes { metadata["disk_bytes"] = .stringConvertible(bytes) }
-            if let lastUsed { metadata["last_used"] = .stringConvertible(format3(lastUsed)) }
-            logger.info("Removing model \(name) from disk", metadata: metadata)
-        }
         for (name, waiting) in effects.fetches {
             logger.info(
                 "Fetching model \(name) on request",

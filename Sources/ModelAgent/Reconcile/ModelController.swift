@@ -18,6 +18,9 @@ actor ModelController {
         var passCompleted = false
         var cancelDownload: (@Sendable () -> Void)?
         var downloadTarget: ModelSpec?
+        /// The running download was cancelled because the cache's disk tier no longer
+        /// keeps the model's files: a change of wish, not a failure.
+        var downloadDropped = false
         var wake: (token: UInt64, continuation: CheckedContinuation<Void, Never>)?
         var wakeToken: UInt64 = 0
         /// The running loop; cancelled on stop so that waits on the server end at once.
@@ -45,8 +48,8 @@ actor ModelController {
     private var workedThisLoop = false
     /// The files of `machine.staged`, between download and commit.
     private var staging: StagingDirectory?
-    /// What the files of `machine.onDisk` take on disk (for the cache's disk tier); nil
-    /// until measured.
+    /// What the files of its last download take on disk (for the cache's disk tier; what
+    /// startup finds is measured before the workers start).
     private var diskBytes: Int64?
 
     nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
@@ -122,12 +125,17 @@ actor ModelController {
     }
 
     /// Asks the worker to take its next step again (the cache now wants the model loaded,
-    /// or unloaded).
+    /// or unloaded, or its files kept or not). A download of files no longer kept stops.
     nonisolated func nudge() {
-        intent.withLock { i in
+        let dropFiles = context.cache.map { !$0.keepsFiles(name) } ?? false
+        let cancel = intent.withLock { i -> (@Sendable () -> Void)? in
             i.nudged = true
             if !i.running && !i.stopped { startLoop(&i) }
+            guard dropFiles, let cancel = i.cancelDownload else { return nil }
+            i.downloadDropped = true
+            return cancel
         }
+        cancel?()
     }
 
     nonisolated func stop() {
@@ -225,9 +233,14 @@ actor ModelController {
                 machine.finished(action, try await perform(action))
             } catch {
                 if intent.withLock({ $0.stopped }) { return finish() }
-                // Cancelled for a newer wish: nothing learnt. Any other cancellation (a
-                // closed pool, say) is a failure like another, so the worker cannot spin.
-                if error is CancellationError && intent.withLock({ $0.generation != generation }) {
+                // Cancelled for a newer wish (or files the cache no longer keeps): nothing
+                // learnt. Any other cancellation (a closed pool, say) is a failure like
+                // another, so the worker cannot spin.
+                let newerWish = intent.withLock { i -> Bool in
+                    defer { i.downloadDropped = false }
+                    return i.generation != generation || i.downloadDropped
+                }
+                if error is CancellationError && newerWish {
                     machine.finished(action, .cancelled)
                     continue
                 }
@@ -254,10 +267,6 @@ actor ModelController {
         case .unknown: served = nil
         case .absent: served = false
         case .loaded: served = true
-        }
-        if cache.options.diskCapacity != nil && diskBytes == nil && machine.onDisk != nil {
-            // Found on disk at startup: measured once, on this worker's own queue.
-            diskBytes = FileSystem.treeBytes(context.store.path(of: name))
         }
         cache.sync(
             name, filesReady: desired != nil && machine.onDisk == desired, served: served,
@@ -335,6 +344,8 @@ actor ModelController {
                 let (store, name) = (context.store, name)
                 try await BlockingExecutor.shared.run { try store.remove(name) }
                 logger.info("Removed model dir \(context.store.path(of: name))")
+                // Still desired: the disk tier took its files.
+                if intent.withLock({ $0.desired != nil }) { context.cache?.filesRemoved(name) }
             }
             diskBytes = nil
         case .backOff(let attempt):
@@ -402,6 +413,7 @@ actor ModelController {
         intent.withLock {
             $0.cancelDownload = { task.cancel() }
             $0.downloadTarget = target
+            $0.downloadDropped = false
         }
         defer {
             intent.withLock {
@@ -411,6 +423,10 @@ actor ModelController {
         }
         // A newer wish may have arrived before the task was registered.
         if intent.withLock({ $0.desired != target || $0.stopped }) { task.cancel() }
+        if context.cache?.keepsFiles(name) == false {
+            intent.withLock { $0.downloadDropped = true }
+            task.cancel()
+        }
         do {
             let (staging, report) = try await task.value
             let elapsed = ContinuousClock.now - started
