@@ -282,4 +282,39 @@ struct CacheTests {
             #expect(try await h.mlserver.infer("m1", via: agent.proxyURL) == [0, 2])
         }
     }
+
+    @Test("a disk tier switched on over a full model dir removes Standby models only, least recently used first")
+    func aDiskTierOverAFullModelDir() async throws {
+        try await MLServerHarness.run { h in
+            try Self.fourModels(h)
+            let first = try await h.startAgent(AgentProcess.quickRetries + Self.cache)
+            try await first.waitForStates(["m1": "Loaded", "m2": "Loaded", "m3": "Standby", "m4": "Standby"])
+            #expect(await first.stop() == 0)
+            let m3Bytes = try await Self.treeBytes(h.modelDir + "/m3")
+
+            // Room for one Standby model beside the two loaded ones (which the server still
+            // holds): m3, the more recent, stays; m4 leaves. Nothing loaded is touched.
+            try await h.proxy.clearLog()
+            let loadedBytes = try await Self.treeBytes(h.modelDir + "/m1") + Self.treeBytes(h.modelDir + "/m2")
+            let capacity = loadedBytes + m3Bytes + m3Bytes / 2
+            let second = try await h.startAgent(
+                AgentProcess.quickRetries + Self.cache + ["--disk-capacity", "\(capacity)"])
+            try await second.waitForStates(["m1": "Loaded", "m2": "Loaded", "m3": "Standby", "m4": "Remote"])
+            #expect(!FileManager.default.fileExists(atPath: h.modelDir + "/m4"))
+            #expect(h.markers(of: "m3").count == 1)
+            let ops = try await h.proxy.operations()
+            #expect(ops.filter { $0.op == "load" || $0.op == "unload" }.isEmpty, "\(ops)")
+            #expect(await Self.served(h) == ["m1", "m2"])
+            #expect(try await second.model("m3")?.diskBytes == m3Bytes)
+        }
+    }
+
+    /// What `du -B1 -s` says a directory takes (allocated blocks, symlinks not followed).
+    static func treeBytes(_ path: String) async throws -> Int64 {
+        let (status, output) = try await runProcess("/usr/bin/du", ["-s", "-B1", path])
+        guard status == 0, let bytes = output.split(separator: "\t").first.flatMap({ Int64($0) }) else {
+            throw TestSetupError("du said \(output)")
+        }
+        return bytes
+    }
 }
