@@ -309,6 +309,26 @@ struct CacheTests {
         }
     }
 
+    @Test("a request for a model off disk whose download fails is answered 503 at once, not after the hold")
+    func aFailedFetchIsAnsweredAtOnce() async throws {
+        try await MLServerHarness.run { h in
+            try h.config.write([
+                Entry("m1", h.url("iris.tar.gz"), memory: "256Mi"),
+                Entry("gone", h.url("missing.tar.gz"), memory: "256Mi"),
+            ])
+            let agent = try await h.startAgent(AgentProcess.quickRetries + Self.cache + ["--disk-capacity", "1Ki"])
+            try await agent.waitForStates(["m1": "Remote", "gone": "Remote"])
+            let started = ContinuousClock.now
+            let answer = try await TestHTTP.post(agent.proxyURL + "/v2/models/gone/infer", json: Self.irisBody)
+            #expect(answer.status == 503 && answer.headers["retry-after"] == "1", "\(answer.status) \(answer.text)")
+            #expect(answer.text.contains("could not be loaded") && !answer.text.contains("missing"), "\(answer.text)")
+            // The default hold is 120 s: the answer came from the failure.
+            #expect(ContinuousClock.now - started < .seconds(60))
+            // The other model is fetched and served as usual.
+            #expect(try await h.mlserver.infer("m1", via: agent.proxyURL) == [0, 2])
+        }
+    }
+
     /// What `du -B1 -s` says a directory takes (allocated blocks, symlinks not followed).
     static func treeBytes(_ path: String) async throws -> Int64 {
         let (status, output) = try await runProcess("/usr/bin/du", ["-s", "-B1", path])

@@ -243,4 +243,25 @@ import Testing
         #expect(changes.leavingDisk.isEmpty)
         #expect([a, b, c].allSatisfy { book.keepsFiles($0) == true })
     }
+
+    @Test func aFailedFetchRefusesRequestsUntilTheWorkerTriesAgainButAServedModelGoesOn() {
+        var book = Self.book(disk: 3)
+        Self.settle(&book)
+        #expect(book.admit(e) == .held)
+        #expect(book.rebalance().fetches == [e])
+        let refused = book.fetchFailed(e)
+        #expect(refused)
+        book.heldAnswered(e)
+        #expect(book.admit(e) == .refused(.loadFailed))
+        #expect(book.entries[e]?.wanted == false)
+        book.finished(e, wasHeld: false)
+        // Its worker, after its backoff, reports again: requests wait for a new try.
+        book.sync(e, filesReady: false, served: false, onDisk: false)
+        #expect(book.admit(e) == .held)
+        // A loaded model whose new version fails to download goes on serving the old one.
+        #expect(Self.loaded(book).contains("a"))
+        let refusedServed = book.fetchFailed(a)
+        #expect(!refusedServed)
+        #expect(book.admit(a) == .admitted)
+    }
 }

@@ -182,6 +182,38 @@ extension CRCAlgorithm {
         #expect(limiter.inUse == 0)
     }
 
+    @Test func urgentWaitersGoFirstAndTheReservedSlotIsTheirs() async throws {
+        let limiter = AsyncLimiter(limit: 2, reserved: 1)
+        func untilWaiting(_ count: Int) async throws {
+            while limiter.waiting < count { try await Task.sleep(for: .milliseconds(1)) }
+        }
+        try await limiter.acquire()
+        // The last slot is kept for urgent work: an ordinary holder waits for it...
+        let ordinary = Task { try await limiter.acquire() }
+        try await untilWaiting(1)
+        // ...an urgent one takes it at once.
+        try await limiter.acquire(urgent: true)
+        #expect(limiter.inUse == 2)
+        let later = Task { try await limiter.acquire() }
+        try await untilWaiting(2)
+        let urgent = Task { try await limiter.acquire(urgent: true) }
+        try await untilWaiting(3)
+        // A freed slot goes to the urgent waiter, ahead of the two that came before it.
+        limiter.release()
+        try await urgent.value
+        #expect(limiter.waiting == 2 && limiter.inUse == 2)
+        // The next freed slot is the reserved one: ordinary waiters go on waiting.
+        limiter.release()
+        #expect(limiter.waiting == 2 && limiter.inUse == 1)
+        limiter.release()
+        try await ordinary.value
+        #expect(limiter.waiting == 1 && limiter.inUse == 1)
+        limiter.release()
+        try await later.value
+        limiter.release()
+        #expect(limiter.inUse == 0 && limiter.waiting == 0)
+    }
+
     @Test func aCancelledWaiterLeavesTheQueue() async throws {
         let limiter = AsyncLimiter(limit: 1)
         try await limiter.acquire()

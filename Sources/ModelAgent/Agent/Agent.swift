@@ -114,6 +114,7 @@ package final class Agent: Sendable {
                 metadata: [
                     "capacity_bytes": .stringConvertible(cacheOptions.capacity),
                     "default_model_memory_bytes": .stringConvertible(cacheOptions.defaultModelMemory),
+                    "disk_capacity_bytes": cacheOptions.diskCapacity.map { .stringConvertible($0) } ?? "none",
                 ])
         }
         let context = WorkerContext(
@@ -122,7 +123,9 @@ package final class Agent: Sendable {
                 pool: dataPool, options: options.transfer, environment: options.environment, logger: logger,
                 protectedPaths: [configDir, store.modelDir, store.stagingRoot]),
             server: server, gate: ServerReadinessGate(client: server, flavor: options.serverFlavor, logger: logger),
-            downloads: AsyncLimiter(limit: options.maxConcurrentDownloads),
+            // With a disk tier, one slot is kept for downloads that requests wait for.
+            downloads: AsyncLimiter(
+                limit: options.maxConcurrentDownloads, reserved: options.cache?.diskCapacity == nil ? 0 : 1),
             loads: AsyncLimiter(limit: options.maxConcurrentLoads), board: board, metrics: metrics, logger: logger,
             failureBackoff: options.failureBackoff, cache: cache)
         let reconciler = Reconciler(context: context, disk: disk)

@@ -29,8 +29,9 @@ struct CacheBook: Sendable {
         var loadingSize: Int64 = 0
         /// An unload call is under way: no request may be sent to it.
         var unloading = false
-        /// The last load failed: requests are refused (no eviction is made for it) until
-        /// its worker has asked the server again, after its backoff.
+        /// The last load (or the download of a model not served) failed: requests are
+        /// refused (no eviction is made for it) until its worker has asked the server
+        /// again, after its backoff.
         var loadFailed = false
         /// Larger than the whole capacity: never loaded.
         var isTooLarge = false
@@ -306,6 +307,17 @@ struct CacheBook: Sendable {
             entry.loadFailed = true
         }
         entries[name] = entry
+    }
+
+    /// A download failed. A model the server does not hold gives its memory back and
+    /// refuses requests until its worker tries again; one still served (a new version
+    /// failed) goes on serving. Returns whether requests are refused.
+    mutating func fetchFailed(_ name: ModelName) -> Bool {
+        guard var entry = entries[name], entry.served == false, !entry.loading else { return false }
+        entry.loadFailed = true
+        entry.wanted = false
+        entries[name] = entry
+        return true
     }
 
     /// Whether an unload may start now. An eviction (`required` false) is called off when

@@ -282,6 +282,21 @@ final class ModelCache: Sendable {
         }
     }
 
+    /// Whether a request waits for `name` or uses it now.
+    func isInDemand(_ name: ModelName) -> Bool {
+        state.withLock { ($0.book.entries[name]?.pins ?? 0) > 0 }
+    }
+
+    /// A download of `name` failed: if nothing of it is served, its waiting requests are
+    /// refused, and later ones too until its worker tries again (as for a failed load).
+    func fetchFailed(_ name: ModelName) {
+        perform { s in
+            guard s.book.fetchFailed(name), s.waiters[name] != nil else { return [] }
+            s.book.heldAnswered(name)
+            return Self.answerAll(&s, name, .refused(reason: "model \(name) could not be loaded", retry: true))
+        }
+    }
+
     func beginLoad(_ name: ModelName) -> Bool {
         var allowed = true
         perform { s in

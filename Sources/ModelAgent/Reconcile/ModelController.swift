@@ -245,6 +245,7 @@ actor ModelController {
                     continue
                 }
                 machine.finished(action, .failed(transient: error.isTransient))
+                if case .download = action { context.cache?.fetchFailed(name) }
                 guard case .backOff(let attempt) = machine.next(desired: desired) else { continue }
                 let delay = context.failureBackoff.delay(afterAttempt: attempt)
                 report(error, target: desired, retryIn: delay)
@@ -402,7 +403,8 @@ actor ModelController {
     private func download(_ target: ModelSpec) async throws -> StagingDirectory {
         let uri = target.storageUri
         context.board.update(name, uri: uri) { $0.state = .pending }
-        try await context.downloads.acquire()
+        // A download a request waits for goes first, and may take the slot kept for it.
+        try await context.downloads.acquire(urgent: context.cache?.isInDemand(name) ?? false)
         defer { context.downloads.release() }
         context.board.update(name, uri: uri) { $0.state = .downloading }
         logger.info(
