@@ -82,6 +82,11 @@ import Testing
             } else if server[name] == nil && !keepFiles {
                 files[name] = nil
             } else if let size, keepFiles && files[name]?.size != size && server[name] == nil {
+                if random.next(6) == 0 {
+                    // The download fails: as `ModelCache` does, waiting requests are refused.
+                    if book.fetchFailed(name) { answer(name) }
+                    return
+                }
                 // Downloaded (at once here): what it takes is not what its memory says.
                 files[name] = (size, Int64(1 + random.next(5)))
             } else if server[name] == nil && wanted && size != nil && files[name]?.size == size {

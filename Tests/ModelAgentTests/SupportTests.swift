@@ -214,6 +214,33 @@ extension CRCAlgorithm {
         #expect(limiter.inUse == 0 && limiter.waiting == 0)
     }
 
+    @Test func aPromotedWaiterTakesTheReservedSlotAndACancelledUrgentOneLeaves() async throws {
+        let limiter = AsyncLimiter(limit: 2, reserved: 1)
+        func untilWaiting(_ count: Int) async throws {
+            while limiter.waiting < count { try await Task.sleep(for: .milliseconds(1)) }
+        }
+        try await limiter.acquire()
+        let first = Task { try await limiter.acquire(tag: "a") }
+        try await untilWaiting(1)
+        let second = Task { try await limiter.acquire(tag: "b") }
+        try await untilWaiting(2)
+        // A request now waits for b: it takes the reserved slot at once, ahead of a.
+        limiter.promote("b")
+        try await second.value
+        #expect(limiter.waiting == 1 && limiter.inUse == 2)
+        // An urgent waiter queued ahead of a, then cancelled: a is still next.
+        let urgent = Task { try await limiter.acquire(urgent: true, tag: "c") }
+        try await untilWaiting(2)
+        urgent.cancel()
+        await #expect(throws: CancellationError.self) { try await urgent.value }
+        #expect(limiter.waiting == 1)
+        limiter.release()
+        limiter.release()
+        try await first.value
+        limiter.release()
+        #expect(limiter.inUse == 0 && limiter.waiting == 0)
+    }
+
     @Test func aCancelledWaiterLeavesTheQueue() async throws {
         let limiter = AsyncLimiter(limit: 1)
         try await limiter.acquire()

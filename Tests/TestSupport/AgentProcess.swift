@@ -118,6 +118,8 @@ public final class AgentProcess: @unchecked Sendable {
         public let ts: Double
         /// A download's checks, "md5:2 crc32c:1" (on "Downloaded model" lines).
         public let checks: String?
+        /// How long the step took, on lines that say so.
+        public let duration_ms: Int?
     }
 
     /// The JSON log lines so far (lines that are not JSON fail the decode on purpose).

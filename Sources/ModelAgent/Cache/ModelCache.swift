@@ -59,6 +59,7 @@ final class ModelCache: Sendable {
         var waitingSince: [ModelName: ContinuousClock.Instant] = [:]
         var nextTicket: UInt64 = 0
         var wake: (@Sendable (ModelName) -> Void)?
+        var demand: (@Sendable (ModelName) -> Void)?
         var remembered: [ModelName]
         /// What the model directories found at startup take on disk (disk tier).
         var foundOnDisk: [ModelName: Int64] = [:]
@@ -132,9 +133,15 @@ final class ModelCache: Sendable {
         logger.info("Removed model \(name) from disk", metadata: metadata)
     }
 
-    /// Sets how the cache wakes a model's worker (once the workers exist).
-    func attach(wake: @escaping @Sendable (ModelName) -> Void) {
-        state.withLock { $0.wake = wake }
+    /// Sets how the cache wakes a model's worker (once the workers exist), and what it
+    /// calls when a request starts waiting for a model (its download, if queued, goes first).
+    func attach(
+        wake: @escaping @Sendable (ModelName) -> Void, demand: @escaping @Sendable (ModelName) -> Void = { _ in }
+    ) {
+        state.withLock {
+            $0.wake = wake
+            $0.demand = demand
+        }
     }
 
     // MARK: - Configuration
@@ -182,6 +189,7 @@ final class ModelCache: Sendable {
     /// `finished` when the request ends, whatever happened to it.
     func admit(_ name: ModelName, whenHeldEnds: @escaping @Sendable (HeldOutcome) -> Void) -> Admission {
         var admission = Admission.unmanaged
+        var firstWaiting: (@Sendable (ModelName) -> Void)?
         perform { s in
             if s.closed, let entry = s.book.entries[name], entry.declared, !entry.isServing {
                 admission = .refused(reason: "model \(name) is not loaded and the agent is shutting down", retry: true)
@@ -206,6 +214,7 @@ final class ModelCache: Sendable {
                 let ticket = Ticket(model: name, id: s.nextTicket)
                 admission = .held(ticket)
                 s.waiters[name, default: []].append(Waiter(id: ticket.id, answer: whenHeldEnds))
+                if s.waiters[name]?.count == 1 { firstWaiting = s.demand }
                 if s.waitingSince[name] == nil { s.waitingSince[name] = .now }
                 s.count(name) {
                     $0.misses += 1
@@ -214,6 +223,7 @@ final class ModelCache: Sendable {
                 return []
             }
         }
+        firstWaiting?(name)
         switch admission {
         case .admitted: metrics.hit(name)
         case .held: metrics.miss(name)
@@ -282,9 +292,9 @@ final class ModelCache: Sendable {
         }
     }
 
-    /// Whether a request waits for `name` or uses it now.
+    /// Whether a request waits for `name` (to be loaded, or downloaded first).
     func isInDemand(_ name: ModelName) -> Bool {
-        state.withLock { ($0.book.entries[name]?.pins ?? 0) > 0 }
+        state.withLock { ($0.book.entries[name]?.held ?? 0) > 0 }
     }
 
     /// A download of `name` failed: if nothing of it is served, its waiting requests are

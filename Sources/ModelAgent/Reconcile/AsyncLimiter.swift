@@ -8,7 +8,9 @@ import Synchronization
 final class AsyncLimiter: Sendable {
     private struct Waiter {
         let id: UInt64
-        let urgent: Bool
+        var urgent: Bool
+        /// Who waits (a model's name): `promote` finds it by this.
+        let tag: String?
         let continuation: CheckedContinuation<Void, any Error>
     }
 
@@ -20,6 +22,15 @@ final class AsyncLimiter: Sendable {
 
         func canTake(urgent: Bool, reserved: Int) -> Bool {
             urgent ? available > 0 : available > reserved
+        }
+
+        /// Urgent waiters go after the urgent ones already waiting, before the others.
+        mutating func enqueue(_ waiter: Waiter) {
+            if waiter.urgent, let firstOrdinary = waiters.firstIndex(where: { !$0.urgent }) {
+                waiters.insert(waiter, at: firstOrdinary)
+            } else {
+                waiters.append(waiter)
+            }
         }
     }
 
@@ -43,7 +54,8 @@ final class AsyncLimiter: Sendable {
         return try await body()
     }
 
-    func acquire(urgent: Bool = false) async throws {
+    /// Waits for a slot. `tag` names the waiter for `promote`.
+    func acquire(urgent: Bool = false, tag: String? = nil) async throws {
         let id = state.withLock { s -> UInt64 in
             s.nextID += 1
             return s.nextID
@@ -57,12 +69,7 @@ final class AsyncLimiter: Sendable {
                         s.available -= 1
                         return true
                     }
-                    let waiter = Waiter(id: id, urgent: urgent, continuation: continuation)
-                    if urgent, let firstOrdinary = s.waiters.firstIndex(where: { !$0.urgent }) {
-                        s.waiters.insert(waiter, at: firstOrdinary)
-                    } else {
-                        s.waiters.append(waiter)
-                    }
+                    s.enqueue(Waiter(id: id, urgent: urgent, tag: tag, continuation: continuation))
                     return nil
                 }
                 switch outcome {
@@ -78,6 +85,27 @@ final class AsyncLimiter: Sendable {
             }
             waiter?.resume(throwing: CancellationError())
         }
+    }
+
+    /// Makes the waiters tagged `tag` urgent (a request now waits for their work); they
+    /// may take a slot at once if one is free for urgent work.
+    func promote(_ tag: String) {
+        let ready = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
+            let promoted = s.waiters.filter { $0.tag == tag && !$0.urgent }
+            guard !promoted.isEmpty else { return [] }
+            s.waiters.removeAll { $0.tag == tag && !$0.urgent }
+            for var waiter in promoted {
+                waiter.urgent = true
+                s.enqueue(waiter)
+            }
+            var ready: [CheckedContinuation<Void, any Error>] = []
+            while let first = s.waiters.first, first.urgent, s.canTake(urgent: true, reserved: reserved) {
+                s.available -= 1
+                ready.append(s.waiters.removeFirst().continuation)
+            }
+            return ready
+        }
+        for continuation in ready { continuation.resume() }
     }
 
     func release() {

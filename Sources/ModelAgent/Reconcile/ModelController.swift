@@ -21,6 +21,9 @@ actor ModelController {
         /// The running download was cancelled because the cache's disk tier no longer
         /// keeps the model's files: a change of wish, not a failure.
         var downloadDropped = false
+        /// The running download began for a waiting request: it is not cancelled when the
+        /// request gives up (a client that asks again finds it further on).
+        var downloadForRequest = false
         var wake: (token: UInt64, continuation: CheckedContinuation<Void, Never>)?
         var wakeToken: UInt64 = 0
         /// The running loop; cancelled on stop so that waits on the server end at once.
@@ -127,11 +130,13 @@ actor ModelController {
     /// Asks the worker to take its next step again (the cache now wants the model loaded,
     /// or unloaded, or its files kept or not). A download of files no longer kept stops.
     nonisolated func nudge() {
-        let dropFiles = context.cache.map { !$0.keepsFiles(name) } ?? false
         let cancel = intent.withLock { i -> (@Sendable () -> Void)? in
             i.nudged = true
             if !i.running && !i.stopped { startLoop(&i) }
-            guard dropFiles, let cancel = i.cancelDownload else { return nil }
+            // Decided under the intent lock, so that a download registered meanwhile is
+            // judged by the cache's latest word.
+            guard let cancel = i.cancelDownload, !i.downloadForRequest, context.cache?.keepsFiles(name) == false
+            else { return nil }
             i.downloadDropped = true
             return cancel
         }
@@ -290,6 +295,8 @@ actor ModelController {
         switch action {
         case .download(let target):
             let staged = try await download(target)
+            // A cancel that came too late to stop it must not explain a later error away.
+            intent.withLock { $0.downloadDropped = false }
             do {
                 try await adapt(staged, for: target)
             } catch {
@@ -403,8 +410,17 @@ actor ModelController {
     private func download(_ target: ModelSpec) async throws -> StagingDirectory {
         let uri = target.storageUri
         context.board.update(name, uri: uri) { $0.state = .pending }
-        // A download a request waits for goes first, and may take the slot kept for it.
-        try await context.downloads.acquire(urgent: context.cache?.isInDemand(name) ?? false)
+        // A download a request waits for goes first (the cache promotes a waiting one when a
+        // request comes), and may take the slot kept for it. The worker slot is given up
+        // meanwhile: workers queued behind slow downloads must not keep others from theirs.
+        releaseSlot()
+        try await context.downloads.acquire(urgent: context.cache?.isInDemand(name) ?? false, tag: name.rawValue)
+        do {
+            try await reacquireSlot()
+        } catch {
+            context.downloads.release()
+            throw error
+        }
         defer { context.downloads.release() }
         context.board.update(name, uri: uri) { $0.state = .downloading }
         logger.info(
@@ -412,20 +428,23 @@ actor ModelController {
             metadata: ["uri": "\(Redaction.uri(uri))", "framework": "\(target.framework)"])
         let started = ContinuousClock.now
         let task = Task { [context, name, logger] in try await context.stage(name, target, logger: logger) }
+        let forRequest = context.cache?.isInDemand(name) ?? false
         intent.withLock {
             $0.cancelDownload = { task.cancel() }
             $0.downloadTarget = target
             $0.downloadDropped = false
+            $0.downloadForRequest = forRequest
         }
         defer {
             intent.withLock {
                 $0.cancelDownload = nil
                 $0.downloadTarget = nil
+                $0.downloadForRequest = false
             }
         }
         // A newer wish may have arrived before the task was registered.
         if intent.withLock({ $0.desired != target || $0.stopped }) { task.cancel() }
-        if context.cache?.keepsFiles(name) == false {
+        if !forRequest && context.cache?.keepsFiles(name) == false {
             intent.withLock { $0.downloadDropped = true }
             task.cancel()
         }

@@ -23,7 +23,10 @@ final class Reconciler: Sendable {
         self.context = context
         self.logger = context.logger
         state = Mutex(State(disk: disk))
-        context.cache?.attach { [weak self] name in self?.controller(for: name)?.nudge() }
+        let downloads = context.downloads
+        context.cache?.attach(
+            wake: { [weak self] name in self?.controller(for: name)?.nudge() },
+            demand: { name in downloads.promote(name.rawValue) })
     }
 
     /// Makes `desired` the target: new models are added, changed ones replaced, missing
