@@ -200,9 +200,36 @@ struct CacheBook: Sendable {
 
     /// The models by recency, most recent first (what is remembered across restarts).
     var recencyOrder: [ModelName] {
-        entries.filter(\.value.declared).sorted {
-            ($0.value.recency, $1.key) > ($1.value.recency, $0.key)
-        }.map(\.key)
+        var names: [ModelName] = []
+        var recency: [UInt64] = []
+        names.reserveCapacity(entries.count)
+        recency.reserveCapacity(entries.count)
+        for (name, entry) in entries where entry.declared {
+            names.append(name)
+            recency.append(entry.recency)
+        }
+        var order = Array(names.indices)
+        order.sort { a, b in recency[a] != recency[b] ? recency[a] > recency[b] : names[a] < names[b] }
+        return order.map { names[$0] }
+    }
+
+    /// The declared models with their entries, most recent first (ties by name). Indices
+    /// are sorted, not entries, and names are compared only on a tie: this runs on decisions
+    /// that go over every model.
+    private func declaredByRecency() -> [(name: ModelName, entry: Entry)] {
+        var list: [(name: ModelName, entry: Entry)] = []
+        var recency: [UInt64] = []
+        list.reserveCapacity(entries.count)
+        recency.reserveCapacity(entries.count)
+        for (name, entry) in entries where entry.declared {
+            list.append((name, entry))
+            recency.append(entry.recency)
+        }
+        var order = Array(list.indices)
+        order.sort { a, b in
+            recency[a] != recency[b] ? recency[a] > recency[b] : list[a].name < list[b].name
+        }
+        return order.map { list[$0] }
     }
 
     func wantsLoaded(_ name: ModelName) -> Bool? {
@@ -409,13 +436,11 @@ struct CacheBook: Sendable {
                 waitingForMemory = true
             }
         }
-        placeFiles(&changes)
+        var byRecency = diskCapacity != nil || !waitingForMemory ? declaredByRecency() : []
+        placeFiles(&byRecency, &changes)
         if !waitingForMemory {
-            let standby = entries.filter {
-                $0.value.declared && !$0.value.wanted && !$0.value.isTooLarge && !$0.value.loadFailed
-                    && $0.value.keepFiles
-            }.sorted { ($0.value.recency, $1.key) > ($1.value.recency, $0.key) }
-            for (name, entry) in standby {
+            for (name, entry) in byRecency
+            where !entry.wanted && !entry.isTooLarge && !entry.loadFailed && entry.keepFiles {
                 // A more recent model the server still holds (an old version being replaced,
                 // or not known yet) comes first: nothing less recent takes the room meanwhile.
                 if entry.served != false { break }
@@ -433,48 +458,50 @@ struct CacheBook: Sendable {
     /// fit in what is left, and the others leave the disk. A model off disk is fetched again
     /// when it gets room: at once when a request waits for it, else once the room is free
     /// (files leaving count until they are gone).
-    private mutating func placeFiles(_ changes: inout Changes) {
+    /// `byRecency`: the declared models, most recent first; their entries are kept in step.
+    private mutating func placeFiles(_ byRecency: inout [(name: ModelName, entry: Entry)], _ changes: inout Changes) {
         guard let diskCapacity else { return }
-        let byRecency = entries.filter(\.value.declared).sorted {
-            ($0.value.recency, $1.key) > ($1.value.recency, $0.key)
-        }
         var room = diskCapacity
-        var keep: [ModelName] = []
-        var leave: [ModelName] = []
-        for (name, entry) in byRecency where entry.mustKeepFiles {
-            room = Self.subtract(room, entry.diskExpected)
-            keep.append(name)
+        var keep: [Int] = []
+        var leave: [Int] = []
+        for (index, item) in byRecency.enumerated() where item.entry.mustKeepFiles {
+            room = Self.subtract(room, item.entry.diskExpected)
+            keep.append(index)
         }
-        for (name, entry) in byRecency where !entry.mustKeepFiles {
+        for (index, item) in byRecency.enumerated() where !item.entry.mustKeepFiles {
+            let entry = item.entry
             if entry.served == nil {
                 // The server may hold it (found on disk, or a load failed part-way): it
                 // stays until its worker has asked, and takes its place by recency, so
                 // that it never pushes out a more recent model.
                 room = Self.subtract(room, entry.diskExpected)
-                keep.append(name)
+                keep.append(index)
             } else if !entry.isTooLarge && entry.diskExpected <= room {
                 room -= entry.diskExpected
-                keep.append(name)
+                keep.append(index)
             } else {
-                leave.append(name)
+                leave.append(index)
             }
         }
-        for name in leave.reversed() where entries[name]?.keepFiles == true {
+        for index in leave.reversed() where byRecency[index].entry.keepFiles {
             // Its files are about to go: nothing may be granted on them meanwhile.
-            entries[name]?.keepFiles = false
-            entries[name]?.filesReady = false
+            byRecency[index].entry.keepFiles = false
+            byRecency[index].entry.filesReady = false
+            let name = byRecency[index].name
+            entries[name] = byRecency[index].entry
             changes.wake.append(name)
-            if entries[name]?.onDisk == true { changes.leavingDisk.append(name) }
+            if byRecency[index].entry.onDisk { changes.leavingDisk.append(name) }
         }
         var free = Self.subtract(diskCapacity, diskUsed)
-        for name in keep {
-            guard let entry = entries[name], !entry.keepFiles else { continue }
+        for index in keep where !byRecency[index].entry.keepFiles {
+            let (name, entry) = byRecency[index]
             // Files still there cost nothing more; a model in use does not wait for room.
             if !entry.onDisk {
                 if !entry.mustKeepFiles && entry.served != nil && entry.diskExpected > free { continue }
                 free = Self.subtract(free, entry.diskExpected)
             }
-            entries[name]?.keepFiles = true
+            byRecency[index].entry.keepFiles = true
+            entries[name] = byRecency[index].entry
             changes.wake.append(name)
             if entry.pins > 0 && !entry.onDisk { changes.fetches.append(name) }
         }
