@@ -217,6 +217,31 @@ struct TritonTests {
         #expect(await h.triton.isModelReady("t3"))
         await h.shutdown()
     }
+
+    @Test("with a disk tier, Triton's evicted models leave the disk and are fetched again on request")
+    func diskTierFetchesOnDemand() async throws {
+        let h = try await Harness()
+        try h.config.write([
+            Entry("t1", try h.source("t1", increment: 1), framework: "triton", memory: "100Mi"),
+            Entry("t2", try h.source("t2", increment: 2), framework: "triton", memory: "100Mi"),
+            Entry("t3", try h.source("t3", increment: 3), framework: "triton", memory: "100Mi"),
+        ])
+        let agent = try await h.startAgent(["--memory-capacity", "200Mi", "--disk-capacity", "1Ki"])
+        try await agent.waitForStates(["t1": "Remote", "t2": "Remote", "t3": "Remote"], timeout: .seconds(90))
+        #expect(!exists(h.modelDir + "/t1"))
+        #expect(try await h.triton.infer("t1", via: agent.proxyURL) == [2, 3, 4])
+        #expect(try await h.triton.infer("t2", via: agent.proxyURL) == [3, 4, 5])
+        // t3 takes t1's place in memory; t1, now on standby, leaves the disk.
+        #expect(try await h.triton.infer("t3", via: agent.proxyURL) == [4, 5, 6])
+        try await agent.waitForStates(["t1": "Remote", "t2": "Loaded", "t3": "Loaded"])
+        #expect(await !h.triton.isModelReady("t1"))
+        #expect(!exists(h.modelDir + "/t1"))
+        // And back: fetched again, loaded in t2's place.
+        #expect(try await h.triton.infer("t1", via: agent.proxyURL) == [2, 3, 4])
+        try await agent.waitForStates(["t1": "Loaded", "t2": "Remote", "t3": "Loaded"])
+        #expect(try await agent.model("t1")?.downloads == 2)
+        await h.shutdown()
+    }
 }
 
 /// MLServer layout adaptation: settings generated from the framework, names rewritten.
