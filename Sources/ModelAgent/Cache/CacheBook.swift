@@ -199,37 +199,31 @@ struct CacheBook: Sendable {
     }
 
     /// The models by recency, most recent first (what is remembered across restarts).
-    var recencyOrder: [ModelName] {
+    var recencyOrder: [ModelName] { declaredByRecency { name, _ in name } }
+
+    /// The declared models with their entries, most recent first.
+    private func declaredByRecency() -> [(name: ModelName, entry: Entry)] {
+        declaredByRecency { ($0, $1) }
+    }
+
+    /// `item` of every declared model, most recent first (ties by name). Indices are
+    /// sorted, not entries, and names are compared only on a tie: this runs on decisions
+    /// that go over every model.
+    private func declaredByRecency<Item>(_ item: (ModelName, Entry) -> Item) -> [Item] {
+        var items: [Item] = []
         var names: [ModelName] = []
         var recency: [UInt64] = []
+        items.reserveCapacity(entries.count)
         names.reserveCapacity(entries.count)
         recency.reserveCapacity(entries.count)
         for (name, entry) in entries where entry.declared {
+            items.append(item(name, entry))
             names.append(name)
             recency.append(entry.recency)
         }
-        var order = Array(names.indices)
+        var order = Array(items.indices)
         order.sort { a, b in recency[a] != recency[b] ? recency[a] > recency[b] : names[a] < names[b] }
-        return order.map { names[$0] }
-    }
-
-    /// The declared models with their entries, most recent first (ties by name). Indices
-    /// are sorted, not entries, and names are compared only on a tie: this runs on decisions
-    /// that go over every model.
-    private func declaredByRecency() -> [(name: ModelName, entry: Entry)] {
-        var list: [(name: ModelName, entry: Entry)] = []
-        var recency: [UInt64] = []
-        list.reserveCapacity(entries.count)
-        recency.reserveCapacity(entries.count)
-        for (name, entry) in entries where entry.declared {
-            list.append((name, entry))
-            recency.append(entry.recency)
-        }
-        var order = Array(list.indices)
-        order.sort { a, b in
-            recency[a] != recency[b] ? recency[a] > recency[b] : list[a].name < list[b].name
-        }
-        return order.map { list[$0] }
+        return order.map { items[$0] }
     }
 
     func wantsLoaded(_ name: ModelName) -> Bool? {
@@ -285,10 +279,13 @@ struct CacheBook: Sendable {
     /// its files are on disk and what they took when last measured. A model the server
     /// turns out to hold that the cache did not want is kept if it fits (a restarted
     /// agent), else evicted.
+    /// Returns whether anything changed.
+    @discardableResult
     mutating func sync(
         _ name: ModelName, filesReady: Bool, served: Bool?, onDisk: Bool? = nil, diskBytes: Int64? = nil
-    ) {
-        guard var entry = entries[name] else { return }
+    ) -> Bool {
+        guard var entry = entries[name] else { return false }
+        let before = entry
         // Files the disk tier no longer keeps are not ready: they may be going.
         entry.filesReady = filesReady && entry.declared && entry.keepFiles
         if let onDisk { entry.onDisk = onDisk }
@@ -310,6 +307,7 @@ struct CacheBook: Sendable {
         }
         if served == true && !entry.loading { entry.servedSize = max(entry.servedSize, entry.size) }
         entries[name] = entry.isForgettable ? nil : entry
+        return entry != before || entry.isForgettable
     }
 
     /// Whether a load may start now (the cache still wants it); marks it loading.

@@ -280,15 +280,8 @@ final class ModelCache: Sendable {
     /// What the worker of `name` knows at the start of each step (see `CacheBook.sync`).
     func sync(_ name: ModelName, filesReady: Bool, served: Bool?, onDisk: Bool, diskBytes: Int64?) {
         perform { s in
-            guard let entry = s.book.entries[name] else { return nil }
-            if entry.filesReady == (filesReady && entry.declared && entry.keepFiles) && entry.served == served
-                && !entry.loadFailed
-                && entry.onDisk == onDisk && (diskBytes == nil || entry.diskBytes == diskBytes)
-            {
-                return nil
-            }
-            s.book.sync(name, filesReady: filesReady, served: served, onDisk: onDisk, diskBytes: diskBytes)
-            return []
+            // Most steps change nothing the cache knows: no decision is made for them.
+            s.book.sync(name, filesReady: filesReady, served: served, onDisk: onDisk, diskBytes: diskBytes) ? [] : nil
         }
     }
 
@@ -364,11 +357,6 @@ final class ModelCache: Sendable {
     /// Memory counted now, and the capacity.
     var usage: (used: Int64, capacity: Int64) {
         state.withLock { ($0.book.used, $0.book.capacity) }
-    }
-
-    /// Disk counted now, and the disk tier's capacity (nil without one).
-    var diskUsage: (used: Int64, capacity: Int64?) {
-        state.withLock { ($0.book.diskUsed, $0.book.diskCapacity) }
     }
 
     /// At shutdown, once the workers have stopped: requests waiting for a load are refused

@@ -47,7 +47,7 @@ final class Reconciler: Sendable {
                     declared[name] = spec
                 }
             }
-            let effects = declare(declared, order: order, &s)
+            let effects = declare(declared, order: order, s)
             for name in desired.keys.sorted() {
                 let spec = desired[name]!
                 if let controller = s.controllers[name] {
@@ -106,7 +106,7 @@ final class Reconciler: Sendable {
     /// by the server: their workers ask it first). Returns what the caller carries out once
     /// the lock is released.
     private func declare(
-        _ models: [ModelName: ModelSpec], order: [ModelName], _ s: inout State
+        _ models: [ModelName: ModelSpec], order: [ModelName], _ s: State
     ) -> ModelCache.Effects? {
         let unknown = s.configured ? [] : Set(s.disk.keys)
         return context.cache?.declare(models, order: order, servedUnknown: unknown)
@@ -124,7 +124,7 @@ final class Reconciler: Sendable {
                     if case .complete(let spec) = found { declared[name] = spec }
                 }
             }
-            let effects = declare(declared, order: [], &s)
+            let effects = declare(declared, order: [], s)
             if !s.configured {
                 for (name, found) in s.disk.sorted(by: { $0.key < $1.key }) {
                     guard case .complete(let spec) = found, s.controllers[name] == nil else { continue }
