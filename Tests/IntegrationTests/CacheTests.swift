@@ -16,6 +16,15 @@ struct CacheTests {
 
     static let cache = ["--memory-capacity", "512Mi"]
 
+    /// The four models with a disk tier that has room for no Standby model (only models
+    /// loaded or in use keep their files): every model starts `Remote`.
+    static func allRemote(_ h: MLServerHarness, _ extra: [String] = []) async throws -> AgentProcess {
+        try fourModels(h)
+        let agent = try await h.startAgent(AgentProcess.quickRetries + cache + ["--disk-capacity", "1Ki"] + extra)
+        try await agent.waitForStates(["m1": "Remote", "m2": "Remote", "m3": "Remote", "m4": "Remote"])
+        return agent
+    }
+
     /// The models MLServer holds now.
     static func served(_ h: MLServerHarness) async -> Set<String> {
         var ready: Set<String> = []
@@ -207,10 +216,7 @@ struct CacheTests {
     @Test("with a disk tier, Standby models leave the disk and a request fetches, loads and serves them")
     func diskTierFetchesOnRequest() async throws {
         try await MLServerHarness.run { h in
-            try Self.fourModels(h)
-            // Room for no Standby model: only models loaded or in use keep their files.
-            let agent = try await h.startAgent(AgentProcess.quickRetries + Self.cache + ["--disk-capacity", "1Ki"])
-            try await agent.waitForStates(["m1": "Remote", "m2": "Remote", "m3": "Remote", "m4": "Remote"])
+            let agent = try await Self.allRemote(h)
             #expect(await agent.isReady(), "models off disk do not hold readiness back")
             #expect(!FileManager.default.fileExists(atPath: h.modelDir + "/m1"), "nothing downloaded")
             #expect(try await agent.model("m1")?.onDisk == false)
@@ -254,10 +260,7 @@ struct CacheTests {
     @Test("a fetch for a request that gave up goes on, and the client that asks again is served")
     func aFetchOutlivesItsRequest() async throws {
         try await MLServerHarness.run { h in
-            try Self.fourModels(h)
-            let agent = try await h.startAgent(
-                AgentProcess.quickRetries + Self.cache + ["--disk-capacity", "1Ki", "--hold-timeout", "1"])
-            try await agent.waitForStates(["m1": "Remote", "m2": "Remote", "m3": "Remote", "m4": "Remote"])
+            let agent = try await Self.allRemote(h, ["--hold-timeout", "1"])
             // m2 and m3 fill the memory: m1 can only wait for its files and then for a slot.
             // (Their own fetches may take longer than the short hold: asked until served.)
             for model in ["m2", "m3"] {

@@ -191,16 +191,21 @@ struct TritonTests {
         await h.shutdown()
     }
 
-    @Test(
-        "with --memory-capacity, Triton holds what fits; a request for a model on standby evicts the least recently used"
-    )
-    func memoryCacheLoadsOnDemand() async throws {
-        let h = try await Harness()
+    /// t1, t2, t3 (adding 1, 2, 3) of 100Mi each, for the memory cache's tests.
+    static func threeCachedModels(_ h: Harness) throws {
         try h.config.write([
             Entry("t1", try h.source("t1", increment: 1), framework: "triton", memory: "100Mi"),
             Entry("t2", try h.source("t2", increment: 2), framework: "triton", memory: "100Mi"),
             Entry("t3", try h.source("t3", increment: 3), framework: "triton", memory: "100Mi"),
         ])
+    }
+
+    @Test(
+        "with --memory-capacity, Triton holds what fits; a request for a model on standby evicts the least recently used"
+    )
+    func memoryCacheLoadsOnDemand() async throws {
+        let h = try await Harness()
+        try Self.threeCachedModels(h)
         let agent = try await h.startAgent(["--memory-capacity", "200Mi"])
         try await agent.waitForStates(["t1": "Loaded", "t2": "Loaded", "t3": "Standby"], timeout: .seconds(90))
         #expect(await !h.triton.isModelReady("t3"))
@@ -221,11 +226,7 @@ struct TritonTests {
     @Test("with a disk tier, Triton's evicted models leave the disk and are fetched again on request")
     func diskTierFetchesOnDemand() async throws {
         let h = try await Harness()
-        try h.config.write([
-            Entry("t1", try h.source("t1", increment: 1), framework: "triton", memory: "100Mi"),
-            Entry("t2", try h.source("t2", increment: 2), framework: "triton", memory: "100Mi"),
-            Entry("t3", try h.source("t3", increment: 3), framework: "triton", memory: "100Mi"),
-        ])
+        try Self.threeCachedModels(h)
         let agent = try await h.startAgent(["--memory-capacity", "200Mi", "--disk-capacity", "1Ki"])
         try await agent.waitForStates(["t1": "Remote", "t2": "Remote", "t3": "Remote"], timeout: .seconds(90))
         #expect(!exists(h.modelDir + "/t1"))

@@ -5,7 +5,7 @@ import Testing
 /// The disk tier's decisions (`--disk-capacity`): which Standby models keep their files,
 /// which leave the disk, which are fetched again for a request, and what never leaves.
 @Suite struct CacheDiskTierTests {
-    static func name(_ text: String) -> ModelName { try! ModelName(validating: text) }
+    static func name(_ text: String) -> ModelName { CacheBookTests.name(text) }
     let a = name("a")
     let b = name("b")
     let c = name("c")
