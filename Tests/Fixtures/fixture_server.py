@@ -46,6 +46,10 @@ def match_rule(method, path, headers=None):
             # Only requests that carry this header (e.g. a store refusing x-amz-checksum-mode).
             if "if_header" in rule and (headers is None or headers.get(rule["if_header"]) is None):
                 continue
+            # Only ranged requests for one part (e.g. "bytes=0-": the first), whatever order
+            # concurrent parts arrive in.
+            if "range_prefix" in rule and not (headers or {}).get("Range", "").startswith(rule["range_prefix"]):
+                continue
             if rule.get("times", -1) > 0:
                 rule["times"] -= 1
             return dict(rule)
