@@ -257,7 +257,7 @@ struct CacheTests {
         }
     }
 
-    @Test("a fetch for a request that gave up goes on, and the client that asks again is served")
+    @Test("a fetch for a request that gave up goes on, and its model is loaded when it lands")
     func aFetchOutlivesItsRequest() async throws {
         try await MLServerHarness.run { h in
             let agent = try await Self.allRemote(h, ["--hold-timeout", "1"])
@@ -274,15 +274,17 @@ struct CacheTests {
             ])
             let answer = try await TestHTTP.post(agent.proxyURL + "/v2/models/m1/infer", json: Self.irisBody)
             #expect(answer.status == 503 && answer.headers["retry-after"] == "1", "\(answer.status) \(answer.text)")
-            // A client that asks again is served in the end.
-            try await eventually("m1 served", timeout: .seconds(90)) {
-                (try? await h.mlserver.infer("m1", via: agent.proxyURL)) == [0, 2]
-            }
+            // The download goes on, and when it lands m1 is loaded (in the place of the least
+            // recently used) though nobody waits any more: its files are not dropped for want
+            // of disk room, and a client that asks again finds it loaded.
+            try await agent.waitForStates(["m1": "Loaded"], exactly: false, timeout: .seconds(90))
+            #expect(try await h.mlserver.infer("m1", via: agent.proxyURL) == [0, 2])
+            let m1 = try #require(try await agent.model("m1"))
+            #expect(m1.misses == 1 && m1.hits == 1 && m1.downloads == 1 && m1.failures == 0, "\(m1)")
             // The paused download was not thrown away when the first request gave up: it
             // completed (only that one pauses; a download started again would not).
             let downloads = try agent.logLines().filter { $0.msg == "Downloaded model m1" }
-            #expect(downloads.contains { ($0.duration_ms ?? 0) >= 3500 }, "\(downloads)")
-            #expect(try await agent.model("m1")?.failures == 0)
+            #expect(downloads.count == 1 && (downloads.first?.duration_ms ?? 0) >= 3500, "\(downloads)")
         }
     }
 
@@ -327,6 +329,16 @@ struct CacheTests {
             #expect(answer.text.contains("could not be loaded") && !answer.text.contains("missing"), "\(answer.text)")
             // The default hold is 120 s: the answer came from the failure.
             #expect(ContinuousClock.now - started < .seconds(60))
+            // Its status says why, and each new try (on request, after the backoff) counts
+            // on from there, so that the backoff grows.
+            try await eventually("the failure shown") {
+                let gone = try await agent.model("gone")
+                return gone?.state == "Remote" && gone?.failures == 1 && gone?.lastError?.contains("404") == true
+            }
+            try await eventually("a second failed try", timeout: .seconds(60)) {
+                _ = try await TestHTTP.post(agent.proxyURL + "/v2/models/gone/infer", json: Self.irisBody)
+                return try await agent.model("gone")?.failures == 2
+            }
             // The other model is fetched and served as usual.
             #expect(try await h.mlserver.infer("m1", via: agent.proxyURL) == [0, 2])
         }

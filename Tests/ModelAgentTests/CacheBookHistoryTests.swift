@@ -174,6 +174,9 @@ import Testing
             unloads = []
         }
         #expect(tickets.isEmpty, "seed \(seed): requests still wait: \(tickets.map(\.model))")
+        // Loads owed to requests that gave up were made (or failed) too.
+        let owed = book.entries.filter(\.value.owedLoad).map(\.key)
+        #expect(owed.isEmpty, "seed \(seed): loads still owed: \(owed)")
         guard let diskCapacity else { return }
         let onDisk = files.values.reduce(Int64(0)) { $0 + $1.bytes }
         let standbyOnDisk = files.keys.filter { server[$0] == nil }

@@ -115,13 +115,14 @@ import Testing
     }
 
     @Test func filesLeavingCountUntilTheyAreGone() {
-        var book = Self.book(disk: 2, [("a", 1), ("b", 1), ("c", 1)])
+        // Startup: a and b found on disk (the server not yet asked), c new and ranked first.
+        var book = CacheBook(capacity: 1, maxHeld: 8, diskCapacity: 2)
+        book.declare([(c, 1), (a, 1), (b, 1)], servedUnknown: [a, b], diskBytes: [a: 1, b: 1])
         _ = book.rebalance()
-        Self.settle(&book)
-        #expect(Self.onDisk(book) == ["a", "b"])
-        // c becomes more recent than b; b is to leave, but c is not fetched while b is there.
-        #expect(book.admit(c) == .held)
-        book.finished(c, wasHeld: true)
+        #expect(book.keepsFiles(c) == false, "no room while a and b are there")
+        // b turns out not to be served: it is to leave, but c (not requested) is not
+        // fetched while b's files are there.
+        book.sync(b, filesReady: true, served: false, onDisk: true)
         _ = book.rebalance()
         #expect(book.keepsFiles(b) == false)
         #expect(book.keepsFiles(c) == false)
@@ -263,5 +264,57 @@ import Testing
         let refusedServed = book.fetchFailed(a)
         #expect(!refusedServed)
         #expect(book.admit(a) == .admitted)
+    }
+
+    @Test func aFetchWhoseRequestGaveUpIsLoadedWhenItLandsAndKeepsItsFiles() {
+        // Disk for the loaded model only: no Standby model keeps its files.
+        var book = Self.book(disk: 1)
+        Self.settle(&book)
+        #expect(Self.loaded(book) == ["a"] && Self.onDisk(book) == ["a"])
+        #expect(book.admit(c) == .held)
+        #expect(book.rebalance().fetches == [c])
+        // The request gives up (a client with a short timeout) before c's files land.
+        book.finished(c, wasHeld: true)
+        #expect(book.rebalance().leavingDisk.isEmpty)
+        #expect(book.keepsFiles(c) == true, "the download goes on")
+        // They land: c, the most recently used, is loaded in a's place, and keeps its
+        // files; a client asking again finds it loaded.
+        Self.settle(&book)
+        #expect(Self.loaded(book) == ["c"])
+        #expect(Self.onDisk(book) == ["c"])
+        #expect(book.entries[c]?.owedLoad == false)
+        #expect(book.admit(c) == .admitted)
+    }
+
+    @Test func aLoadOwedWhileEveryModelIsInUseWaitsWithItsFilesKept() {
+        var book = Self.book(disk: 1)
+        Self.settle(&book)
+        #expect(book.admit(a) == .admitted)
+        #expect(book.admit(c) == .held)
+        Self.settle(&book)
+        // c's files are there, but a is in use: c's request gives up meanwhile.
+        book.finished(c, wasHeld: true)
+        Self.settle(&book)
+        #expect(Self.loaded(book) == ["a"])
+        #expect(Self.onDisk(book) == ["a", "c"], "c's files stay past the capacity while its load is owed")
+        #expect(book.wantsLoaded(b) == false)
+        // a's request ends: c is loaded in its place.
+        book.finished(a, wasHeld: false)
+        Self.settle(&book)
+        #expect(Self.loaded(book) == ["c"] && Self.onDisk(book) == ["c"])
+    }
+
+    @Test func aFailedFetchOwesNoLoad() {
+        var book = Self.book(disk: 1)
+        Self.settle(&book)
+        #expect(book.admit(c) == .held)
+        _ = book.rebalance()
+        book.finished(c, wasHeld: true)
+        _ = book.fetchFailed(c)
+        #expect(book.entries[c]?.owedLoad == false)
+        _ = book.rebalance()
+        #expect(book.keepsFiles(c) == false)
+        Self.settle(&book)
+        #expect(Self.loaded(book) == ["a"] && Self.onDisk(book) == ["a"])
     }
 }

@@ -127,6 +127,30 @@ struct ReconcilerTests {
         await w.reconciler.shutdown(timeout: .seconds(10))
     }
 
+    @Test func aModelRemovedWhileItWaitsForADownloadSlotLeavesAtOnce() async throws {
+        let w = try World()
+        // Every download slot is taken (by the test): m waits in line.
+        try await w.context.downloads.acquire()
+        try await w.context.downloads.acquire()
+        try w.reconciler.apply([w.name("m"): w.spec("v1")])
+        try await w.settle(["m": .pending])
+        try await eventually("m in line for a download slot") { w.context.downloads.waiting == 1 }
+        // Removed from models.json: it leaves the line and the list while the slots are taken.
+        w.reconciler.apply([:])
+        try await w.settle([:])
+        #expect(w.context.downloads.waiting == 0 && w.context.downloads.inUse == 2)
+        // Added back, it waits again and is served once a slot is free.
+        try w.reconciler.apply([w.name("m"): w.spec("v2")])
+        try await w.settle(["m": .pending])
+        try await eventually("m in line again") { w.context.downloads.waiting == 1 }
+        w.context.downloads.release()
+        try await w.settle(["m": .loaded])
+        #expect(try String(contentsOfFile: w.store.path(of: w.name("m")) + "/w.bin", encoding: .utf8) == "weights v2")
+        w.context.downloads.release()
+        await w.reconciler.shutdown(timeout: .seconds(10))
+        #expect(w.context.downloads.inUse == 0 && w.context.workers.inUse == 0)
+    }
+
     @Test func oneWorkerSlotServesEveryModelAndAFailingModelWaitsWithoutIt() async throws {
         // The failing model's retry is ten minutes away: holding the only slot through it
         // would leave the others pending past the test's time limit.

@@ -241,6 +241,38 @@ extension CRCAlgorithm {
         #expect(limiter.inUse == 0 && limiter.waiting == 0)
     }
 
+    @Test func aDemotedWaiterGoesBackToItsPlaceByArrival() async throws {
+        let limiter = AsyncLimiter(limit: 1)
+        func untilWaiting(_ count: Int) async throws {
+            while limiter.waiting < count { try await Task.sleep(for: .milliseconds(1)) }
+        }
+        final class Order: Sendable {
+            let tags = Mutex<[String]>([])
+        }
+        let order = Order()
+        try await limiter.acquire()
+        var waiters: [Task<Void, any Error>] = []
+        for (index, tag) in ["a", "b", "c"].enumerated() {
+            waiters.append(
+                Task {
+                    try await limiter.acquire(tag: tag)
+                    order.tags.withLock { $0.append(tag) }
+                })
+            try await untilWaiting(index + 1)
+        }
+        // A request waited for c, then gave up: c is behind b again, not at the head.
+        limiter.promote("c")
+        limiter.demote("c")
+        for taken in 1...3 {
+            limiter.release()
+            while order.tags.withLock({ $0.count }) < taken { try await Task.sleep(for: .milliseconds(1)) }
+        }
+        for waiter in waiters { try await waiter.value }
+        #expect(order.tags.withLock { $0 } == ["a", "b", "c"])
+        limiter.release()
+        #expect(limiter.inUse == 0 && limiter.waiting == 0)
+    }
+
     @Test func aCancelledWaiterLeavesTheQueue() async throws {
         let limiter = AsyncLimiter(limit: 1)
         try await limiter.acquire()

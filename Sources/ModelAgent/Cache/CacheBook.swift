@@ -44,6 +44,12 @@ struct CacheBook: Sendable {
         /// When (in `clock` ticks) its oldest waiting request arrived: demands are met in
         /// arrival order.
         var demandSince: UInt64?
+        /// A request waited for it while its files were not ready: it is loaded once they
+        /// are, as if that request still waited, even if it gave up meanwhile (it is the
+        /// most recently used model). A client retrying after `Retry-After` then finds it
+        /// loaded; dropping the files when they landed with nobody waiting made a download
+        /// longer than the hold never serve.
+        var owedLoad = false
         /// The disk tier wants its files on disk (a download may start). Always true
         /// without a disk capacity.
         var keepFiles = true
@@ -63,7 +69,7 @@ struct CacheBook: Sendable {
 
         /// Its files stay whatever the disk capacity: the server holds it (its files must
         /// outlive its unload), it is loading or to be loaded, or a request uses it.
-        var mustKeepFiles: Bool { wanted || pins > 0 || loading || unloading || served == true }
+        var mustKeepFiles: Bool { wanted || pins > 0 || owedLoad || loading || unloading || served == true }
 
         /// Memory counted for it now.
         var charge: Int64 {
@@ -161,7 +167,7 @@ struct CacheBook: Sendable {
         let names = Set(ranked.map(\.name))
         for (name, entry) in entries where !names.contains(name) {
             var gone = entry
-            (gone.declared, gone.wanted, gone.filesReady) = (false, false, false)
+            (gone.declared, gone.wanted, gone.filesReady, gone.owedLoad) = (false, false, false, false)
             if diskCapacity != nil { gone.keepFiles = false }
             entries[name] = gone.isForgettable ? nil : gone
         }
@@ -192,7 +198,7 @@ struct CacheBook: Sendable {
                 if entry.wanted && Self.add(others, entry.charge) > capacity { entry.wanted = false }
             }
             entry.isTooLarge = size > capacity
-            if entry.isTooLarge { entry.wanted = false }
+            if entry.isTooLarge { (entry.wanted, entry.owedLoad) = (false, false) }
             entries[name] = entry
         }
         clock = max(clock, entries.values.map(\.recency).max() ?? 0)
@@ -251,6 +257,7 @@ struct CacheBook: Sendable {
         entry.pins += 1
         entry.held += 1
         if entry.demandSince == nil { entry.demandSince = clock }
+        if !entry.filesReady { entry.owedLoad = true }
         return .held
     }
 
@@ -260,7 +267,7 @@ struct CacheBook: Sendable {
         entry.pins = max(0, entry.pins - 1)
         if wasHeld {
             entry.held = max(0, entry.held - 1)
-            if entry.held == 0 { entry.demandSince = nil }
+            if entry.held == 0 && !entry.owedLoad { entry.demandSince = nil }
         }
         entries[name] = entry.isForgettable ? nil : entry
     }
@@ -330,6 +337,7 @@ struct CacheBook: Sendable {
             entry.servedSize = max(entry.servedSize, entry.loadingSize)
             entry.wanted = false
             entry.loadFailed = true
+            entry.owedLoad = false
         }
         entries[name] = entry
     }
@@ -341,6 +349,7 @@ struct CacheBook: Sendable {
         guard var entry = entries[name], entry.served == false, !entry.loading else { return false }
         entry.loadFailed = true
         entry.wanted = false
+        entry.owedLoad = false
         entries[name] = entry
         return true
     }
@@ -365,10 +374,11 @@ struct CacheBook: Sendable {
 
     // MARK: - Decisions
 
-    /// Meets waiting requests in arrival order, evicting the least recently used models
-    /// that have no request in flight (only when that makes enough room); then, if no
-    /// request waits for memory, fills what is free with the most recently used models that
-    /// fit. Call after every change.
+    /// Meets waiting requests (and loads owed to requests that gave up, see
+    /// `Entry.owedLoad`) in arrival order, evicting the least recently used models that
+    /// have no request in flight (only when that makes enough room); then, if no request
+    /// waits for memory, fills what is free with the most recently used models that fit.
+    /// Call after every change.
     mutating func rebalance() -> Changes {
         var changes = Changes()
         var free = Self.subtract(capacity, used)
@@ -376,16 +386,18 @@ struct CacheBook: Sendable {
         var incoming = entries.values.reduce(Int64(0)) { sum, entry in
             entry.served == true && !entry.wanted && !entry.loading ? Self.add(sum, entry.servedSize) : sum
         }
-        let demands = entries.filter { $0.value.held > 0 && $0.value.declared }
+        let demands = entries.filter { ($0.value.held > 0 || $0.value.owedLoad) && $0.value.declared }
             .sorted { ($0.value.demandSince ?? 0, $0.key) < ($1.value.demandSince ?? 0, $1.key) }
         var waitingForMemory = false
         for (name, entry) in demands {
+            let waits = entry.held > 0
             if entry.isTooLarge {
-                changes.refuse.append(name)
+                if waits { changes.refuse.append(name) }
                 continue
             }
             if entry.isServing {
-                changes.release.append(name)
+                entries[name]?.owedLoad = false
+                if waits { changes.release.append(name) }
                 continue
             }
             // Loading, reloading, downloading, or not known yet: its worker moves on its own.
@@ -405,9 +417,10 @@ struct CacheBook: Sendable {
             let candidates = victims(excluding: name)
             let reclaimable = candidates.reduce(Int64(0)) { Self.add($0, entries[$1]?.charge ?? 0) }
             // Nothing is evicted for a request that cannot be met now (every other model in
-            // use): it waits for a request to end; later demands may still be met.
+            // use): it waits for a request to end; later demands may still be met. A load
+            // owed to nobody waiting does not hold the fill back.
             guard Self.add(Self.add(free, incoming), reclaimable) >= entry.size else {
-                waitingForMemory = true
+                if waits { waitingForMemory = true }
                 continue
             }
             for victim in candidates {
@@ -507,6 +520,7 @@ struct CacheBook: Sendable {
 
     private mutating func grant(_ name: ModelName, _ changes: inout Changes, cold: Bool = true) {
         entries[name]?.wanted = true
+        entries[name]?.owedLoad = false
         changes.wake.append(name)
         if cold { changes.coldLoads.append(name) }
     }

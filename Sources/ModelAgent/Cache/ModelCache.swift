@@ -59,7 +59,7 @@ final class ModelCache: Sendable {
         var waitingSince: [ModelName: ContinuousClock.Instant] = [:]
         var nextTicket: UInt64 = 0
         var wake: (@Sendable (ModelName) -> Void)?
-        var demand: (@Sendable (ModelName) -> Void)?
+        var demand: (@Sendable (ModelName, _ waits: Bool) -> Void)?
         var remembered: [ModelName]
         /// What the model directories found at startup take on disk (disk tier).
         var foundOnDisk: [ModelName: Int64] = [:]
@@ -134,9 +134,15 @@ final class ModelCache: Sendable {
     }
 
     /// Sets how the cache wakes a model's worker (once the workers exist), and what it
-    /// calls when a request starts waiting for a model (its download, if queued, goes first).
+    /// calls when a request starts waiting for a model (`waits` true: its download, if
+    /// queued, goes first) and when the last one waiting has gone (false: it goes back in
+    /// line, so that requests that gave up do not keep others' downloads waiting). `demand`
+    /// is called under the cache's lock, so that a start and an end of waiting cannot
+    /// cross: it must not call back into the cache (it takes only the download limiter's
+    /// lock, which calls nothing out while held).
     func attach(
-        wake: @escaping @Sendable (ModelName) -> Void, demand: @escaping @Sendable (ModelName) -> Void = { _ in }
+        wake: @escaping @Sendable (ModelName) -> Void,
+        demand: @escaping @Sendable (ModelName, _ waits: Bool) -> Void = { _, _ in }
     ) {
         state.withLock {
             $0.wake = wake
@@ -189,7 +195,6 @@ final class ModelCache: Sendable {
     /// `finished` when the request ends, whatever happened to it.
     func admit(_ name: ModelName, whenHeldEnds: @escaping @Sendable (HeldOutcome) -> Void) -> Admission {
         var admission = Admission.unmanaged
-        var firstWaiting: (@Sendable (ModelName) -> Void)?
         perform { s in
             if s.closed, let entry = s.book.entries[name], entry.declared, !entry.isServing {
                 admission = .refused(reason: "model \(name) is not loaded and the agent is shutting down", retry: true)
@@ -214,7 +219,7 @@ final class ModelCache: Sendable {
                 let ticket = Ticket(model: name, id: s.nextTicket)
                 admission = .held(ticket)
                 s.waiters[name, default: []].append(Waiter(id: ticket.id, answer: whenHeldEnds))
-                if s.waiters[name]?.count == 1 { firstWaiting = s.demand }
+                if s.waiters[name]?.count == 1 { s.demand?(name, true) }
                 if s.waitingSince[name] == nil { s.waitingSince[name] = .now }
                 s.count(name) {
                     $0.misses += 1
@@ -223,7 +228,6 @@ final class ModelCache: Sendable {
                 return []
             }
         }
-        firstWaiting?(name)
         switch admission {
         case .admitted: metrics.hit(name)
         case .held: metrics.miss(name)
@@ -241,6 +245,7 @@ final class ModelCache: Sendable {
                 if s.waiters[ticket.model]?.isEmpty == true {
                     s.waiters[ticket.model] = nil
                     s.waitingSince[ticket.model] = nil
+                    s.demand?(ticket.model, false)
                 }
                 wasHeld = true
             }
@@ -348,7 +353,8 @@ final class ModelCache: Sendable {
             figures.tooLarge = s.book.entries[name]?.isTooLarge ?? figures.tooLarge
             if s.book.diskCapacity != nil, let entry = s.book.entries[name] {
                 figures.onDisk = entry.onDisk
-                figures.diskBytes = entry.diskBytes
+                // What it took stays in the book (the room a fetch needs), not in the view.
+                figures.diskBytes = entry.onDisk ? entry.diskBytes : nil
             }
             return figures
         }

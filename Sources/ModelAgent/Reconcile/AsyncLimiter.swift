@@ -9,7 +9,7 @@ final class AsyncLimiter: Sendable {
     private struct Waiter {
         let id: UInt64
         var urgent: Bool
-        /// Who waits (a model's name): `promote` finds it by this.
+        /// Who waits (a model's name): `promote` and `demote` find it by this.
         let tag: String?
         let continuation: CheckedContinuation<Void, any Error>
     }
@@ -31,6 +31,13 @@ final class AsyncLimiter: Sendable {
             } else {
                 waiters.append(waiter)
             }
+        }
+
+        /// An ordinary waiter that waited as urgent takes its place among the ordinary ones
+        /// by arrival.
+        mutating func enqueueByArrival(_ waiter: Waiter) {
+            let later = waiters.firstIndex { !$0.urgent && $0.id > waiter.id }
+            waiters.insert(waiter, at: later ?? waiters.endIndex)
         }
     }
 
@@ -106,6 +113,20 @@ final class AsyncLimiter: Sendable {
             return ready
         }
         for continuation in ready { continuation.resume() }
+    }
+
+    /// Makes the urgent waiters tagged `tag` ordinary again (no request waits for their
+    /// work any more); they keep their place by arrival among the ordinary ones.
+    func demote(_ tag: String) {
+        state.withLock { s in
+            let demoted = s.waiters.filter { $0.tag == tag && $0.urgent }
+            guard !demoted.isEmpty else { return }
+            s.waiters.removeAll { $0.tag == tag && $0.urgent }
+            for var waiter in demoted {
+                waiter.urgent = false
+                s.enqueueByArrival(waiter)
+            }
+        }
     }
 
     func release() {

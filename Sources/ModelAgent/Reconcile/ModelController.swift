@@ -387,10 +387,12 @@ actor ModelController {
             state = .standby
         }
         let onDisk = machine.onDisk == spec
+        // A Remote model whose last download failed shows why until a download succeeds.
+        let failures = state == .remote ? machine.failures : 0
         context.board.update(name, uri: spec.storageUri) {
             $0.state = state
-            $0.lastError = problem
-            $0.failures = 0
+            if failures == 0 || problem != nil { $0.lastError = problem }
+            $0.failures = failures
             $0.diskHash = onDisk ? spec.hash : nil
         }
     }
@@ -413,15 +415,30 @@ actor ModelController {
         // A download a request waits for goes first (the cache promotes a waiting one when a
         // request comes), and may take the slot kept for it. The worker slot is given up
         // meanwhile: workers queued behind slow downloads must not keep others from theirs.
+        // While it waits, a newer wish (a removal, say), files the cache no longer keeps, or
+        // a stop take it out of the line, as they would cancel the download. The wait is a
+        // task of its own so that a cancel registered before it starts waiting still counts.
+        let downloads = context.downloads
+        let urgent = context.cache?.isInDemand(name) ?? false
+        let line = Task { [name] in try await downloads.acquire(urgent: urgent, tag: name.rawValue) }
+        intent.withLock {
+            $0.cancelDownload = { line.cancel() }
+            $0.downloadTarget = target
+            $0.downloadDropped = false
+            $0.downloadForRequest = urgent
+        }
+        if intent.withLock({ $0.desired != target || $0.stopped }) { line.cancel() }
         releaseSlot()
-        try await context.downloads.acquire(urgent: context.cache?.isInDemand(name) ?? false, tag: name.rawValue)
+        let queued = await line.result
+        intent.withLock { i in (i.cancelDownload, i.downloadTarget) = (nil, nil) }
         do {
             try await reacquireSlot()
         } catch {
-            context.downloads.release()
+            if case .success = queued { downloads.release() }
             throw error
         }
-        defer { context.downloads.release() }
+        try queued.get()
+        defer { downloads.release() }
         context.board.update(name, uri: uri) { $0.state = .downloading }
         logger.info(
             "Downloading model from \(Redaction.uri(uri))",

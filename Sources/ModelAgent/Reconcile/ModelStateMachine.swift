@@ -148,8 +148,10 @@ struct ModelStateMachine: Sendable, Equatable {
             (onDisk, filesMayExist) = (nil, false)
         case .backOff:
             backOffDue = false
-        case .settled:
-            failures = 0
+        case .settled(let spec):
+            // Settled without the files (the disk tier keeps them only on request): a failed
+            // download is not forgotten, so that the next try backs off further.
+            if spec == nil || onDisk == spec { failures = 0 }
             recheckAsked = false
         }
     }

@@ -26,7 +26,9 @@ final class Reconciler: Sendable {
         let downloads = context.downloads
         context.cache?.attach(
             wake: { [weak self] name in self?.controller(for: name)?.nudge() },
-            demand: { name in downloads.promote(name.rawValue) })
+            demand: { name, waits in
+                if waits { downloads.promote(name.rawValue) } else { downloads.demote(name.rawValue) }
+            })
     }
 
     /// Makes `desired` the target: new models are added, changed ones replaced, missing
