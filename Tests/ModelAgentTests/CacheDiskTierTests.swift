@@ -282,26 +282,70 @@ import Testing
         Self.settle(&book)
         #expect(Self.loaded(book) == ["c"])
         #expect(Self.onDisk(book) == ["c"])
-        #expect(book.entries[c]?.owedLoad == false)
+        #expect(!book.owedLoads.contains(c))
         #expect(book.admit(c) == .admitted)
     }
 
-    @Test func aLoadOwedWhileEveryModelIsInUseWaitsWithItsFilesKept() {
-        var book = Self.book(disk: 1)
+    @Test func aLoadOwedWhileEveryModelIsInUseIsGivenUpAndTheFilesPlacedByRecency() {
+        var book = Self.book(disk: 2)
         Self.settle(&book)
+        #expect(Self.loaded(book) == ["a"] && Self.onDisk(book) == ["a", "b"])
         #expect(book.admit(a) == .admitted)
         #expect(book.admit(c) == .held)
         Self.settle(&book)
-        // c's files are there, but a is in use: c's request gives up meanwhile.
+        // c's files are there, but a is in use: c's request gives up meanwhile. Nothing
+        // waits on a's request for c: c is Standby, the most recent, and keeps its files
+        // (b leaves for it).
         book.finished(c, wasHeld: true)
         Self.settle(&book)
-        #expect(Self.loaded(book) == ["a"])
-        #expect(Self.onDisk(book) == ["a", "c"], "c's files stay past the capacity while its load is owed")
-        #expect(book.wantsLoaded(b) == false)
-        // a's request ends: c is loaded in its place.
+        #expect(book.owedLoads.isEmpty)
+        #expect(Self.loaded(book) == ["a"] && Self.onDisk(book) == ["a", "c"])
         book.finished(a, wasHeld: false)
         Self.settle(&book)
-        #expect(Self.loaded(book) == ["c"] && Self.onDisk(book) == ["c"])
+        #expect(Self.loaded(book) == ["a"], "a Standby model is loaded only on request")
+        #expect(book.admit(c) == .held)
+        Self.settle(&book)
+        #expect(Self.loaded(book) == ["c"])
+    }
+
+    @Test func aLoadOwedEvictsOnlyModelsUsedLessRecentlyThanItsRequest() {
+        var book = Self.book(disk: 1)
+        Self.settle(&book)
+        #expect(book.admit(c) == .held)
+        #expect(book.rebalance().fetches == [c])
+        book.finished(c, wasHeld: true)
+        _ = book.rebalance()
+        // a is used after c's request gave up: when c's files land, a stays (without that
+        // use, a is evicted for c: see above).
+        #expect(book.admit(a) == .admitted)
+        book.finished(a, wasHeld: false)
+        book.sync(c, filesReady: true, served: false, onDisk: true, diskBytes: 1)
+        let changes = book.rebalance()
+        #expect(changes.evicted.isEmpty && changes.owedLoads.isEmpty)
+        #expect(book.owedLoads.isEmpty)
+        Self.settle(&book)
+        #expect(Self.loaded(book) == ["a"] && Self.onDisk(book) == ["a"])
+    }
+
+    @Test func aGrantedOwedLoadIsNotTakenBackForAnother() {
+        // Memory for one model, disk for all; nothing loaded yet (no files).
+        var book = CacheBook(capacity: 1, maxHeld: 8, diskCapacity: 10)
+        book.declare([(a, 1), (b, 1), (c, 1)])
+        _ = book.rebalance()
+        // Requests for b, then c, give up before any files land.
+        #expect(book.admit(b) == .held)
+        #expect(book.admit(c) == .held)
+        book.finished(b, wasHeld: true)
+        book.finished(c, wasHeld: true)
+        for name in [a, b, c] { book.sync(name, filesReady: true, served: false, onDisk: true, diskBytes: 1) }
+        let changes = book.rebalance()
+        // b asked first: it gets the memory, and c does not take it back.
+        #expect(changes.owedLoads == [b])
+        #expect(changes.evicted.isEmpty && changes.coldLoads.isEmpty)
+        #expect(book.wantsLoaded(b) == true && book.wantsLoaded(c) == false)
+        #expect(book.owedLoads == [b])
+        Self.settle(&book)
+        #expect(Self.loaded(book) == ["b"] && book.owedLoads.isEmpty)
     }
 
     @Test func aFailedFetchOwesNoLoad() {
@@ -311,7 +355,7 @@ import Testing
         _ = book.rebalance()
         book.finished(c, wasHeld: true)
         _ = book.fetchFailed(c)
-        #expect(book.entries[c]?.owedLoad == false)
+        #expect(!book.owedLoads.contains(c))
         _ = book.rebalance()
         #expect(book.keepsFiles(c) == false)
         Self.settle(&book)

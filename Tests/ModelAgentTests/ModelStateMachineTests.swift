@@ -304,6 +304,7 @@ struct SplitMix: RandomNumberGenerator {
 /// disk, unloaded (standby); one it no longer wants is unloaded (evicted).
 @Suite struct ModelStateMachineStandbyTests {
     let a = ModelSpec(storageUri: "s3://b/a", framework: "sklearn")
+    let b = ModelSpec(storageUri: "s3://b/b", framework: "sklearn")
 
     @Test func aNewModelIsDownloadedButNotLoadedOnStandby() {
         var machine = ModelStateMachine(disk: nil)
@@ -366,5 +367,24 @@ struct SplitMix: RandomNumberGenerator {
         #expect(machine.next(desired: a, resident: false, keepFiles: false) == .unload)
         machine.finished(.unload, .succeeded)
         #expect(machine.next(desired: a, resident: false, keepFiles: false) == .removeFiles)
+    }
+
+    @Test func aFailedFetchOfARemoteModelCountsOnUntilTheWishChanges() {
+        var machine = ModelStateMachine(disk: nil)
+        for attempt in 1...2 {
+            // A request wants the files: the download fails, the worker backs off, and the
+            // model settles off disk again with the failures still counted.
+            #expect(machine.next(desired: a, resident: true, keepFiles: true) == .download(a))
+            machine.finished(.download(a), .failed(transient: true))
+            #expect(machine.next(desired: a) == .backOff(attempt: attempt))
+            machine.finished(.backOff(attempt: attempt), .succeeded)
+            #expect(machine.next(desired: a, resident: false, keepFiles: false) == .settled(a))
+            machine.finished(.settled(a), .succeeded)
+            #expect(machine.failures == attempt)
+        }
+        // Another spec (models.json fixed) starts afresh.
+        #expect(machine.next(desired: b, resident: false, keepFiles: false) == .settled(b))
+        machine.finished(.settled(b), .succeeded)
+        #expect(machine.failures == 0)
     }
 }

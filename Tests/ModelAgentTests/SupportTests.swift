@@ -156,7 +156,7 @@ extension CRCAlgorithm {
     }
 }
 
-@Suite struct AsyncLimiterTests {
+@Suite(.timeLimit(.minutes(1))) struct AsyncLimiterTests {
     @Test func neverExceedsItsLimit() async throws {
         final class Counts: Sendable {
             let value = Mutex((current: 0, peak: 0))
@@ -269,6 +269,33 @@ extension CRCAlgorithm {
         }
         for waiter in waiters { try await waiter.value }
         #expect(order.tags.withLock { $0 } == ["a", "b", "c"])
+        limiter.release()
+        #expect(limiter.inUse == 0 && limiter.waiting == 0)
+    }
+
+    @Test func aPromotionCountsForAWaiterThatComesLaterUntilDemoted() async throws {
+        let limiter = AsyncLimiter(limit: 1)
+        func untilWaiting(_ count: Int) async throws {
+            while limiter.waiting < count { try await Task.sleep(for: .milliseconds(1)) }
+        }
+        try await limiter.acquire()
+        let first = Task { try await limiter.acquire(tag: "a") }
+        try await untilWaiting(1)
+        // A request waits for b before b's worker has joined the line: b still goes first.
+        limiter.promote("b")
+        let second = Task { try await limiter.acquire(tag: "b") }
+        try await untilWaiting(2)
+        limiter.release()
+        try await second.value
+        // The request has gone: b's next wait is ordinary, behind a.
+        limiter.demote("b")
+        let third = Task { try await limiter.acquire(tag: "b") }
+        try await untilWaiting(2)
+        limiter.release()
+        try await first.value
+        #expect(limiter.waiting == 1)
+        limiter.release()
+        try await third.value
         limiter.release()
         #expect(limiter.inUse == 0 && limiter.waiting == 0)
     }

@@ -44,12 +44,6 @@ struct CacheBook: Sendable {
         /// When (in `clock` ticks) its oldest waiting request arrived: demands are met in
         /// arrival order.
         var demandSince: UInt64?
-        /// A request waited for it while its files were not ready: it is loaded once they
-        /// are, as if that request still waited, even if it gave up meanwhile (it is the
-        /// most recently used model). A client retrying after `Retry-After` then finds it
-        /// loaded; dropping the files when they landed with nobody waiting made a download
-        /// longer than the hold never serve.
-        var owedLoad = false
         /// The disk tier wants its files on disk (a download may start). Always true
         /// without a disk capacity.
         var keepFiles = true
@@ -68,8 +62,9 @@ struct CacheBook: Sendable {
         var diskCharge: Int64 { onDisk || keepFiles ? diskExpected : 0 }
 
         /// Its files stay whatever the disk capacity: the server holds it (its files must
-        /// outlive its unload), it is loading or to be loaded, or a request uses it.
-        var mustKeepFiles: Bool { wanted || pins > 0 || owedLoad || loading || unloading || served == true }
+        /// outlive its unload), it is loading or to be loaded, or a request uses it (see also
+        /// `CacheBook.owedLoads`).
+        var mustKeepFiles: Bool { wanted || pins > 0 || loading || unloading || served == true }
 
         /// Memory counted for it now.
         var charge: Int64 {
@@ -126,6 +121,8 @@ struct CacheBook: Sendable {
         var leavingDisk: [ModelName] = []
         /// Models off disk whose files are fetched again for a waiting request.
         var fetches: [ModelName] = []
+        /// Models granted memory for a load owed to requests that gave up (see `owedLoads`).
+        var owedLoads: [ModelName] = []
     }
 
     let capacity: Int64
@@ -133,6 +130,15 @@ struct CacheBook: Sendable {
     /// The disk tier's capacity (`--disk-capacity`); nil: every declared model's files stay.
     let diskCapacity: Int64?
     private(set) var entries: [ModelName: Entry] = [:]
+    /// Models a request waited for while their files were not there, whose requests may
+    /// have given up since. Once the files land, such a model is loaded as if its request
+    /// still waited, provided that evicts only models used less recently than that request
+    /// (else it is a Standby model like another). A client retrying after `Retry-After`
+    /// then finds it loaded: a download longer than the hold used to land with nobody
+    /// waiting and, with no disk room beyond the loaded models, leave again, so the client
+    /// was never served. Its files stay until then; once granted it is not evicted before
+    /// its load has ended.
+    private(set) var owedLoads: Set<ModelName> = []
     /// Ticks on every use and declaration: orders recency and demands.
     private var clock: UInt64 = 0
 
@@ -167,7 +173,8 @@ struct CacheBook: Sendable {
         let names = Set(ranked.map(\.name))
         for (name, entry) in entries where !names.contains(name) {
             var gone = entry
-            (gone.declared, gone.wanted, gone.filesReady, gone.owedLoad) = (false, false, false, false)
+            (gone.declared, gone.wanted, gone.filesReady) = (false, false, false)
+            owedLoads.remove(name)
             if diskCapacity != nil { gone.keepFiles = false }
             entries[name] = gone.isForgettable ? nil : gone
         }
@@ -198,7 +205,10 @@ struct CacheBook: Sendable {
                 if entry.wanted && Self.add(others, entry.charge) > capacity { entry.wanted = false }
             }
             entry.isTooLarge = size > capacity
-            if entry.isTooLarge { (entry.wanted, entry.owedLoad) = (false, false) }
+            if entry.isTooLarge {
+                entry.wanted = false
+                owedLoads.remove(name)
+            }
             entries[name] = entry
         }
         clock = max(clock, entries.values.map(\.recency).max() ?? 0)
@@ -257,7 +267,7 @@ struct CacheBook: Sendable {
         entry.pins += 1
         entry.held += 1
         if entry.demandSince == nil { entry.demandSince = clock }
-        if !entry.filesReady { entry.owedLoad = true }
+        if !entry.filesReady { owedLoads.insert(name) }
         return .held
     }
 
@@ -267,7 +277,7 @@ struct CacheBook: Sendable {
         entry.pins = max(0, entry.pins - 1)
         if wasHeld {
             entry.held = max(0, entry.held - 1)
-            if entry.held == 0 && !entry.owedLoad { entry.demandSince = nil }
+            if entry.held == 0 && !owedLoads.contains(name) { entry.demandSince = nil }
         }
         entries[name] = entry.isForgettable ? nil : entry
     }
@@ -337,21 +347,29 @@ struct CacheBook: Sendable {
             entry.servedSize = max(entry.servedSize, entry.loadingSize)
             entry.wanted = false
             entry.loadFailed = true
-            entry.owedLoad = false
         }
         entries[name] = entry
+        forgetOwedLoad(name)
     }
 
     /// A download failed. A model the server does not hold gives its memory back and
     /// refuses requests until its worker tries again; one still served (a new version
     /// failed) goes on serving. Returns whether requests are refused.
     mutating func fetchFailed(_ name: ModelName) -> Bool {
+        forgetOwedLoad(name)
         guard var entry = entries[name], entry.served == false, !entry.loading else { return false }
         entry.loadFailed = true
         entry.wanted = false
-        entry.owedLoad = false
         entries[name] = entry
         return true
+    }
+
+    /// The load owed to `name` was made, failed or is no longer owed; its requests, if
+    /// any wait, keep their place in line.
+    private mutating func forgetOwedLoad(_ name: ModelName) {
+        guard owedLoads.remove(name) != nil, var entry = entries[name] else { return }
+        if entry.held == 0 { entry.demandSince = nil }
+        entries[name] = entry
     }
 
     /// Whether an unload may start now. An eviction (`required` false) is called off when
@@ -374,8 +392,8 @@ struct CacheBook: Sendable {
 
     // MARK: - Decisions
 
-    /// Meets waiting requests (and loads owed to requests that gave up, see
-    /// `Entry.owedLoad`) in arrival order, evicting the least recently used models that
+    /// Meets waiting requests (and loads owed to requests that gave up, see `owedLoads`)
+    /// in arrival order, evicting the least recently used models that
     /// have no request in flight (only when that makes enough room); then, if no request
     /// waits for memory, fills what is free with the most recently used models that fit.
     /// Call after every change.
@@ -386,7 +404,7 @@ struct CacheBook: Sendable {
         var incoming = entries.values.reduce(Int64(0)) { sum, entry in
             entry.served == true && !entry.wanted && !entry.loading ? Self.add(sum, entry.servedSize) : sum
         }
-        let demands = entries.filter { ($0.value.held > 0 || $0.value.owedLoad) && $0.value.declared }
+        let demands = entries.filter { ($0.value.held > 0 || owedLoads.contains($0.key)) && $0.value.declared }
             .sorted { ($0.value.demandSince ?? 0, $0.key) < ($1.value.demandSince ?? 0, $1.key) }
         var waitingForMemory = false
         for (name, entry) in demands {
@@ -396,7 +414,7 @@ struct CacheBook: Sendable {
                 continue
             }
             if entry.isServing {
-                entries[name]?.owedLoad = false
+                forgetOwedLoad(name)
                 if waits { changes.release.append(name) }
                 continue
             }
@@ -406,21 +424,23 @@ struct CacheBook: Sendable {
                 // Chosen for eviction: it stays, unless its unload has begun.
                 if entry.unloading { continue }
                 incoming = Self.subtract(incoming, entry.servedSize)
-                grant(name, &changes)
+                grant(name, &changes, waits: waits)
                 continue
             }
             if free >= entry.size {
                 free -= entry.size
-                grant(name, &changes)
+                grant(name, &changes, waits: waits)
                 continue
             }
-            let candidates = victims(excluding: name)
+            // A load owed to nobody waiting takes only what is less recently used.
+            let candidates = victims(excluding: name, usedBefore: waits ? nil : entry.recency)
             let reclaimable = candidates.reduce(Int64(0)) { Self.add($0, entries[$1]?.charge ?? 0) }
             // Nothing is evicted for a request that cannot be met now (every other model in
             // use): it waits for a request to end; later demands may still be met. A load
-            // owed to nobody waiting does not hold the fill back.
+            // owed to nobody waiting is not: the model is Standby like another, its files
+            // placed by recency (nothing past the disk capacity waits on requests to end).
             guard Self.add(Self.add(free, incoming), reclaimable) >= entry.size else {
-                if waits { waitingForMemory = true }
+                if waits { waitingForMemory = true } else { forgetOwedLoad(name) }
                 continue
             }
             for victim in candidates {
@@ -439,12 +459,12 @@ struct CacheBook: Sendable {
             }
             if free >= entry.size {
                 free -= entry.size
-                grant(name, &changes)
+                grant(name, &changes, waits: waits)
             } else {
                 // Waits for the unloads; what it needs is spoken for.
                 incoming = Self.subtract(incoming, Self.subtract(entry.size, free))
                 free = 0
-                waitingForMemory = true
+                if waits { waitingForMemory = true }
             }
         }
         var byRecency = diskCapacity != nil || !waitingForMemory ? declaredByRecency() : []
@@ -457,7 +477,7 @@ struct CacheBook: Sendable {
                 if entry.served != false { break }
                 if entry.size <= free {
                     free -= entry.size
-                    grant(name, &changes, cold: false)
+                    grant(name, &changes, fill: true)
                 }
             }
         }
@@ -475,11 +495,11 @@ struct CacheBook: Sendable {
         var room = diskCapacity
         var keep: [Int] = []
         var leave: [Int] = []
-        for (index, item) in byRecency.enumerated() where item.entry.mustKeepFiles {
+        for (index, item) in byRecency.enumerated() where mustKeepFiles(item.name, item.entry) {
             room = Self.subtract(room, item.entry.diskExpected)
             keep.append(index)
         }
-        for (index, item) in byRecency.enumerated() where !item.entry.mustKeepFiles {
+        for (index, item) in byRecency.enumerated() where !mustKeepFiles(item.name, item.entry) {
             let entry = item.entry
             if entry.served == nil {
                 // The server may hold it (found on disk, or a load failed part-way): it
@@ -508,7 +528,7 @@ struct CacheBook: Sendable {
             let (name, entry) = byRecency[index]
             // Files still there cost nothing more; a model in use does not wait for room.
             if !entry.onDisk {
-                if !entry.mustKeepFiles && entry.served != nil && entry.diskExpected > free { continue }
+                if !mustKeepFiles(name, entry) && entry.served != nil && entry.diskExpected > free { continue }
                 free = Self.subtract(free, entry.diskExpected)
             }
             byRecency[index].entry.keepFiles = true
@@ -518,19 +538,28 @@ struct CacheBook: Sendable {
         }
     }
 
-    private mutating func grant(_ name: ModelName, _ changes: inout Changes, cold: Bool = true) {
+    /// `fill`: free memory taken by a Standby model; else a cold load, for requests that
+    /// wait (`waits`) or for a load owed to requests that gave up.
+    private mutating func grant(_ name: ModelName, _ changes: inout Changes, waits: Bool = true, fill: Bool = false) {
         entries[name]?.wanted = true
-        entries[name]?.owedLoad = false
         changes.wake.append(name)
-        if cold { changes.coldLoads.append(name) }
+        if fill { return }
+        if waits { changes.coldLoads.append(name) } else { changes.owedLoads.append(name) }
+    }
+
+    /// Files that stay whatever the disk capacity: see `Entry.mustKeepFiles`, and a model
+    /// whose load is owed (its files are on their way or about to be loaded).
+    private func mustKeepFiles(_ name: ModelName, _ entry: Entry) -> Bool {
+        entry.mustKeepFiles || owedLoads.contains(name)
     }
 
     /// Models whose memory can be taken back, least recently used first: wanted, no
-    /// request in flight, no load or unload under way, known to the server or not.
-    private func victims(excluding name: ModelName) -> [ModelName] {
+    /// request in flight, no load or unload under way, known to the server or not, no
+    /// owed load granted; with `usedBefore`, only those used less recently than that.
+    private func victims(excluding name: ModelName, usedBefore recency: UInt64? = nil) -> [ModelName] {
         entries.filter {
             $0.key != name && $0.value.wanted && $0.value.pins == 0 && !$0.value.loading && !$0.value.unloading
-                && $0.value.served != nil
+                && $0.value.served != nil && !owedLoads.contains($0.key) && $0.value.recency < (recency ?? .max)
         }
         .sorted { ($0.value.recency, $0.key) < ($1.value.recency, $1.key) }
         .map(\.key)

@@ -85,6 +85,7 @@ final class ModelCache: Sendable {
         fileprivate var answers: [(@Sendable (HeldOutcome) -> Void, HeldOutcome)] = []
         fileprivate var evicted: [(CacheBook.Eviction, size: Int64, lastUsed: Double?)] = []
         fileprivate var coldLoadsStarted: [(ModelName, waiting: Int)] = []
+        fileprivate var owedLoadsStarted: [ModelName] = []
         fileprivate var coldLoaded: [(ModelName, Duration)] = []
         fileprivate var fetches: [(ModelName, waiting: Int)] = []
         fileprivate var wakeWorker: (@Sendable (ModelName) -> Void)?
@@ -429,6 +430,7 @@ final class ModelCache: Sendable {
             for name in changes.coldLoads {
                 effects.coldLoadsStarted.append((name, s.book.entries[name]?.held ?? 0))
             }
+            effects.owedLoadsStarted = changes.owedLoads
             for name in changes.fetches {
                 effects.fetches.append((name, s.book.entries[name]?.held ?? 0))
             }
@@ -464,6 +466,14 @@ final class ModelCache: Sendable {
                 "Loading model \(name) on request (cold load)",
                 metadata: ["model": "\(name)", "waiting_requests": .stringConvertible(waiting)])
         }
+        for name in effects.owedLoadsStarted {
+            logger.info(
+                "Loading model \(name), fetched for requests that have stopped waiting (cold load)",
+                metadata: [
+                    "model": "\(name)",
+                    "reason": "a client that asks again after Retry-After finds it loaded",
+                ])
+        }
         for (name, waited) in effects.coldLoaded {
             metrics.coldLoaded(name, after: waited)
             logger.info(
@@ -481,6 +491,7 @@ final class ModelCache: Sendable {
     ) -> [(@Sendable (HeldOutcome) -> Void, HeldOutcome)] {
         let waiting = s.waiters.removeValue(forKey: name) ?? []
         s.waitingSince[name] = nil
+        if !waiting.isEmpty { s.demand?(name, false) }
         return waiting.map { ($0.answer, outcome) }
     }
 

@@ -19,6 +19,9 @@ final class AsyncLimiter: Sendable {
         /// Urgent waiters first, each kind in arrival order.
         var waiters: [Waiter] = []
         var nextID: UInt64 = 0
+        /// Tags promoted and not demoted since: their waiters are urgent, even those that
+        /// come after the promotion (a worker about to queue must not miss it).
+        var urgentTags: Set<String> = []
 
         func canTake(urgent: Bool, reserved: Int) -> Bool {
             urgent ? available > 0 : available > reserved
@@ -71,6 +74,7 @@ final class AsyncLimiter: Sendable {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let outcome = state.withLock { s -> Bool? in
                     if Task.isCancelled { return false }
+                    let urgent = urgent || tag.map { s.urgentTags.contains($0) } == true
                     let ahead = urgent ? s.waiters.contains(where: \.urgent) : !s.waiters.isEmpty
                     if !ahead && s.canTake(urgent: urgent, reserved: reserved) {
                         s.available -= 1
@@ -94,10 +98,12 @@ final class AsyncLimiter: Sendable {
         }
     }
 
-    /// Makes the waiters tagged `tag` urgent (a request now waits for their work); they
-    /// may take a slot at once if one is free for urgent work.
+    /// Makes the waiters tagged `tag` urgent (a request now waits for their work), and
+    /// those that come until `demote`; they may take a slot at once if one is free for
+    /// urgent work.
     func promote(_ tag: String) {
         let ready = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
+            s.urgentTags.insert(tag)
             let promoted = s.waiters.filter { $0.tag == tag && !$0.urgent }
             guard !promoted.isEmpty else { return [] }
             s.waiters.removeAll { $0.tag == tag && !$0.urgent }
@@ -119,6 +125,7 @@ final class AsyncLimiter: Sendable {
     /// work any more); they keep their place by arrival among the ordinary ones.
     func demote(_ tag: String) {
         state.withLock { s in
+            s.urgentTags.remove(tag)
             let demoted = s.waiters.filter { $0.tag == tag && $0.urgent }
             guard !demoted.isEmpty else { return }
             s.waiters.removeAll { $0.tag == tag && $0.urgent }

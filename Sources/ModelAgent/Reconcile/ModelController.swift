@@ -412,20 +412,21 @@ actor ModelController {
     private func download(_ target: ModelSpec) async throws -> StagingDirectory {
         let uri = target.storageUri
         context.board.update(name, uri: uri) { $0.state = .pending }
-        // A download a request waits for goes first (the cache promotes a waiting one when a
-        // request comes), and may take the slot kept for it. The worker slot is given up
+        // A download a request waits for goes first (the cache promotes the model's name in
+        // the line while requests wait, under its lock, whether or not the download has
+        // joined the line yet), and may take the slot kept for it. The worker slot is given up
         // meanwhile: workers queued behind slow downloads must not keep others from theirs.
         // While it waits, a newer wish (a removal, say), files the cache no longer keeps, or
         // a stop take it out of the line, as they would cancel the download. The wait is a
         // task of its own so that a cancel registered before it starts waiting still counts.
         let downloads = context.downloads
-        let urgent = context.cache?.isInDemand(name) ?? false
-        let line = Task { [name] in try await downloads.acquire(urgent: urgent, tag: name.rawValue) }
+        let line = Task { [name] in try await downloads.acquire(tag: name.rawValue) }
+        let forRequest = context.cache?.isInDemand(name) ?? false
         intent.withLock {
             $0.cancelDownload = { line.cancel() }
             $0.downloadTarget = target
             $0.downloadDropped = false
-            $0.downloadForRequest = urgent
+            $0.downloadForRequest = forRequest
         }
         if intent.withLock({ $0.desired != target || $0.stopped }) { line.cancel() }
         releaseSlot()
@@ -445,12 +446,12 @@ actor ModelController {
             metadata: ["uri": "\(Redaction.uri(uri))", "framework": "\(target.framework)"])
         let started = ContinuousClock.now
         let task = Task { [context, name, logger] in try await context.stage(name, target, logger: logger) }
-        let forRequest = context.cache?.isInDemand(name) ?? false
+        let startedForRequest = context.cache?.isInDemand(name) ?? false
         intent.withLock {
             $0.cancelDownload = { task.cancel() }
             $0.downloadTarget = target
             $0.downloadDropped = false
-            $0.downloadForRequest = forRequest
+            $0.downloadForRequest = startedForRequest
         }
         defer {
             intent.withLock {
@@ -461,7 +462,7 @@ actor ModelController {
         }
         // A newer wish may have arrived before the task was registered.
         if intent.withLock({ $0.desired != target || $0.stopped }) { task.cancel() }
-        if !forRequest && context.cache?.keepsFiles(name) == false {
+        if !startedForRequest && context.cache?.keepsFiles(name) == false {
             intent.withLock { $0.downloadDropped = true }
             task.cancel()
         }

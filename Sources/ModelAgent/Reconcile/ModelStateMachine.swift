@@ -49,6 +49,9 @@ struct ModelStateMachine: Sendable, Equatable {
     private(set) var staged: ModelSpec?
     /// Failures since the wish was last met.
     private(set) var failures = 0
+    /// The spec whose download failed last: a Remote model settles with its failures
+    /// counted only while that is still the wish.
+    private var failedDownload: ModelSpec?
     private var backOffDue = false
     /// The attempt number the pending back-off is computed from.
     private var backOffAttempt = 0
@@ -109,8 +112,9 @@ struct ModelStateMachine: Sendable, Equatable {
             // A permanent failure (a 4xx, a bad artifact) is not fixed by retrying soon.
             backOffAttempt = transient ? failures : failures + 3
             switch action {
-            case .download:
+            case .download(let spec):
                 staged = nil
+                failedDownload = spec
             case .commit, .removeFiles:
                 // Either may have moved directories before failing: what is on disk is
                 // no longer known, but something may be.
@@ -150,8 +154,11 @@ struct ModelStateMachine: Sendable, Equatable {
             backOffDue = false
         case .settled(let spec):
             // Settled without the files (the disk tier keeps them only on request): a failed
-            // download is not forgotten, so that the next try backs off further.
-            if spec == nil || onDisk == spec { failures = 0 }
+            // download of this spec is not forgotten, so that the next try backs off further.
+            if spec == nil || onDisk == spec || spec != failedDownload {
+                failures = 0
+                failedDownload = nil
+            }
             recheckAsked = false
         }
     }
