@@ -382,13 +382,15 @@ actor ModelController {
                 logger.error("Model \(name) cannot be loaded: \(reason)")
             }
         } else if machine.onDisk != spec {
-            state = .remote
+            // Off disk (disk tier): Failed while the failure of its last download stands (as
+            // during the backoff that follows it), so the state does not flap; else Remote.
+            state = machine.failures > 0 ? .failed : .remote
         } else {
             state = .standby
         }
         let onDisk = machine.onDisk == spec
-        // A Remote model whose last download failed shows why until a download succeeds.
-        let failures = state == .remote ? machine.failures : 0
+        // A model off disk whose last download failed shows why until a download succeeds.
+        let failures = machine.onDisk != spec ? machine.failures : 0
         context.board.update(name, uri: spec.storageUri) {
             $0.state = state
             if failures == 0 || problem != nil { $0.lastError = problem }
