@@ -333,7 +333,7 @@ struct CacheTests {
             // on from there, so that the backoff grows.
             try await eventually("the failure shown") {
                 let gone = try await agent.model("gone")
-                return gone?.state == "Failed" && gone?.failures == 1 && gone?.lastError?.contains("404") == true
+                return gone?.state == "Remote" && gone?.failures == 1 && gone?.lastError?.contains("404") == true
             }
             try await eventually("a second failed try", timeout: .seconds(60)) {
                 _ = try await TestHTTP.post(agent.proxyURL + "/v2/models/gone/infer", json: Self.irisBody)

@@ -382,6 +382,15 @@ struct SplitMix: RandomNumberGenerator {
             machine.finished(.settled(a), .succeeded)
             #expect(machine.failures == attempt)
         }
+        // A download that succeeds clears them, even if its files then leave the disk.
+        var fetched = machine
+        #expect(fetched.next(desired: a, resident: true, keepFiles: true) == .download(a))
+        fetched.finished(.download(a), .succeeded)
+        #expect(fetched.next(desired: a, resident: false, keepFiles: false) == .discardStaging)
+        fetched.finished(.discardStaging, .succeeded)
+        #expect(fetched.next(desired: a, resident: false, keepFiles: false) == .settled(a))
+        fetched.finished(.settled(a), .succeeded)
+        #expect(fetched.failures == 0)
         // Another spec (models.json fixed) starts afresh.
         #expect(machine.next(desired: b, resident: false, keepFiles: false) == .settled(b))
         machine.finished(.settled(b), .succeeded)

@@ -421,10 +421,17 @@ struct CacheBook: Sendable {
             // Loading, reloading, downloading, or not known yet: its worker moves on its own.
             guard !entry.wanted, !entry.loadFailed, entry.filesReady, let served = entry.served else { continue }
             if served {
-                // Chosen for eviction: it stays, unless its unload has begun.
+                // Chosen for eviction: it stays, unless its unload has begun. Its worker
+                // calls the unload off; it serves now, so its requests go on at once (no
+                // later step of its worker would decide again).
                 if entry.unloading { continue }
                 incoming = Self.subtract(incoming, entry.servedSize)
-                grant(name, &changes, waits: waits)
+                entries[name]?.wanted = true
+                changes.wake.append(name)
+                if entries[name]?.isServing == true {
+                    forgetOwedLoad(name)
+                    if waits { changes.release.append(name) }
+                }
                 continue
             }
             if free >= entry.size {

@@ -251,10 +251,10 @@ final class ModelCache: Sendable {
                 wasHeld = true
             }
             s.book.finished(ticket.model, wasHeld: wasHeld)
-            // A request's end matters to requests waiting for memory it pinned, and to the
-            // disk tier when it was the last one keeping a model's files (a fetch whose
-            // requests gave up).
-            if !s.waiters.isEmpty { return [] }
+            // A request's end matters to requests waiting for memory it pinned, to a request
+            // that gave up waiting (its load may be owed, and the fill no longer waits for
+            // it), and to the disk tier when it was the last one keeping a model's files.
+            if !s.waiters.isEmpty || wasHeld { return [] }
             guard s.book.diskCapacity != nil, let entry = s.book.entries[ticket.model] else { return nil }
             return entry.pins == 0 && !entry.wanted ? [] : nil
         }

@@ -382,9 +382,9 @@ actor ModelController {
                 logger.error("Model \(name) cannot be loaded: \(reason)")
             }
         } else if machine.onDisk != spec {
-            // Off disk (disk tier): Failed while the failure of its last download stands (as
-            // during the backoff that follows it), so the state does not flap; else Remote.
-            state = machine.failures > 0 ? .failed : .remote
+            // Off disk (disk tier). After a failed download's backoff (Failed meanwhile) it is
+            // Remote again: the next request tries again; its error stays shown.
+            state = .remote
         } else {
             state = .standby
         }

@@ -133,6 +133,7 @@ struct ModelStateMachine: Sendable, Equatable {
         switch action {
         case .download(let spec):
             staged = spec
+            failedDownload = nil
         case .discardStaging:
             staged = nil
         case .unload:
