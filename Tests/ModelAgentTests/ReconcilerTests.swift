@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Prometheus
 import Synchronization
 import TestSupport
 import Testing
@@ -66,9 +67,12 @@ struct ReconcilerTests {
         let context: WorkerContext
         let reconciler: Reconciler
 
-        /// `workers`: how many models' workers may run at once (nil: the agent's default);
-        /// `backoff`: the first retry delay after a failure.
-        init(disk: Bool = false, workers: Int? = nil, backoff: Duration = .milliseconds(10)) throws {
+        /// `workers`: how many models' workers may run at once (nil: the agent's default;
+        /// with `cache`, one of them kept for models a request waits for); `backoff`: the
+        /// first retry delay after a failure.
+        init(
+            disk: Bool = false, workers: Int? = nil, backoff: Duration = .milliseconds(10), cache: ModelCache? = nil
+        ) throws {
             temp = try TemporaryDirectory("reconciler")
             sources = try temp.subdirectory("sources")
             for version in ["v1", "v2"] {
@@ -86,7 +90,7 @@ struct ReconcilerTests {
                 metrics: AgentMetrics(), logger: logger,
                 failureBackoff: RetryPolicy(
                     maxAttempts: .max, initialDelay: backoff, maxDelay: max(backoff, .milliseconds(50))),
-                workers: workers.map { AsyncLimiter(limit: $0) })
+                workers: workers.map { AsyncLimiter(limit: $0, reserved: cache == nil ? 0 : 1) }, cache: cache)
             reconciler = Reconciler(context: context, disk: try store.recover(logger: logger))
         }
 
@@ -146,6 +150,40 @@ struct ReconcilerTests {
         w.context.downloads.release()
         try await w.settle(["m": .loaded])
         #expect(try String(contentsOfFile: w.store.path(of: w.name("m")) + "/w.bin", encoding: .utf8) == "weights v2")
+        w.context.downloads.release()
+        await w.reconciler.shutdown(timeout: .seconds(10))
+        #expect(w.context.downloads.inUse == 0 && w.context.workers.inUse == 0)
+    }
+
+    @Test func aRequestedModelsWorkerStartsAndDownloadsFirstWhileOthersHoldTheWorkerSlots() async throws {
+        let temp = try TemporaryDirectory("reconciler-cache")
+        let logger = Logger(label: "reconciler-test")
+        let cache = ModelCache(
+            options: CacheOptions(capacity: 1 << 40), recency: RecencyFile(modelDir: temp.path, logger: logger),
+            metrics: CacheMetrics(registry: PrometheusCollectorRegistry(), capacity: 1 << 40), logger: logger)
+        // Two worker slots, one kept for requested models; every download slot is taken (by
+        // the test). m1's worker takes the ordinary slot and waits for a download slot,
+        // holding its worker slot (its frames stay in that line); m2's worker waits for a
+        // worker slot.
+        let w = try World(workers: 2, cache: cache)
+        try await w.context.downloads.acquire()
+        try await w.context.downloads.acquire()
+        try w.reconciler.apply([w.name("m1"): w.spec("v1")])
+        try await eventually("m1 in line for a download slot") { w.context.downloads.waiting == 1 }
+        try w.reconciler.apply([w.name("m1"): w.spec("v1"), w.name("m2"): w.spec("v2")])
+        try await eventually("m2 in line for a worker slot") { w.context.workers.waiting == 1 }
+        // A request for m2: its worker takes the kept slot, and its download goes first.
+        guard case .held(let ticket) = cache.admit(try w.name("m2"), whenHeldEnds: { _ in }) else {
+            Issue.record("the request for m2 waits")
+            return
+        }
+        try await eventually("m2 in line for a download slot") { w.context.downloads.waiting == 2 }
+        #expect(w.context.workers.waiting == 0 && w.context.workers.inUse == 2)
+        // One download slot for both: m2's goes first, though m1 queued before it.
+        w.context.downloads.release()
+        try await w.settle(["m1": .loaded, "m2": .loaded])
+        #expect(w.server.calls.filter { $0.hasPrefix("load") } == ["load m2", "load m1"])
+        cache.finished(ticket)
         w.context.downloads.release()
         await w.reconciler.shutdown(timeout: .seconds(10))
         #expect(w.context.downloads.inUse == 0 && w.context.workers.inUse == 0)

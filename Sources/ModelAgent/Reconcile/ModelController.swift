@@ -101,7 +101,7 @@ actor ModelController {
             // Admitted before any work: a waiting model holds no frames. Only `stop`
             // cancels a loop, so a refusal means stopped.
             var worked = false
-            if (try? await workers.acquire()) != nil {
+            if (try? await workers.acquire(tag: self.name.rawValue)) != nil {
                 worked = await self.run()
             } else {
                 self.intent.withLock { $0.running = false }
@@ -186,7 +186,7 @@ actor ModelController {
 
     /// Takes a slot again; throws when stopped (only `stop` cancels a loop).
     private func reacquireSlot() async throws {
-        try await context.workers.acquire()
+        try await context.workers.acquire(tag: name.rawValue)
         holdsSlot = true
     }
 
@@ -416,8 +416,10 @@ actor ModelController {
         context.board.update(name, uri: uri) { $0.state = .pending }
         // A download a request waits for goes first (the cache promotes the model's name in
         // the line while requests wait, under its lock, whether or not the download has
-        // joined the line yet), and may take the slot kept for it. The worker slot is given up
-        // meanwhile: workers queued behind slow downloads must not keep others from theirs.
+        // joined the line yet), and may take the slot kept for it. The worker slot is kept
+        // meanwhile: given up, every model's frames waited in this line at once (10,000
+        // models peaked at 220 MiB instead of 100); a requested model's worker has a worker
+        // slot kept for it instead (see `WorkerContext.workers`).
         // While it waits, a newer wish (a removal, say), files the cache no longer keeps, or
         // a stop take it out of the line, as they would cancel the download. The wait is a
         // task of its own so that a cancel registered before it starts waiting still counts.
@@ -431,15 +433,8 @@ actor ModelController {
             $0.downloadForRequest = forRequest
         }
         if intent.withLock({ $0.desired != target || $0.stopped }) { line.cancel() }
-        releaseSlot()
         let queued = await line.result
         intent.withLock { i in (i.cancelDownload, i.downloadTarget) = (nil, nil) }
-        do {
-            try await reacquireSlot()
-        } catch {
-            if case .success = queued { downloads.release() }
-            throw error
-        }
         try queued.get()
         defer { downloads.release() }
         context.board.update(name, uri: uri) { $0.state = .downloading }

@@ -23,11 +23,13 @@ final class Reconciler: Sendable {
         self.context = context
         self.logger = context.logger
         state = Mutex(State(disk: disk))
-        let downloads = context.downloads
+        let (downloads, workers) = (context.downloads, context.workers)
         context.cache?.attach(
             wake: { [weak self] name in self?.controller(for: name)?.nudge() },
             demand: { name, waits in
-                if waits { downloads.promote(name.rawValue) } else { downloads.demote(name.rawValue) }
+                for line in [workers, downloads] {
+                    if waits { line.promote(name.rawValue) } else { line.demote(name.rawValue) }
+                }
             })
     }
 

@@ -9,8 +9,11 @@ struct WorkerContext: Sendable {
     var downloads: AsyncLimiter
     var loads: AsyncLimiter
     /// Models whose worker runs at once. A running worker's task holds its async frames
-    /// (about 13 KiB at a download); the others wait with only a small task each, so
-    /// 10,000 models added together do not hold 10,000 sets of frames.
+    /// (about 13 KiB at a download), also while it waits for a download slot; the others
+    /// wait with only a small task each, so 10,000 models added together do not hold
+    /// 10,000 sets of frames. With the cache, one slot is kept for workers of models a
+    /// request waits for (promoted by name, as their downloads are): workers queued behind
+    /// hanging downloads cannot keep a requested model's worker from starting.
     var workers: AsyncLimiter
     /// Told when a worker ends, to give memory back after a burst.
     var memory = MemoryTrim()
@@ -29,7 +32,8 @@ struct WorkerContext: Sendable {
     ) {
         self.cache = cache
         // Enough that every download and load slot has workers queued behind it.
-        self.workers = workers ?? AsyncLimiter(limit: max(32, 4 * (downloads.limit + loads.limit)))
+        self.workers =
+            workers ?? AsyncLimiter(limit: max(32, 4 * (downloads.limit + loads.limit)), reserved: cache == nil ? 0 : 1)
         self.store = store
         self.storage = storage
         self.server = server
