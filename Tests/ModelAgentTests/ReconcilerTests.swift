@@ -155,6 +155,25 @@ struct ReconcilerTests {
         #expect(w.context.downloads.inUse == 0 && w.context.workers.inUse == 0)
     }
 
+    @Test func shutdownEndsWorkersStillWaitingForAWorkerSlotAtOnce() async throws {
+        // The only worker slot is taken (by the test): m1 and m2 wait for it, without tasks.
+        let w = try World(workers: 1)
+        try await w.context.workers.acquire()
+        try w.reconciler.apply([w.name("m1"): w.spec("v1"), w.name("m2"): w.spec("v1")])
+        try await w.settle(["m1": .pending, "m2": .pending])
+        #expect(w.context.workers.waiting == 2)
+        let controllers = try ["m1", "m2"].map { try #require(w.reconciler.controller(for: w.name($0))) }
+        #expect(controllers.allSatisfy { !$0.isIdle })
+        // They leave the line and end; the slot stays the test's.
+        let started = ContinuousClock.now
+        await w.reconciler.shutdown(timeout: .seconds(600))
+        #expect(ContinuousClock.now - started < .seconds(60))
+        #expect(controllers.allSatisfy { $0.isIdle })
+        #expect(w.context.workers.waiting == 0 && w.context.workers.inUse == 1)
+        #expect(w.server.calls.isEmpty)
+        w.context.workers.release()
+    }
+
     @Test func aRequestedModelsWorkerStartsAndDownloadsFirstWhileOthersHoldTheWorkerSlots() async throws {
         let temp = try TemporaryDirectory("reconciler-cache")
         let logger = Logger(label: "reconciler-test")

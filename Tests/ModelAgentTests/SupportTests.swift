@@ -241,6 +241,44 @@ extension CRCAlgorithm {
         #expect(limiter.inUse == 0 && limiter.waiting == 0)
     }
 
+    @Test func queuedCallbacksShareTheLineWithTasksAndCanBeWithdrawn() async throws {
+        final class Calls: Sendable {
+            let list = Mutex<[String]>([])
+            func record(_ tag: String) -> @Sendable (Bool) -> Void {
+                { granted in self.list.withLock { $0.append("\(tag) \(granted)") } }
+            }
+        }
+        let calls = Calls()
+        let limiter = AsyncLimiter(limit: 2, reserved: 1)
+        // A free slot: called at once, before `enter` returns.
+        limiter.enter(tag: "a", start: calls.record("a"))
+        #expect(calls.list.withLock { $0 } == ["a true"] && limiter.inUse == 1)
+        // The last slot is reserved: ordinary callbacks wait, in order, with a task between.
+        let b = limiter.enter(tag: "b", start: calls.record("b"))
+        let task = Task { try await limiter.acquire(tag: "t") }
+        while limiter.waiting < 2 { try await Task.sleep(for: .milliseconds(1)) }
+        let c = limiter.enter(tag: "c", start: calls.record("c"))
+        let d = limiter.enter(tag: "d", start: calls.record("d"))
+        #expect(limiter.waiting == 4 && calls.list.withLock { $0 } == ["a true"])
+        // Promoted: d takes the reserved slot at once, ahead of the others.
+        limiter.promote("d")
+        #expect(calls.list.withLock { $0 } == ["a true", "d true"] && limiter.inUse == 2)
+        // Withdrawn: told so, and out of the line; withdrawing a granted one does nothing.
+        limiter.withdraw(b)
+        limiter.withdraw(d)
+        #expect(calls.list.withLock { $0 } == ["a true", "d true", "b false"] && limiter.waiting == 2)
+        // Freed slots go by arrival: the task, then c.
+        limiter.release()
+        limiter.release()
+        try await task.value
+        #expect(limiter.waiting == 1 && limiter.inUse == 1)
+        limiter.release()
+        #expect(calls.list.withLock { $0 } == ["a true", "d true", "b false", "c true"])
+        limiter.withdraw(c)
+        limiter.release()
+        #expect(limiter.inUse == 0 && limiter.waiting == 0 && calls.list.withLock { $0.count } == 4)
+    }
+
     @Test func aDemotedWaiterGoesBackToItsPlaceByArrival() async throws {
         let limiter = AsyncLimiter(limit: 1)
         func untilWaiting(_ count: Int) async throws {

@@ -44,6 +44,7 @@ package final class Agent: Sendable {
     /// and serving status. Returns once everything runs; models converge in the background
     /// until `run` returns.
     package static func start(options: AgentOptions, logger: Logger) async throws -> Agent {
+        MemoryTrim.fixMmapThreshold(environment: options.environment)
         logger.info("Initializing model agent with config-dir \(options.configDir), model-dir \(options.modelDir)")
         // Refused before anything is touched: no lock taken, no download started.
         let upstream = URLParts(options.serverURL)

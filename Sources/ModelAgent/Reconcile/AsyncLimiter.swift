@@ -1,17 +1,37 @@
 import Synchronization
 
 /// A counting semaphore for async code: at most `limit` holders at once, waiters
-/// served in arrival order, urgent ones first. Waiting suspends the task; it never blocks
-/// a thread, so any number of models can queue for a slot. `reserved` slots are for
-/// urgent holders only (downloads a request waits for), so that slow background work
-/// cannot take every slot.
+/// served in arrival order, urgent ones first. Waiting never blocks a thread: a task
+/// suspends (`acquire`), or a callback is queued without any task (`enter`), so any number
+/// of models can queue for a slot. `reserved` slots are for urgent holders only (work a
+/// request waits for), so that slow background work cannot take every slot.
 final class AsyncLimiter: Sendable {
+    /// How a waiter learns that it holds a slot, or that it left the line without one.
+    private enum Grant {
+        case resume(CheckedContinuation<Void, any Error>)
+        case call(@Sendable (Bool) -> Void)
+
+        func give() {
+            switch self {
+            case .resume(let continuation): continuation.resume()
+            case .call(let start): start(true)
+            }
+        }
+
+        func refuse() {
+            switch self {
+            case .resume(let continuation): continuation.resume(throwing: CancellationError())
+            case .call(let start): start(false)
+            }
+        }
+    }
+
     private struct Waiter {
         let id: UInt64
         var urgent: Bool
         /// Who waits (a model's name): `promote` and `demote` find it by this.
         let tag: String?
-        let continuation: CheckedContinuation<Void, any Error>
+        let grant: Grant
     }
 
     private struct State {
@@ -25,6 +45,21 @@ final class AsyncLimiter: Sendable {
 
         func canTake(urgent: Bool, reserved: Int) -> Bool {
             urgent ? available > 0 : available > reserved
+        }
+
+        /// Gives `waiter` a slot when it need not wait (true), else queues it.
+        mutating func take(_ waiter: Waiter, _ reserved: Int) -> Bool {
+            var waiter = waiter
+            waiter.urgent = waiter.urgent || waiter.tag.map { urgentTags.contains($0) } == true
+            // Urgent waiters are queued first, so one waits ahead of an urgent one exactly
+            // when the first does.
+            let ahead = waiter.urgent ? waiters.first?.urgent == true : !waiters.isEmpty
+            if !ahead && canTake(urgent: waiter.urgent, reserved: reserved) {
+                available -= 1
+                return true
+            }
+            enqueue(waiter)
+            return false
         }
 
         /// Urgent waiters go after the urgent ones already waiting, before the others.
@@ -74,14 +109,8 @@ final class AsyncLimiter: Sendable {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let outcome = state.withLock { s -> Bool? in
                     if Task.isCancelled { return false }
-                    let urgent = urgent || tag.map { s.urgentTags.contains($0) } == true
-                    let ahead = urgent ? s.waiters.contains(where: \.urgent) : !s.waiters.isEmpty
-                    if !ahead && s.canTake(urgent: urgent, reserved: reserved) {
-                        s.available -= 1
-                        return true
-                    }
-                    s.enqueue(Waiter(id: id, urgent: urgent, tag: tag, continuation: continuation))
-                    return nil
+                    let waiter = Waiter(id: id, urgent: urgent, tag: tag, grant: .resume(continuation))
+                    return s.take(waiter, reserved) ? true : nil
                 }
                 switch outcome {
                 case true?: continuation.resume()
@@ -90,19 +119,43 @@ final class AsyncLimiter: Sendable {
                 }
             }
         } onCancel: {
-            let waiter = state.withLock { s -> CheckedContinuation<Void, any Error>? in
-                guard let index = s.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-                return s.waiters.remove(at: index).continuation
-            }
-            waiter?.resume(throwing: CancellationError())
+            withdraw(id)
         }
+    }
+
+    /// Queues `start` for a slot without a task: it is called with true once the caller
+    /// holds a slot (at once when one is free), or with false when `withdraw` takes it out
+    /// of the line. A waiting task keeps its frames; a queued callback costs only its
+    /// closure. `start` is called outside the limiter's lock but maybe under a caller's
+    /// (`promote` is called under the cache's): it must not block. Returns the ticket for
+    /// `withdraw`.
+    @discardableResult
+    func enter(urgent: Bool = false, tag: String? = nil, start: @escaping @Sendable (Bool) -> Void) -> UInt64 {
+        let (id, granted) = state.withLock { s -> (UInt64, Bool) in
+            s.nextID += 1
+            let waiter = Waiter(id: s.nextID, urgent: urgent, tag: tag, grant: .call(start))
+            return (s.nextID, s.take(waiter, reserved))
+        }
+        if granted { start(true) }
+        return id
+    }
+
+    /// Takes a waiter out of the line (`acquire` throws, `enter`'s callback gets false);
+    /// nothing when it already holds its slot.
+    func withdraw(_ ticket: UInt64) {
+        let waiter = state.withLock { s -> Waiter? in
+            guard let index = s.waiters.firstIndex(where: { $0.id == ticket }) else { return nil }
+            defer { s.waiters.releaseSpareCapacity() }
+            return s.waiters.remove(at: index)
+        }
+        waiter?.grant.refuse()
     }
 
     /// Makes the waiters tagged `tag` urgent (a request now waits for their work), and
     /// those that come until `demote`; they may take a slot at once if one is free for
     /// urgent work.
     func promote(_ tag: String) {
-        let ready = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
+        let ready = state.withLock { s -> [Grant] in
             s.urgentTags.insert(tag)
             let promoted = s.waiters.filter { $0.tag == tag && !$0.urgent }
             guard !promoted.isEmpty else { return [] }
@@ -111,14 +164,14 @@ final class AsyncLimiter: Sendable {
                 waiter.urgent = true
                 s.enqueue(waiter)
             }
-            var ready: [CheckedContinuation<Void, any Error>] = []
+            var ready: [Grant] = []
             while let first = s.waiters.first, first.urgent, s.canTake(urgent: true, reserved: reserved) {
                 s.available -= 1
-                ready.append(s.waiters.removeFirst().continuation)
+                ready.append(s.waiters.removeFirst().grant)
             }
             return ready
         }
-        for continuation in ready { continuation.resume() }
+        for grant in ready { grant.give() }
     }
 
     /// Makes the urgent waiters tagged `tag` ordinary again (no request waits for their
@@ -137,12 +190,13 @@ final class AsyncLimiter: Sendable {
     }
 
     func release() {
-        let next = state.withLock { s -> CheckedContinuation<Void, any Error>? in
+        let next = state.withLock { s -> Grant? in
             s.available += 1
             guard let first = s.waiters.first, s.canTake(urgent: first.urgent, reserved: reserved) else { return nil }
             s.available -= 1
-            return s.waiters.removeFirst().continuation
+            defer { s.waiters.releaseSpareCapacity() }
+            return s.waiters.removeFirst().grant
         }
-        next?.resume()
+        next?.give()
     }
 }

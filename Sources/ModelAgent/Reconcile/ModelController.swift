@@ -26,21 +26,33 @@ actor ModelController {
         var downloadForRequest = false
         var wake: (token: UInt64, continuation: CheckedContinuation<Void, Never>)?
         var wakeToken: UInt64 = 0
-        /// The running loop; cancelled on stop so that waits on the server end at once.
-        /// Dropped when the loop ends: a finished task keeps its frames' memory until its
-        /// last handle goes (about 13 KiB, times the number of models).
-        var loop: Task<Void, Never>?
-        /// Which loop `loop` is, so that an ending loop drops only its own handle.
+        /// Which loop runs (or waits for its worker slot), so that an ending loop drops
+        /// only its own handle.
         var loopNumber: UInt64 = 0
         /// Told when the running loop ends (shutdown waits on them).
         var loopEnded: [@Sendable () -> Void] = []
     }
 
+    /// The running loop's task, under a lock of its own that nothing else is taken under:
+    /// the slot's grant sets it, and may come under the cache's lock (a promotion).
+    struct Loop {
+        /// Cancelled on stop so that waits on the server end at once. Dropped when the
+        /// loop ends: a finished task keeps its frames' memory until its last handle goes
+        /// (about 13 KiB, times the number of models).
+        var task: Task<Void, Never>?
+        var number: UInt64 = 0
+        /// The last loop whose task ended (it may end before its grant stores its handle).
+        var ended: UInt64 = 0
+        /// The place in the worker line of a loop not yet granted its slot.
+        var ticket: UInt64?
+        var stopped = false
+    }
+
     nonisolated let name: ModelName
     nonisolated let intent = Mutex(Intent())
+    private nonisolated let loop = Mutex(Loop())
     private nonisolated let executor: QueueExecutor
-    private let context: WorkerContext
-    private let logger: Logger
+    private nonisolated let shared: SharedWorkerContext
     private let retire: @Sendable (ModelController, UInt64) -> Bool
 
     private var machine: ModelStateMachine
@@ -57,16 +69,25 @@ actor ModelController {
 
     nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
+    private nonisolated var context: WorkerContext {
+        _read { yield shared.value }
+    }
+
+    /// Made for each use, not kept: a logger with metadata holds a dictionary of its own,
+    /// ~200 bytes a model, and workers log rarely.
+    private nonisolated var logger: Logger {
+        var logger = context.logger
+        logger[metadataKey: "model"] = "\(name)"
+        return logger
+    }
+
     init(
-        name: ModelName, disk: ModelStore.DiskState?, context: WorkerContext,
+        name: ModelName, disk: ModelStore.DiskState?, context: SharedWorkerContext,
         retire: @escaping @Sendable (ModelController, UInt64) -> Bool
     ) {
         self.name = name
         self.executor = QueueExecutor(label: "model-agent.model.\(name)")
-        self.context = context
-        var logger = context.logger
-        logger[metadataKey: "model"] = "\(name)"
-        self.logger = logger
+        self.shared = context
         self.retire = retire
         machine = ModelStateMachine(disk: disk)
     }
@@ -92,24 +113,46 @@ actor ModelController {
         return changed
     }
 
+    /// Queues a new loop for a worker slot. A loop waiting for its slot has no task yet:
+    /// 10,000 models added at once wait as 10,000 small closures, not tasks with frames.
     private nonisolated func startLoop(_ i: inout Intent) {
         i.running = true
         i.loopNumber += 1
         let number = i.loopNumber
+        loop.withLock { $0.number = number }
+        let ticket = context.workers.enter(tag: name.rawValue) { [self] granted in
+            // Granted: the loop runs holding the slot (and gives it back itself, also when
+            // stopped meanwhile). Withdrawn (a stop): it only ends.
+            let task = runLoop(number, holdingSlot: granted)
+            let stopped = loop.withLock { l -> Bool in
+                l.ticket = nil
+                if l.number == number && l.ended != number { l.task = task }
+                return l.stopped
+            }
+            if stopped { task.cancel() }
+        }
+        // `stop` cannot come meanwhile: it takes the intent lock, held here.
+        loop.withLock { l in
+            if l.task == nil && l.ended != number { l.ticket = ticket }
+        }
+    }
+
+    private nonisolated func runLoop(_ number: UInt64, holdingSlot: Bool) -> Task<Void, Never> {
         let (workers, memory) = (context.workers, context.memory)
-        i.loop = Task {
-            // Admitted before any work: a waiting model holds no frames. Only `stop`
-            // cancels a loop, so a refusal means stopped.
+        return Task {
             var worked = false
-            if (try? await workers.acquire(tag: self.name.rawValue)) != nil {
+            if holdingSlot {
                 worked = await self.run()
             } else {
                 self.intent.withLock { $0.running = false }
             }
+            self.loop.withLock { l in
+                l.ended = number
+                if l.number == number { l.task = nil }
+            }
             // A newer loop may already run (started after this one went idle): its
-            // callbacks and handle are its own.
+            // callbacks are its own.
             let ended = self.intent.withLock { i -> [@Sendable () -> Void] in
-                if i.loopNumber == number { i.loop = nil }
                 guard !i.running else { return [] }
                 defer { i.loopEnded = [] }
                 return i.loopEnded
@@ -144,15 +187,21 @@ actor ModelController {
     }
 
     nonisolated func stop() {
-        let (cancel, wake, loop) = intent.withLock {
-            i -> ((@Sendable () -> Void)?, CheckedContinuation<Void, Never>?, Task<Void, Never>?) in
+        let (cancel, wake) = intent.withLock {
+            i -> ((@Sendable () -> Void)?, CheckedContinuation<Void, Never>?) in
             i.stopped = true
             defer { i.wake = nil }
-            return (i.cancelDownload, i.wake?.continuation, i.loop)
+            return (i.cancelDownload, i.wake?.continuation)
+        }
+        let (task, ticket) = loop.withLock { l in
+            l.stopped = true
+            return (l.task, l.ticket)
         }
         cancel?()
         wake?.resume()
-        loop?.cancel()
+        task?.cancel()
+        // A loop still waiting for its slot leaves the line and ends.
+        if let ticket { context.workers.withdraw(ticket) }
     }
 
     nonisolated var isIdle: Bool { intent.withLock { !$0.running } }

@@ -17,10 +17,12 @@ final class Reconciler: Sendable {
 
     private let state: Mutex<State>
     private let context: WorkerContext
+    private let shared: SharedWorkerContext
     private let logger: Logger
 
     init(context: WorkerContext, disk: [ModelName: ModelStore.DiskState]) {
         self.context = context
+        shared = SharedWorkerContext(context)
         self.logger = context.logger
         state = Mutex(State(disk: disk))
         let (downloads, workers) = (context.downloads, context.workers)
@@ -221,7 +223,7 @@ final class Reconciler: Sendable {
     }
 
     private func makeController(_ name: ModelName, disk: ModelStore.DiskState?) -> ModelController {
-        ModelController(name: name, disk: disk, context: context) { [weak self] controller, generation in
+        ModelController(name: name, disk: disk, context: shared) { [weak self] controller, generation in
             self?.retire(controller, generation: generation) ?? true
         }
     }
@@ -237,7 +239,10 @@ final class Reconciler: Sendable {
                 i.stopped = true
                 return true
             }
-            if done && current { s.controllers[controller.name] = nil }
+            if done && current {
+                s.controllers[controller.name] = nil
+                s.controllers.releaseSpareCapacity()
+            }
             return done
         }
     }

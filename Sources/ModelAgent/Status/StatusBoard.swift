@@ -19,11 +19,24 @@ final class StatusBoard: Sendable {
     }
 
     func remove(_ name: ModelName) {
-        _ = models.withLock { $0.removeValue(forKey: name) }
+        models.withLock { all in
+            all.removeValue(forKey: name)
+            all.releaseSpareCapacity()
+        }
     }
 
     func snapshot() -> [ModelStatus] {
         models.withLock { Array($0.values) }.sorted { $0.name < $1.name }
+    }
+
+    /// Every model's name, sorted.
+    func names() -> [ModelName] {
+        models.withLock { Array($0.keys) }.sorted()
+    }
+
+    /// The statuses of `names` that are still known, in their order.
+    func statuses(of names: ArraySlice<ModelName>) -> [ModelStatus] {
+        models.withLock { all in names.compactMap { all[$0] } }
     }
 
     func status(of name: ModelName) -> ModelStatus? {

@@ -82,6 +82,12 @@ private final class StatusHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
+            if head.method == .GET && head.version.major == 1 && head.version.minor >= 1
+                && path(of: head) == "/v1/models"
+            {
+                return ModelListStream(sources: sources, keepAlive: head.isKeepAlive).start(
+                    context: context, version: head.version)
+            }
             let (status, contentType, body) = respond(to: head)
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: contentType)
@@ -103,8 +109,12 @@ private final class StatusHandler: ChannelInboundHandler {
         }
     }
 
+    private func path(of head: HTTPRequestHead) -> String {
+        String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
+    }
+
     private func respond(to head: HTTPRequestHead) -> (HTTPResponseStatus, String, [UInt8]) {
-        let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
+        let path = path(of: head)
         let isProbe =
             head.headers["K-Network-Probe"].first != nil
             || (head.headers["User-Agent"].first?.hasPrefix("kube-probe/") ?? false)
@@ -123,10 +133,8 @@ private final class StatusHandler: ChannelInboundHandler {
                     board: sources.board, isReady: sources.isReady(), configValid: sources.config.currentProblem == nil)
             )
         case "/v1/models":
-            let items = sources.board.snapshot().map {
-                $0.json(traffic: sources.traffic?.figures($0.name), cache: sources.cache?.figures($0.name))
-            }
-            .joined(separator: ",")
+            // HTTP/1.0 (no chunked encoding) and HEAD; GET over HTTP/1.1 is streamed.
+            let items = sources.board.snapshot().map { ModelListStream.json($0, sources) }.joined(separator: ",")
             return (.ok, "application/json", Array("[\(items)]".utf8))
         case _ where path.hasPrefix("/v1/models/"):
             let raw = String(path.dropFirst("/v1/models/".count))
@@ -155,5 +163,67 @@ private final class StatusHandler: ChannelInboundHandler {
         return sources.isReady()
             ? (.ok, "text/plain", Array("ready\(note)\n".utf8))
             : (.serviceUnavailable, "text/plain", Array("initial model sync in progress\(note)\n".utf8))
+    }
+}
+
+/// `GET /v1/models` over HTTP/1.1: the list goes out in chunks of a few hundred models,
+/// each written once the one before it has been, so that 10,000 models never need the
+/// whole answer (~2 MB, and ~8 MB of intermediate strings) in memory at once. Each chunk
+/// reads the statuses as they are then; a model removed meanwhile is left out.
+private final class ModelListStream {
+    private static let batch = 256
+    private let sources: StatusSources
+    private let keepAlive: Bool
+    private let names: [ModelName]
+    private var next = 0
+
+    init(sources: StatusSources, keepAlive: Bool) {
+        self.sources = sources
+        self.keepAlive = keepAlive
+        names = sources.board.names()
+    }
+
+    static func json(_ status: ModelStatus, _ sources: StatusSources) -> String {
+        status.json(traffic: sources.traffic?.figures(status.name), cache: sources.cache?.figures(status.name))
+    }
+
+    func start(context: ChannelHandlerContext, version: HTTPVersion) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Transfer-Encoding", value: "chunked")
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(
+            NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: .ok, headers: headers))),
+            promise: nil)
+        writeNext(context: context, first: true)
+    }
+
+    private func writeNext(context: ChannelHandlerContext, first: Bool) {
+        let end = min(names.count, next + Self.batch)
+        var text = first ? "[" : ""
+        var wrote = !first && next > 0
+        for status in sources.board.statuses(of: names[next..<end]) {
+            if wrote { text += "," }
+            text += Self.json(status, sources)
+            wrote = true
+        }
+        next = end
+        if end == names.count { text += "]" }
+        let chunk = context.channel.allocator.buffer(string: text)
+        let written = context.writeAndFlush(NIOAny(HTTPServerResponsePart.body(.byteBuffer(chunk))))
+        if end == names.count { return finish(context: context) }
+        // A write that completes at once would call back inline; going through the event
+        // loop keeps the stack flat however many chunks there are.
+        written.assumeIsolated().whenSuccess { [self] in
+            context.eventLoop.assumeIsolated().execute { self.writeNext(context: context, first: false) }
+        }
+    }
+
+    private func finish(context: ChannelHandlerContext) {
+        let done = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
+        if !keepAlive {
+            let channel = context.channel
+            done.whenComplete { _ in channel.close(promise: nil) }
+        }
     }
 }

@@ -29,6 +29,20 @@ final class MemoryTrim: Sendable {
         if due { DispatchQueue.global(qos: .background).async { Self.trim() } }
     }
 
+    /// Keeps glibc's mmap threshold at its initial 128 KiB. By default glibc raises it
+    /// (up to 32 MiB) each time a mapped block is freed, so that large short-lived buffers
+    /// (a 2 MB `/v1/models` answer, a dictionary resized for 10,000 models) move into the
+    /// heap, and the small objects allocated among them keep its pages resident once they
+    /// are freed: no trim can give those pages back. Mapped blocks go back at free.
+    /// Measured with bench/scale.sh: peak 68.5 → 57 MiB, 2 s after removing all 10,000
+    /// models 50 → 35 MiB. An operator's own `MALLOC_MMAP_THRESHOLD_` is left alone.
+    static func fixMmapThreshold(environment: [String: String]) {
+        guard environment["MALLOC_MMAP_THRESHOLD_"] == nil, let symbol = dlsym(nil, "mallopt") else { return }
+        let mallopt = unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32) -> Int32).self)
+        let mmapThreshold: Int32 = -3  // M_MMAP_THRESHOLD in malloc.h
+        _ = mallopt(mmapThreshold, 128 * 1024)
+    }
+
     /// malloc_trim(0), looked up at run time: Glibc's module does not export it, and a
     /// libc without it (musl) simply skips the trim.
     private static let mallocTrim: (@convention(c) (Int) -> Int32)? = {

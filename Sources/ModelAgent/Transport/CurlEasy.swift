@@ -62,7 +62,9 @@ final class CurlEasy {
         set(CURLOPT_TCP_KEEPALIVE, 1)
         set(CURLOPT_CONNECTTIMEOUT_MS, settings.connectTimeout.milliseconds)
         if let timeout = request.timeout { set(CURLOPT_TIMEOUT_MS, timeout.milliseconds) }
-        set(CURLOPT_BUFFERSIZE, settings.receiveBufferSize)
+        // The large buffer only for bodies written to files: libcurl allocates it for
+        // every transfer, and API answers (loads, listings, tokens) are small.
+        if case .file = sink { set(CURLOPT_BUFFERSIZE, settings.receiveBufferSize) }
         set(CURLOPT_USERAGENT, settings.userAgent)
         set(CURLOPT_FOLLOWLOCATION, request.followRedirects ? 1 : 0)
         set(CURLOPT_MAXREDIRS, 10)

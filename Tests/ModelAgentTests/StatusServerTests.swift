@@ -1,0 +1,86 @@
+import Foundation
+import Logging
+import NIOPosix
+import TestSupport
+import Testing
+
+@testable import ModelAgent
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The admin port's `/v1/models`, in process: streamed in chunks over HTTP/1.1, whole
+/// (with a length) over HTTP/1.0, the same list either way.
+@Suite(.timeLimit(.minutes(1))) struct StatusServerTests {
+    private struct Listed: Decodable, Equatable {
+        let name: String
+        let state: String
+    }
+
+    @Test func theModelListIsStreamedOverHTTP11AndWholeOverHTTP10() async throws {
+        let board = StatusBoard()
+        // More than two chunks' worth, added out of order: the list is sorted by name.
+        let count = 600
+        for index in (0..<count).reversed() {
+            board.update(try ModelName(validating: String(format: "m%04d", index)), uri: "s3://b/\(index)") {
+                $0.state = index % 2 == 0 ? .loaded : .downloading
+            }
+        }
+        let server = try await StatusServer.start(
+            group: MultiThreadedEventLoopGroup.singleton, host: "127.0.0.1", port: 0,
+            sources: StatusSources(board: board, metrics: AgentMetrics(), isReady: { true }),
+            logger: Logger(label: "status-test"))
+        do {
+            let expected = (0..<count).map {
+                Listed(name: String(format: "m%04d", $0), state: $0 % 2 == 0 ? "Loaded" : "Downloading")
+            }
+
+            let streamed = try await TestHTTP.request("GET", "http://127.0.0.1:\(server.port)/v1/models")
+            #expect(streamed.status == 200 && streamed.headers["transfer-encoding"] == "chunked")
+            #expect(try streamed.json([Listed].self) == expected)
+
+            let whole = try Self.http10(port: server.port, path: "/v1/models")
+            #expect(whole.head.contains("Content-Length: \(whole.body.count)"))
+            #expect(try JSONDecoder().decode([Listed].self, from: whole.body) == expected)
+            #expect(whole.body == streamed.body)
+
+            // Emptied, it is an empty list again.
+            for index in 0..<count { board.remove(try ModelName(validating: String(format: "m%04d", index))) }
+            let empty = try await TestHTTP.request("GET", "http://127.0.0.1:\(server.port)/v1/models")
+            #expect(empty.text == "[]")
+        } catch {
+            await server.stop()
+            throw error
+        }
+        await server.stop()
+    }
+
+    /// One HTTP/1.0 GET on a raw socket, read until the server closes.
+    private static func http10(port: Int, path: String) throws -> (head: String, body: Data) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestSetupError("socket: \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else { throw TestSetupError("connect: \(errno)") }
+        let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
+        guard send(fd, request, request.count, 0) == request.count else { throw TestSetupError("send: \(errno)") }
+        var received = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            guard n > 0 else { break }
+            received.append(contentsOf: buffer[0..<n])
+        }
+        guard let split = received.range(of: Data("\r\n\r\n".utf8)) else { throw TestSetupError("no head") }
+        return (String(decoding: received[..<split.lowerBound], as: UTF8.self), Data(received[split.upperBound...]))
+    }
+}
