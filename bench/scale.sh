@@ -11,15 +11,17 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 models="${MODELS:-10000}"
 # shellcheck source=bench/process_lib.sh
 source "$root/bench/process_lib.sh"
-# Scratch on tmpfs unless TMPDIR says otherwise: on ext4, every run creates and deletes
-# ~30,000 inodes, and ext4 skips inodes deleted in the last minutes when it allocates, so
-# back-to-back runs spent most of their time in the kernel's allocator (perf: 70 % kernel,
-# `recently_deleted`) and "all loaded" varied from 3 to 10 s with the same build.
-if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
 "$root/scripts/setup-env" >/dev/null
 build_agent
 python="$root/.venvs/tools/bin/python3"
-scratch
+# The scratch directory (artifacts, model dir) goes on tmpfs unless TMPDIR says
+# otherwise. On ext4, every run creates and deletes ~30,000 inodes, and ext4 skips inodes
+# deleted in the last minutes when it allocates: back-to-back runs spent most of their
+# time in the kernel's allocator (perf: 70 % kernel, `recently_deleted`), and "all loaded"
+# varied from 3 to 10 s with the same build.
+scratch_dir="${TMPDIR:-}"
+if [ -z "$scratch_dir" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then scratch_dir=/dev/shm; fi
+TMPDIR="${scratch_dir:-/tmp}" scratch
 start_fake_v2
 mkdir -p "$work/artifact" "$work/config"
 echo weights >"$work/artifact/weights.bin"

@@ -1,5 +1,8 @@
 import Foundation
 import Logging
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
 import NIOPosix
 import TestSupport
 import Testing
@@ -40,6 +43,10 @@ import Testing
             #expect(streamed.status == 200 && streamed.headers["transfer-encoding"] == "chunked")
             #expect(try streamed.json([Listed].self) == expected)
 
+            // HEAD: the head a GET gets, no body.
+            let head = try await TestHTTP.request("HEAD", "http://127.0.0.1:\(server.port)/v1/models")
+            #expect(head.status == 200 && head.body.isEmpty && head.headers["transfer-encoding"] == "chunked")
+
             let whole = try Self.http10(port: server.port, path: "/v1/models")
             #expect(whole.head.contains("Content-Length: \(whole.body.count)"))
             #expect(try JSONDecoder().decode([Listed].self, from: whole.body) == expected)
@@ -54,6 +61,41 @@ import Testing
             throw error
         }
         await server.stop()
+    }
+
+    @Test func aChunkWhoseModelsWereAllRemovedLeavesTheListWellFormed() throws {
+        let board = StatusBoard()
+        let names = try (0..<600).map { try ModelName(validating: String(format: "m%04d", $0)) }
+        for name in names { board.update(name, uri: "s3://b/\(name)") { $0.state = .loaded } }
+        let channel = EmbeddedChannel()
+        defer { _ = try? channel.finish() }
+        try channel.pipeline.syncOperations.addHandler(ChannelInboundHandlerAdapterForContext())
+        let context = try channel.pipeline.syncOperations.context(
+            handlerType: ChannelInboundHandlerAdapterForContext.self)
+        let stream = ModelListStream(
+            sources: StatusSources(board: board, metrics: AgentMetrics(), isReady: { true }), keepAlive: true)
+        // Listed, then the whole first chunk and one model of the second removed.
+        for name in names[0..<257] { board.remove(name) }
+        stream.start(context: context, version: .http1_1, bodyless: false)
+        channel.embeddedEventLoop.run()
+        var body = Data()
+        var ended = false
+        while let part = try channel.readOutbound(as: HTTPServerResponsePart.self) {
+            switch part {
+            case .head(let head): #expect(head.headers["transfer-encoding"] == ["chunked"])
+            case .body(.byteBuffer(let buffer)): body.append(contentsOf: buffer.readableBytesView)
+            case .body: Issue.record("unexpected body part")
+            case .end: ended = true
+            }
+        }
+        #expect(ended)
+        let listed = try JSONDecoder().decode([Listed].self, from: body)
+        #expect(listed.map(\.name) == names[257...].map(\.rawValue))
+    }
+
+    /// Only there to give the stream a context on an embedded channel.
+    private final class ChannelInboundHandlerAdapterForContext: ChannelInboundHandler {
+        typealias InboundIn = Never
     }
 
     /// One HTTP/1.0 GET on a raw socket, read until the server closes.
@@ -71,13 +113,17 @@ import Testing
             }
         }
         guard connected == 0 else { throw TestSetupError("connect: \(errno)") }
+        // A server that never closes fails the test instead of blocking a test thread.
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
         guard send(fd, request, request.count, 0) == request.count else { throw TestSetupError("send: \(errno)") }
         var received = Data()
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = recv(fd, &buffer, buffer.count, 0)
-            guard n > 0 else { break }
+            if n < 0 { throw TestSetupError("recv: \(errno)") }
+            if n == 0 { break }
             received.append(contentsOf: buffer[0..<n])
         }
         guard let split = received.range(of: Data("\r\n\r\n".utf8)) else { throw TestSetupError("no head") }

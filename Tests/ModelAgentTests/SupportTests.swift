@@ -275,8 +275,20 @@ extension CRCAlgorithm {
         limiter.release()
         #expect(calls.list.withLock { $0 } == ["a true", "d true", "b false", "c true"])
         limiter.withdraw(c)
+        // A model promoted before its worker queues: its callback takes the reserved slot
+        // at once, ahead of an ordinary one that came first.
+        let f = limiter.enter(tag: "f", start: calls.record("f"))
+        #expect(limiter.waiting == 1)
+        limiter.promote("e")
+        limiter.enter(tag: "e", start: calls.record("e"))
+        #expect(calls.list.withLock { $0.last } == "e true" && limiter.inUse == 2 && limiter.waiting == 1)
+        limiter.demote("e")
         limiter.release()
-        #expect(limiter.inUse == 0 && limiter.waiting == 0 && calls.list.withLock { $0.count } == 4)
+        limiter.release()
+        #expect(calls.list.withLock { $0.last } == "f true" && limiter.inUse == 1)
+        limiter.withdraw(f)
+        limiter.release()
+        #expect(limiter.inUse == 0 && limiter.waiting == 0 && calls.list.withLock { $0.count } == 6)
     }
 
     @Test func aDemotedWaiterGoesBackToItsPlaceByArrival() async throws {

@@ -33,17 +33,21 @@ actor ModelController {
         var loopEnded: [@Sendable () -> Void] = []
     }
 
-    /// The running loop's task, under a lock of its own that nothing else is taken under:
-    /// the slot's grant sets it, and may come under the cache's lock (a promotion).
+    /// The latest loop's task, under a lock of its own that nothing else is taken under:
+    /// the slot's grant sets it, and may come under the cache's lock (a promotion). Loops
+    /// are numbered; an earlier loop's late grant or end never touches a later one's state.
     struct Loop {
-        /// Cancelled on stop so that waits on the server end at once. Dropped when the
-        /// loop ends: a finished task keeps its frames' memory until its last handle goes
-        /// (about 13 KiB, times the number of models).
-        var task: Task<Void, Never>?
+        /// The latest loop started.
         var number: UInt64 = 0
-        /// The last loop whose task ended (it may end before its grant stores its handle).
+        /// The latest loop granted its slot (or withdrawn from the line).
+        var granted: UInt64 = 0
+        /// The latest loop whose task ended (it may end before its grant stores it).
         var ended: UInt64 = 0
-        /// The place in the worker line of a loop not yet granted its slot.
+        /// Loop `number`'s task while it runs. Cancelled on stop so that waits on the server
+        /// end at once. Dropped when the loop ends: a finished task keeps its frames' memory
+        /// until its last handle goes (about 13 KiB, times the number of models).
+        var task: Task<Void, Never>?
+        /// Loop `number`'s place in the worker line while it waits there.
         var ticket: UInt64?
         var stopped = false
     }
@@ -119,21 +123,32 @@ actor ModelController {
         i.running = true
         i.loopNumber += 1
         let number = i.loopNumber
-        loop.withLock { $0.number = number }
+        // The loop before has gone idle (`running` was false): its task is ending, and
+        // nothing is left for `stop` to cancel.
+        loop.withLock { l in
+            l.number = number
+            l.task = nil
+            l.ticket = nil
+        }
         let ticket = context.workers.enter(tag: name.rawValue) { [self] granted in
             // Granted: the loop runs holding the slot (and gives it back itself, also when
             // stopped meanwhile). Withdrawn (a stop): it only ends.
             let task = runLoop(number, holdingSlot: granted)
             let stopped = loop.withLock { l -> Bool in
+                l.granted = max(l.granted, number)
+                guard l.number == number else { return false }
                 l.ticket = nil
-                if l.number == number && l.ended != number { l.task = task }
+                if l.ended < number { l.task = task }
                 return l.stopped
             }
-            if stopped { task.cancel() }
+            // Stopped before its handle was stored, so `stop` could not cancel it. Not here:
+            // cancelling runs the task's handlers at once, and this may be under the cache's
+            // lock; the worker's own queue is under none.
+            if stopped { executor.queue.async { task.cancel() } }
         }
         // `stop` cannot come meanwhile: it takes the intent lock, held here.
         loop.withLock { l in
-            if l.task == nil && l.ended != number { l.ticket = ticket }
+            if l.number == number && l.granted < number { l.ticket = ticket }
         }
     }
 
@@ -147,7 +162,7 @@ actor ModelController {
                 self.intent.withLock { $0.running = false }
             }
             self.loop.withLock { l in
-                l.ended = number
+                l.ended = max(l.ended, number)
                 if l.number == number { l.task = nil }
             }
             // A newer loop may already run (started after this one went idle): its

@@ -172,7 +172,9 @@ final class Reconciler: Sendable {
     /// Stops every worker (in-flight downloads are cancelled and their staging removed)
     /// and waits, up to `timeout`, for their loops to end. Closes the context's readiness
     /// gate for good: the context is not for another reconciler afterwards.
-    func shutdown(timeout: Duration) async {
+    /// Returns whether every loop ended in time.
+    @discardableResult
+    func shutdown(timeout: Duration) async -> Bool {
         // Closed and stopped under the lock: a wish applied concurrently either reached a
         // worker stopped here or is refused.
         let controllers = state.withLock { s -> [ModelController] in
@@ -215,6 +217,7 @@ final class Reconciler: Sendable {
             return first
         }
         if !stopped { logger.warning("Some model workers did not stop within \(timeout); exiting anyway") }
+        return stopped
     }
 
     /// The worker of `name`, if any (tests hold it weakly to see that nothing outlives it).

@@ -10,8 +10,8 @@ struct WorkerContext: Sendable {
     var loads: AsyncLimiter
     /// Models whose worker runs at once. A running worker's task holds its async frames
     /// (about 13 KiB at a download), also while it waits for a download slot; the others
-    /// wait with only a small task each, so 10,000 models added together do not hold
-    /// 10,000 sets of frames. With the cache, one slot is kept for workers of models a
+    /// wait as a closure in this line, with no task, so 10,000 models added together do not
+    /// hold 10,000 sets of frames. With the cache, one slot is kept for workers of models a
     /// request waits for (promoted by name, as their downloads are): workers queued behind
     /// hanging downloads cannot keep a requested model's worker from starting.
     var workers: AsyncLimiter

@@ -82,11 +82,11 @@ private final class StatusHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
-            if head.method == .GET && head.version.major == 1 && head.version.minor >= 1
-                && path(of: head) == "/v1/models"
+            if head.method == .GET || head.method == .HEAD, head.version.major == 1, head.version.minor >= 1,
+                path(of: head) == "/v1/models"
             {
                 return ModelListStream(sources: sources, keepAlive: head.isKeepAlive).start(
-                    context: context, version: head.version)
+                    context: context, version: head.version, bodyless: head.method == .HEAD)
             }
             let (status, contentType, body) = respond(to: head)
             var headers = HTTPHeaders()
@@ -133,7 +133,7 @@ private final class StatusHandler: ChannelInboundHandler {
                     board: sources.board, isReady: sources.isReady(), configValid: sources.config.currentProblem == nil)
             )
         case "/v1/models":
-            // HTTP/1.0 (no chunked encoding) and HEAD; GET over HTTP/1.1 is streamed.
+            // HTTP/1.0 (no chunked encoding); HTTP/1.1 is streamed.
             let items = sources.board.snapshot().map { ModelListStream.json($0, sources) }.joined(separator: ",")
             return (.ok, "application/json", Array("[\(items)]".utf8))
         case _ where path.hasPrefix("/v1/models/"):
@@ -170,12 +170,15 @@ private final class StatusHandler: ChannelInboundHandler {
 /// each written once the one before it has been, so that 10,000 models never need the
 /// whole answer (~2 MB, and ~8 MB of intermediate strings) in memory at once. Each chunk
 /// reads the statuses as they are then; a model removed meanwhile is left out.
-private final class ModelListStream {
+final class ModelListStream {
     private static let batch = 256
     private let sources: StatusSources
     private let keepAlive: Bool
     private let names: [ModelName]
     private var next = 0
+    /// Whether an entry was written: the next one needs a comma. Kept across chunks, since a
+    /// chunk whose models were all removed meanwhile writes none.
+    private var wroteEntry = false
 
     init(sources: StatusSources, keepAlive: Bool) {
         self.sources = sources
@@ -187,7 +190,8 @@ private final class ModelListStream {
         status.json(traffic: sources.traffic?.figures(status.name), cache: sources.cache?.figures(status.name))
     }
 
-    func start(context: ChannelHandlerContext, version: HTTPVersion) {
+    /// `bodyless`: a HEAD request, answered with the head a GET gets.
+    func start(context: ChannelHandlerContext, version: HTTPVersion, bodyless: Bool) {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Transfer-Encoding", value: "chunked")
@@ -195,17 +199,17 @@ private final class ModelListStream {
         context.write(
             NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: .ok, headers: headers))),
             promise: nil)
-        writeNext(context: context, first: true)
+        if bodyless { return finish(context: context) }
+        writeNext(context: context)
     }
 
-    private func writeNext(context: ChannelHandlerContext, first: Bool) {
+    private func writeNext(context: ChannelHandlerContext) {
         let end = min(names.count, next + Self.batch)
-        var text = first ? "[" : ""
-        var wrote = !first && next > 0
+        var text = next == 0 ? "[" : ""
         for status in sources.board.statuses(of: names[next..<end]) {
-            if wrote { text += "," }
+            if wroteEntry { text += "," }
             text += Self.json(status, sources)
-            wrote = true
+            wroteEntry = true
         }
         next = end
         if end == names.count { text += "]" }
@@ -213,9 +217,15 @@ private final class ModelListStream {
         let written = context.writeAndFlush(NIOAny(HTTPServerResponsePart.body(.byteBuffer(chunk))))
         if end == names.count { return finish(context: context) }
         // A write that completes at once would call back inline; going through the event
-        // loop keeps the stack flat however many chunks there are.
-        written.assumeIsolated().whenSuccess { [self] in
-            context.eventLoop.assumeIsolated().execute { self.writeNext(context: context, first: false) }
+        // loop keeps the stack flat however many chunks there are. A write that failed
+        // leaves the answer cut short: the connection cannot carry another.
+        written.assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success:
+                context.eventLoop.assumeIsolated().execute { self.writeNext(context: context) }
+            case .failure:
+                context.close(promise: nil)
+            }
         }
     }
 

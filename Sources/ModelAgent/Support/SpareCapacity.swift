@@ -1,3 +1,5 @@
+import NIOCore
+
 extension Dictionary {
     /// Gives back the storage of a dictionary that has shrunk to a small part of its
     /// capacity. Swift never shrinks one on removal, so a map once sized for 10,000 models
@@ -11,12 +13,11 @@ extension Dictionary {
     }
 }
 
-extension Array {
-    /// As `Dictionary.releaseSpareCapacity`, for a queue that drained.
+extension CircularBuffer {
+    /// As `Dictionary.releaseSpareCapacity`, for a line that drained.
     mutating func releaseSpareCapacity() {
         guard capacity > 256, count < capacity / 8 else { return }
-        var compact: [Element] = []
-        compact.reserveCapacity(count)
+        var compact = Self(initialCapacity: Swift.max(count, 16))
         compact.append(contentsOf: self)
         self = compact
     }
