@@ -93,29 +93,73 @@ import Testing
         #expect(listed.map(\.name) == names[257...].map(\.rawValue))
     }
 
+    @Test func aClientResettingPipelinedListRequestsLeavesTheServerUp() async throws {
+        let board = StatusBoard()
+        // More than one chunk: the first list is still being streamed when the reset comes.
+        for index in 0..<600 {
+            board.update(try ModelName(validating: String(format: "m%04d", index)), uri: "s3://b") { _ in }
+        }
+        let server = try await StatusServer.start(
+            group: MultiThreadedEventLoopGroup.singleton, host: "127.0.0.1", port: 0,
+            sources: StatusSources(board: board, metrics: AgentMetrics(), isReady: { true }),
+            logger: Logger(label: "status-test"))
+        do {
+            // Two pipelined requests, then a reset before reading: NIO hands the second to the
+            // handler mid-stream as the connection goes (this trapped the agent).
+            let request = Array("GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+            for second in ["/v1/models", "/livez"] {
+                for _ in 0..<5 {
+                    let fd = try Self.connect(port: server.port)
+                    var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+                    setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+                    let both = request + Array("GET \(second) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+                    _ = send(fd, both, both.count, 0)
+                    close(fd)
+                }
+            }
+            let live = try await TestHTTP.request("GET", "http://127.0.0.1:\(server.port)/livez")
+            #expect(live.status == 200)
+            let listed = try await TestHTTP.request("GET", "http://127.0.0.1:\(server.port)/v1/models")
+            #expect(try listed.json([Listed].self).count == 600)
+        } catch {
+            await server.stop()
+            throw error
+        }
+        await server.stop()
+    }
+
     /// Only there to give the stream a context on an embedded channel.
     private final class ChannelInboundHandlerAdapterForContext: ChannelInboundHandler {
         typealias InboundIn = Never
     }
 
-    /// One HTTP/1.0 GET on a raw socket, read until the server closes.
-    private static func http10(port: Int, path: String) throws -> (head: String, body: Data) {
+    /// A TCP connection to 127.0.0.1:`port`; reads time out after 30 s, so a server that
+    /// never answers fails the test instead of blocking a test thread.
+    private static func connect(port: Int) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestSetupError("socket: \(errno)") }
-        defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard connected == 0 else { throw TestSetupError("connect: \(errno)") }
-        // A server that never closes fails the test instead of blocking a test thread.
+        guard connected == 0 else {
+            close(fd)
+            throw TestSetupError("connect: \(errno)")
+        }
         var timeout = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        return fd
+    }
+
+    /// One HTTP/1.0 GET on a raw socket, read until the server closes.
+    private static func http10(port: Int, path: String) throws -> (head: String, body: Data) {
+        let fd = try connect(port: port)
+        defer { close(fd) }
         let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
         guard send(fd, request, request.count, 0) == request.count else { throw TestSetupError("send: \(errno)") }
         var received = Data()

@@ -70,12 +70,22 @@ private final class StatusHandler: ChannelInboundHandler {
 
     private let sources: StatusSources
     private var head: HTTPRequestHead?
+    /// A model list is being streamed: its response is not ended.
+    private var streaming = false
 
     init(sources: StatusSources) {
         self.sources = sources
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // NIO's pipelining handler holds a pipelined request until the response before it
+        // has ended, except once its state machine has failed (seen under a fuzzer: a
+        // request delivered mid-stream); a response started now would trap in its error
+        // handler. NIO closes such a connection, and so do we, before anything is written.
+        if streaming {
+            context.close(promise: nil)
+            return
+        }
         switch unwrapInboundIn(data) {
         case .head(let head): self.head = head
         case .body: break
@@ -85,8 +95,11 @@ private final class StatusHandler: ChannelInboundHandler {
             if head.method == .GET || head.method == .HEAD, head.version.major == 1, head.version.minor >= 1,
                 path(of: head) == "/v1/models"
             {
-                return ModelListStream(sources: sources, keepAlive: head.isKeepAlive).start(
-                    context: context, version: head.version, bodyless: head.method == .HEAD)
+                streaming = true
+                let stream = ModelListStream(sources: sources, keepAlive: head.isKeepAlive) { [self] in
+                    streaming = false
+                }
+                return stream.start(context: context, version: head.version, bodyless: head.method == .HEAD)
             }
             let (status, contentType, body) = respond(to: head)
             var headers = HTTPHeaders()
@@ -179,10 +192,14 @@ final class ModelListStream {
     /// Whether an entry was written: the next one needs a comma. Kept across chunks, since a
     /// chunk whose models were all removed meanwhile writes none.
     private var wroteEntry = false
+    /// Told just before the response's end is written (a pipelined request may be handed
+    /// on during that write).
+    private let ending: () -> Void
 
-    init(sources: StatusSources, keepAlive: Bool) {
+    init(sources: StatusSources, keepAlive: Bool, ending: @escaping () -> Void = {}) {
         self.sources = sources
         self.keepAlive = keepAlive
+        self.ending = ending
         names = sources.board.names()
     }
 
@@ -230,6 +247,7 @@ final class ModelListStream {
     }
 
     private func finish(context: ChannelHandlerContext) {
+        ending()
         let done = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
         if !keepAlive {
             let channel = context.channel
