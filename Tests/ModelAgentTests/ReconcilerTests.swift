@@ -20,9 +20,11 @@ struct ReconcilerTests {
             var failLoads: [String: Int] = [:]
         }
         let state = Mutex(State())
+        /// Whether the health probe says ready.
+        let ready = Mutex(true)
         let baseURL = "memory://server"
 
-        func probe(_ path: String) async -> Bool { true }
+        func probe(_ path: String) async -> Bool { ready.withLock { $0 } }
         func metadata() async -> ModelServerClient.Metadata { .described(name: "memory", version: "1") }
 
         func isModelReady(_ name: ModelName) async throws -> Bool {
@@ -69,10 +71,12 @@ struct ReconcilerTests {
 
         /// `workers`: how many models' workers may run at once (nil: the agent's default;
         /// with `cache`, one of them kept for models a request waits for); `backoff`: the
-        /// first retry delay after a failure.
+        /// first retry delay after a failure; `flavor` nil: learnt from the server once it answers.
         init(
-            disk: Bool = false, workers: Int? = nil, backoff: Duration = .milliseconds(10), cache: ModelCache? = nil
+            disk: Bool = false, workers: Int? = nil, backoff: Duration = .milliseconds(10), cache: ModelCache? = nil,
+            flavor: ServerFlavor? = .generic, serverReady: Bool = true
         ) throws {
+            server.ready.withLock { $0 = serverReady }
             temp = try TemporaryDirectory("reconciler")
             sources = try temp.subdirectory("sources")
             for version in ["v1", "v2"] {
@@ -85,7 +89,7 @@ struct ReconcilerTests {
             try store.prepare(logger: logger)
             context = WorkerContext(
                 store: store, storage: StorageRouter(local: LocalStorageProvider(roots: [temp.path])), server: server,
-                gate: ServerReadinessGate(client: server, flavor: .generic, logger: logger),
+                gate: ServerReadinessGate(client: server, flavor: flavor, logger: logger),
                 downloads: AsyncLimiter(limit: 2), loads: AsyncLimiter(limit: 2), board: board,
                 metrics: AgentMetrics(), logger: logger,
                 failureBackoff: RetryPolicy(
@@ -175,6 +179,27 @@ struct ReconcilerTests {
         #expect(w.context.workers.waiting == 0 && w.context.workers.inUse == 1)
         #expect(w.server.calls == ["load m0"])
         w.context.workers.release()
+    }
+
+    @Test func workersWaitingForTheServerParkWithoutTasksWhileTheOthersDownload() async throws {
+        // One worker slot; a server not ready yet, its kind unknown. Each model downloads
+        // (the first one's files staged, to be shaped for the server once its kind is known;
+        // the others' committed, once the gate has learnt it), then parks without a task and
+        // gives the slot to the next.
+        let w = try World(workers: 1, flavor: nil, serverReady: false)
+        let names = try ["m0", "m1", "m2"].map { try w.name($0) }
+        w.reconciler.apply(Dictionary(uniqueKeysWithValues: names.map { ($0, w.spec("v1")) }))
+        try await eventually("three parked workers") { w.context.gate.waiterCount == 3 }
+        let controllers = try names.map { try #require(w.reconciler.controller(for: $0)) }
+        #expect(controllers.allSatisfy { $0.isIdle })
+        #expect(w.context.workers.inUse == 0 && w.server.calls.isEmpty)
+        try await w.settle(["m0": .loading, "m1": .loading, "m2": .loading])
+        // The server comes up: each is shaped, committed and loaded.
+        w.server.ready.withLock { $0 = true }
+        try await w.settle(["m0": .loaded, "m1": .loaded, "m2": .loaded])
+        #expect(Set(w.server.calls) == ["load m0", "load m1", "load m2"])
+        #expect(names.allSatisfy { w.store.directoryExists($0) })
+        #expect(await w.reconciler.shutdown(timeout: .seconds(10)))
     }
 
     @Test func aRequestedModelsWorkerStartsAndDownloadsFirstWhileOthersHoldTheWorkerSlots() async throws {

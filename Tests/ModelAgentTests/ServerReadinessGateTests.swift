@@ -48,6 +48,26 @@ struct ServerReadinessGateTests {
         #expect(try await gate.flavor() == .generic)
     }
 
+    @Test("a callback waits without a task and is called once the server is ready; none when open")
+    func callbacksWaitWithoutATask() async throws {
+        final class Calls: Sendable {
+            let count = Mutex(0)
+        }
+        let server = SlowServer()
+        let gate = ServerReadinessGate(client: server, logger: Logger(label: "test"))
+        let calls = Calls()
+        #expect(gate.whenOpen { calls.count.withLock { $0 += 1 } })
+        #expect(gate.whenOpen { calls.count.withLock { $0 += 1 } })
+        try await eventually("the gate to poll for its callbacks") { server.probes.withLock { $0 } >= 2 }
+        #expect(gate.waiterCount == 2 && calls.count.withLock { $0 } == 0)
+        server.ready.withLock { $0 = true }
+        try await eventually("both callbacks") { calls.count.withLock { $0 } == 2 }
+        #expect(gate.isOpen && !gate.isPolling && gate.knownFlavor == .generic)
+        // Open already: nothing registered, nothing called.
+        #expect(!gate.whenOpen { calls.count.withLock { $0 += 1 } })
+        #expect(calls.count.withLock { $0 } == 2)
+    }
+
     @Test("close fails the waits and cancels the poller of a server that never becomes ready")
     func closeEndsThePoller() async throws {
         let server = SlowServer(hangAfterFirstProbe: true)

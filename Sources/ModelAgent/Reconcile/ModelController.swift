@@ -67,6 +67,9 @@ actor ModelController {
     private var workedThisLoop = false
     /// The files of `machine.staged`, between download and commit.
     private var staging: StagingDirectory?
+    /// `staging` is not yet shaped for the server, whose kind was not known when it landed
+    /// (it is, at commit).
+    private var unadapted = false
     /// What the files of its last download take on disk (for the cache's disk tier; what
     /// startup finds is measured before the workers start).
     private var diskBytes: Int64?
@@ -233,7 +236,7 @@ actor ModelController {
     // MARK: - The loop
 
     /// Runs holding a worker slot (`WorkerContext.workers`), which it gives back on
-    /// every exit, and while it waits for a retry or for the server. Returns whether it
+    /// every exit, and while it waits for a retry. Returns whether it
     /// performed any step.
     private func run() async -> Bool {
         holdsSlot = true
@@ -254,19 +257,28 @@ actor ModelController {
         holdsSlot = true
     }
 
-    /// Waits for the model server (`wait`: the readiness gate) without a slot while it is
-    /// not ready, so that models can download meanwhile.
-    private func untilServerReady<T>(_ wait: () async throws -> T) async throws -> T {
-        if context.gate.isOpen { return try await wait() }
-        releaseSlot()
-        let result: Result<T, any Error>
-        do {
-            result = .success(try await wait())
-        } catch {
-            result = .failure(error)
+    /// A step that needs the model server, taken while it is not ready: the loop parks
+    /// (`park`) instead of waiting in its task.
+    private struct ParkedForServer: Error {}
+
+    private func requireServer() throws {
+        guard context.gate.isOpen else { throw ParkedForServer() }
+    }
+
+    /// Ends the loop until the model server is ready; the gate's callback starts the next
+    /// one. A worker waiting there holds no task, no frames and no slot: 10,000 models at a
+    /// pod start, whose server comes up after the agent, cost a closure each. False when
+    /// something changed meanwhile (the loop goes on, and parks again if it must).
+    private func park(_ generation: UInt64) -> Bool {
+        let parked = intent.withLock { i -> Bool in
+            guard i.generation == generation && !i.recheck && !i.nudged && !i.stopped else { return false }
+            i.running = false
+            return true
         }
-        try await reacquireSlot()
-        return try result.get()
+        guard parked else { return false }
+        // Opened meanwhile: no callback will come, so the next loop starts now.
+        if !context.gate.whenOpen({ [weak self] in self?.nudge() }) { nudge() }
+        return true
     }
 
     private func runSteps() async {
@@ -302,6 +314,11 @@ actor ModelController {
                 machine.finished(action, try await perform(action))
             } catch {
                 if intent.withLock({ $0.stopped }) { return finish() }
+                if error is ParkedForServer {
+                    machine.finished(action, .cancelled)
+                    if park(generation) { return }
+                    continue
+                }
                 // Cancelled for a newer wish (or files the cache no longer keeps): nothing
                 // learnt. Any other cancellation (a closed pool, say) is a failure like
                 // another, so the worker cannot spin.
@@ -347,6 +364,7 @@ actor ModelController {
     private func finish() {
         staging?.discard()
         staging = nil
+        unadapted = false
         intent.withLock { $0.running = false }
     }
 
@@ -361,17 +379,25 @@ actor ModelController {
             let staged = try await download(target)
             // A cancel that came too late to stop it must not explain a later error away.
             intent.withLock { $0.downloadDropped = false }
-            do {
-                try await adapt(staged, for: target)
-            } catch {
-                staged.discard()
-                throw error
+            context.board.update(name, uri: target.storageUri) { $0.state = .loading }
+            // Shaped now if the server's kind is known, else at commit: downloads go on
+            // while the server starts.
+            unadapted = context.gate.knownFlavor == nil
+            if !unadapted {
+                do {
+                    try await adapt(staged, for: target)
+                } catch {
+                    staged.discard()
+                    throw error
+                }
             }
             staging = staged
         case .discardStaging:
             staging?.discard()
             staging = nil
+            unadapted = false
         case .unload:
+            try requireServer()
             let desired = intent.withLock { $0.desired }
             // An eviction is called off when the model is wanted again meanwhile.
             let required = desired == nil || machine.onDisk != desired
@@ -385,6 +411,18 @@ actor ModelController {
             }
         case .commit(let target):
             guard let staged = staging else { throw StagingLost(model: name) }
+            if unadapted {
+                // Parks with the staging kept until the server says what it is.
+                guard context.gate.knownFlavor != nil else { throw ParkedForServer() }
+                do {
+                    try await adapt(staged, for: target)
+                } catch {
+                    (staging, unadapted) = (nil, false)
+                    staged.discard()
+                    throw error
+                }
+                unadapted = false
+            }
             staging = nil
             let (store, name) = (context.store, name)
             do {
@@ -403,6 +441,7 @@ actor ModelController {
         case .checkServed:
             return .served(try await checkServed())
         case .load(let target):
+            try requireServer()
             if let cache = context.cache, !cache.beginLoad(name) { return .cancelled }
             do {
                 try await load(target)
@@ -464,9 +503,9 @@ actor ModelController {
     }
 
     private func checkServed() async throws -> Bool {
+        try requireServer()
         let wasUnknown = machine.served == .unknown
         if wasUnknown { logger.info("Model successFile exists already for \(name)") }
-        try await untilServerReady { try await context.gate.wait() }
         let ready = try await context.server.isModelReady(name)
         if ready && wasUnknown { logger.info("Model \(name) is already loaded in the model server") }
         if !ready && !wasUnknown {
@@ -553,15 +592,13 @@ actor ModelController {
     /// Shapes the staged artifact for the server (Triton's config name, MLServer's
     /// settings) before it becomes visible; the marker then covers the adapted files.
     private func adapt(_ staging: StagingDirectory, for target: ModelSpec) async throws {
-        context.board.update(name, uri: target.storageUri) { $0.state = .loading }
-        let flavor = try await untilServerReady { try await context.gate.flavor() }
+        guard let flavor = context.gate.knownFlavor else { throw ParkedForServer() }
         let name = self.name
         try await BlockingExecutor.shared.run { try flavor.prepare(staging, name: name, spec: target) }
     }
 
     private func load(_ target: ModelSpec) async throws {
         context.board.update(name, uri: target.storageUri) { $0.state = .loading }
-        try await untilServerReady { try await context.gate.wait() }
         try await context.loads.acquire()
         defer { context.loads.release() }
         let started = ContinuousClock.now
@@ -580,7 +617,6 @@ actor ModelController {
     private func unloadFromServer(uri: String) async throws {
         context.board.update(name, uri: uri) { $0.state = .unloading }
         logger.info("unloading model \(name)")
-        try await untilServerReady { try await context.gate.wait() }
         let started = ContinuousClock.now
         try await context.server.unload(name, logger: logger)
         context.board.update(name, uri: uri) { $0.unloads += 1 }

@@ -5,13 +5,19 @@ import Synchronization
 /// One poller serves every waiting model, so a slow server costs one request per interval.
 /// The gate owns the poller: it ends when nobody waits any more, or at `close`.
 final class ServerReadinessGate: Sendable {
+    /// A wait: a suspended task, or a callback without a task (`whenOpen`).
+    private enum Waiter {
+        case task(CheckedContinuation<Void, any Error>)
+        case call(@Sendable () -> Void)
+    }
+
     private struct State {
         var open = false
         var closed = false
         var flavor: ServerFlavor?
         var polling = false
         var poller: Task<Void, Never>?
-        var waiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
+        var waiters: [UInt64: Waiter] = [:]
         var nextID: UInt64 = 0
     }
 
@@ -27,6 +33,8 @@ final class ServerReadinessGate: Sendable {
     }
 
     var isOpen: Bool { state.withLock { $0.open } }
+    /// The server's flavor when known (given, or learnt from `GET /v2`), without waiting.
+    var knownFlavor: ServerFlavor? { state.withLock { $0.flavor } }
     /// A poller runs (someone waits for a server that is not ready yet).
     var isPolling: Bool { state.withLock { $0.polling } }
     /// Waits registered now (for tests).
@@ -51,31 +59,50 @@ final class ServerReadinessGate: Sendable {
                 let outcome = state.withLock { s -> Result<Void, CancellationError>? in
                     if s.open { return .success(()) }
                     if Task.isCancelled || s.closed { return .failure(CancellationError()) }
-                    s.waiters[id] = continuation
-                    if !s.polling {
-                        s.polling = true
-                        s.poller = Task { await self.poll() }
-                    }
+                    s.waiters[id] = .task(continuation)
+                    startPolling(&s)
                     return nil
                 }
                 if let outcome { continuation.resume(with: outcome) }
             }
         } onCancel: {
             let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
-            waiter?.resume(throwing: CancellationError())
+            if case .task(let continuation)? = waiter { continuation.resume(throwing: CancellationError()) }
         }
+    }
+
+    /// Calls `callback` once the server is ready, without a task waiting meanwhile (a
+    /// model's worker parks on it: 10,000 workers waiting for a server that is still
+    /// starting cost a closure each, not their frames). False, and no call, when the gate is
+    /// open already. After `close` the callback is never called. It is called outside the
+    /// gate's lock.
+    func whenOpen(_ callback: @escaping @Sendable () -> Void) -> Bool {
+        state.withLock { s in
+            if s.open { return false }
+            if s.closed { return true }
+            s.nextID += 1
+            s.waiters[s.nextID] = .call(callback)
+            startPolling(&s)
+            return true
+        }
+    }
+
+    private func startPolling(_ s: inout State) {
+        guard !s.polling else { return }
+        s.polling = true
+        s.poller = Task { await self.poll() }
     }
 
     /// At shutdown: stops the poller and fails the waits (the gate stays open if it was).
     /// Final: a closed gate that is not open fails every later wait.
     func close() {
-        let (poller, waiters) = state.withLock { s -> (Task<Void, Never>?, [CheckedContinuation<Void, any Error>]) in
+        let (poller, waiters) = state.withLock { s -> (Task<Void, Never>?, [Waiter]) in
             s.closed = true
             defer { s.waiters = [:] }
             return (s.poller, Array(s.waiters.values))
         }
         poller?.cancel()
-        for waiter in waiters { waiter.resume(throwing: CancellationError()) }
+        for case .task(let continuation) in waiters { continuation.resume(throwing: CancellationError()) }
     }
 
     private func poll() async {
@@ -127,13 +154,18 @@ final class ServerReadinessGate: Sendable {
         logger.info(
             "Model server at \(client.baseURL) is ready\(description)",
             metadata: ["flavor": "\(flavor.rawValue)", "checked": "\(flavor.readinessPath)"])
-        let waiters = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
+        let waiters = state.withLock { s -> [Waiter] in
             // After close, nobody waits; the gate still records that the server is ready.
             s.open = true
             (s.polling, s.poller) = (false, nil)
             defer { s.waiters = [:] }
             return Array(s.waiters.values)
         }
-        for waiter in waiters { waiter.resume() }
+        for waiter in waiters {
+            switch waiter {
+            case .task(let continuation): continuation.resume()
+            case .call(let callback): callback()
+            }
+        }
     }
 }
