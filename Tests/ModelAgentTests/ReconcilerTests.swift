@@ -202,6 +202,24 @@ struct ReconcilerTests {
         #expect(await w.reconciler.shutdown(timeout: .seconds(10)))
     }
 
+    @Test func aModelRemovedWhileItWaitsForALoadSlotLeavesAtOnce() async throws {
+        let w = try World()
+        // Every load slot is taken (by the test): m downloads, then waits in line to load.
+        try await w.context.loads.acquire()
+        try await w.context.loads.acquire()
+        try w.reconciler.apply([w.name("m"): w.spec("v1")])
+        try await eventually("m in line for a load slot") { w.context.loads.waiting == 1 }
+        // Removed from models.json: it leaves the line (no load, no unload) and the list.
+        w.reconciler.apply([:])
+        try await w.settle([:])
+        try await eventually("m's directory to go") { !w.store.directoryExists(try w.name("m")) }
+        #expect(w.context.loads.waiting == 0 && w.context.loads.inUse == 2)
+        #expect(w.server.calls.isEmpty)
+        w.context.loads.release()
+        w.context.loads.release()
+        #expect(await w.reconciler.shutdown(timeout: .seconds(10)))
+    }
+
     @Test func aRequestedModelsWorkerStartsAndDownloadsFirstWhileOthersHoldTheWorkerSlots() async throws {
         let temp = try TemporaryDirectory("reconciler-cache")
         let logger = Logger(label: "reconciler-test")

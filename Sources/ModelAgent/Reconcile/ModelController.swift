@@ -16,6 +16,8 @@ actor ModelController {
         /// The memory cache changed its mind about this model: look again.
         var nudged = false
         var passCompleted = false
+        /// Cancels the running download, or the wait for a download or load slot, of
+        /// `downloadTarget`: a newer wish or a stop calls it.
         var cancelDownload: (@Sendable () -> Void)?
         var downloadTarget: ModelSpec?
         /// The running download was cancelled because the cache's disk tier no longer
@@ -599,8 +601,24 @@ actor ModelController {
 
     private func load(_ target: ModelSpec) async throws {
         context.board.update(name, uri: target.storageUri) { $0.state = .loading }
-        try await context.loads.acquire()
-        defer { context.loads.release() }
+        // Waiting for a load slot, it leaves the line for a newer wish or a stop, as a
+        // download does: behind loads of 2 s each, 2,000 models removed sent their loads
+        // (and unloads) for half a minute. The cache cannot call it off (as if requested).
+        let loads = context.loads
+        let line = Task { try await loads.acquire() }
+        intent.withLock {
+            $0.cancelDownload = { line.cancel() }
+            $0.downloadTarget = target
+            $0.downloadDropped = false
+            $0.downloadForRequest = true
+        }
+        if intent.withLock({ $0.desired != target || $0.stopped }) { line.cancel() }
+        let queued = await line.result
+        intent.withLock { i in
+            (i.cancelDownload, i.downloadTarget, i.downloadForRequest) = (nil, nil, false)
+        }
+        try queued.get()
+        defer { loads.release() }
         let started = ContinuousClock.now
         do {
             try await context.server.load(name, logger: logger)
