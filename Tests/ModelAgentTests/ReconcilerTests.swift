@@ -189,15 +189,22 @@ struct ReconcilerTests {
         let w = try World(workers: 1, flavor: nil, serverReady: false)
         let names = try ["m0", "m1", "m2"].map { try w.name($0) }
         w.reconciler.apply(Dictionary(uniqueKeysWithValues: names.map { ($0, w.spec("v1")) }))
-        try await eventually("three parked workers") { w.context.gate.waiterCount == 3 }
+        try await eventually("three parked workers") {
+            w.context.gate.waiterCount == 3 && w.context.workers.inUse == 0
+        }
         let controllers = try names.map { try #require(w.reconciler.controller(for: $0)) }
         #expect(controllers.allSatisfy { $0.isIdle })
-        #expect(w.context.workers.inUse == 0 && w.server.calls.isEmpty)
+        #expect(w.server.calls.isEmpty)
+        // The resync's rechecks wake them; they park again, still one callback each.
+        w.reconciler.recheckServed()
+        #expect(controllers.allSatisfy { !$0.isIdle })
+        try await eventually("parked again") { controllers.allSatisfy { $0.isIdle } }
+        #expect(w.context.gate.waiterCount == 3)
         try await w.settle(["m0": .loading, "m1": .loading, "m2": .loading])
         // The server comes up: each is shaped, committed and loaded.
         w.server.ready.withLock { $0 = true }
         try await w.settle(["m0": .loaded, "m1": .loaded, "m2": .loaded])
-        #expect(Set(w.server.calls) == ["load m0", "load m1", "load m2"])
+        #expect(w.server.calls.filter { $0.hasPrefix("load") }.sorted() == ["load m0", "load m1", "load m2"])
         #expect(names.allSatisfy { w.store.directoryExists($0) })
         #expect(await w.reconciler.shutdown(timeout: .seconds(10)))
     }

@@ -28,6 +28,9 @@ actor ModelController {
         var downloadForRequest = false
         var wake: (token: UInt64, continuation: CheckedContinuation<Void, Never>)?
         var wakeToken: UInt64 = 0
+        /// A callback of the readiness gate will start the next loop (one at a time, however
+        /// often the worker parks: the resync rechecks parked models every minute).
+        var parkedOnGate = false
         /// Which loop runs (or waits for its worker slot), so that an ending loop drops
         /// only its own handle.
         var loopNumber: UInt64 = 0
@@ -263,6 +266,27 @@ actor ModelController {
     /// (`park`) instead of waiting in its task.
     private struct ParkedForServer: Error {}
 
+    /// Staged files that could not be shaped for the server (at commit, their kind being
+    /// unknown when they landed): a failed download, as when shaped at once.
+    private struct ShapingFailed: Error {
+        let target: ModelSpec
+        let cause: any Error
+    }
+
+    /// Shapes staged files that landed before the server's kind was known; parks until it is.
+    private func shapeStaging(for target: ModelSpec) async throws {
+        guard unadapted, let staged = staging, machine.staged == target else { return }
+        guard context.gate.knownFlavor != nil else { throw ParkedForServer() }
+        do {
+            try await adapt(staged, for: target)
+        } catch {
+            (staging, unadapted) = (nil, false)
+            staged.discard()
+            throw ShapingFailed(target: target, cause: error)
+        }
+        unadapted = false
+    }
+
     private func requireServer() throws {
         guard context.gate.isOpen else { throw ParkedForServer() }
     }
@@ -272,15 +296,21 @@ actor ModelController {
     /// pod start, whose server comes up after the agent, cost a closure each. False when
     /// something changed meanwhile (the loop goes on, and parks again if it must).
     private func park(_ generation: UInt64) -> Bool {
-        let parked = intent.withLock { i -> Bool in
-            guard i.generation == generation && !i.recheck && !i.nudged && !i.stopped else { return false }
+        let (parked, register) = intent.withLock { i -> (Bool, Bool) in
+            guard i.generation == generation && !i.recheck && !i.nudged && !i.stopped else { return (false, false) }
             i.running = false
-            return true
+            defer { i.parkedOnGate = true }
+            return (true, !i.parkedOnGate)
         }
         guard parked else { return false }
         // Opened meanwhile: no callback will come, so the next loop starts now.
-        if !context.gate.whenOpen({ [weak self] in self?.nudge() }) { nudge() }
+        if register && !context.gate.whenOpen({ [weak self] in self?.gateOpened() }) { gateOpened() }
         return true
+    }
+
+    private nonisolated func gateOpened() {
+        intent.withLock { $0.parkedOnGate = false }
+        nudge()
     }
 
     private func runSteps() async {
@@ -332,11 +362,14 @@ actor ModelController {
                     machine.finished(action, .cancelled)
                     continue
                 }
-                machine.finished(action, .failed(transient: error.isTransient))
-                if case .download = action { context.cache?.fetchFailed(name) }
+                let (failed, cause) =
+                    (error as? ShapingFailed).map { (ModelStateMachine.Action.download($0.target), $0.cause) }
+                    ?? (action, error)
+                machine.finished(failed, .failed(transient: cause.isTransient))
+                if case .download = failed { context.cache?.fetchFailed(name) }
                 guard case .backOff(let attempt) = machine.next(desired: desired) else { continue }
                 let delay = context.failureBackoff.delay(afterAttempt: attempt)
-                report(error, target: desired, retryIn: delay)
+                report(cause, target: desired, retryIn: delay)
                 completePass()
                 // A failing model waits without its slot: failures cannot starve the rest.
                 releaseSlot()
@@ -400,6 +433,8 @@ actor ModelController {
             unadapted = false
         case .unload:
             try requireServer()
+            // Shaped before the old version goes: files the server cannot take leave it loaded.
+            if let staged = machine.staged { try await shapeStaging(for: staged) }
             let desired = intent.withLock { $0.desired }
             // An eviction is called off when the model is wanted again meanwhile.
             let required = desired == nil || machine.onDisk != desired
@@ -413,18 +448,7 @@ actor ModelController {
             }
         case .commit(let target):
             guard let staged = staging else { throw StagingLost(model: name) }
-            if unadapted {
-                // Parks with the staging kept until the server says what it is.
-                guard context.gate.knownFlavor != nil else { throw ParkedForServer() }
-                do {
-                    try await adapt(staged, for: target)
-                } catch {
-                    (staging, unadapted) = (nil, false)
-                    staged.discard()
-                    throw error
-                }
-                unadapted = false
-            }
+            try await shapeStaging(for: target)
             staging = nil
             let (store, name) = (context.store, name)
             do {
@@ -444,6 +468,9 @@ actor ModelController {
             return .served(try await checkServed())
         case .load(let target):
             try requireServer()
+            // The slot first: a wait called off by a newer wish is no load for the cache.
+            try await takeLoadSlot(for: target)
+            defer { context.loads.release() }
             if let cache = context.cache, !cache.beginLoad(name) { return .cancelled }
             do {
                 try await load(target)
@@ -599,11 +626,11 @@ actor ModelController {
         try await BlockingExecutor.shared.run { try flavor.prepare(staging, name: name, spec: target) }
     }
 
-    private func load(_ target: ModelSpec) async throws {
+    /// Waits for a load slot. A newer wish or a stop takes it out of the line, as a
+    /// download's: behind loads of 2 s each, 2,000 models removed sent their loads (and
+    /// unloads) for half a minute. The cache does not call it off (`downloadForRequest`).
+    private func takeLoadSlot(for target: ModelSpec) async throws {
         context.board.update(name, uri: target.storageUri) { $0.state = .loading }
-        // Waiting for a load slot, it leaves the line for a newer wish or a stop, as a
-        // download does: behind loads of 2 s each, 2,000 models removed sent their loads
-        // (and unloads) for half a minute. The cache cannot call it off (as if requested).
         let loads = context.loads
         let line = Task { try await loads.acquire() }
         intent.withLock {
@@ -618,7 +645,10 @@ actor ModelController {
             (i.cancelDownload, i.downloadTarget, i.downloadForRequest) = (nil, nil, false)
         }
         try queued.get()
-        defer { loads.release() }
+    }
+
+    private func load(_ target: ModelSpec) async throws {
+        context.board.update(name, uri: target.storageUri) { $0.state = .loading }
         let started = ContinuousClock.now
         do {
             try await context.server.load(name, logger: logger)
