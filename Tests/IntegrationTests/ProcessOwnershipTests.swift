@@ -201,7 +201,7 @@ struct ProcessOwnershipTests {
             let agent = try await w.start(["--max-connections", "8", "--header-timeout", "2"])
             var idle: [Int32] = []
             defer { for fd in idle { close(fd) } }
-            for _ in 0..<40 { idle.append(try connect(port: agent.statusPort)) }
+            for _ in 0..<40 { idle.append(try connectLoopback(port: agent.statusPort)) }
             // Every probe still gets through while 40 clients hold connections open.
             for _ in 0..<5 { #expect(try await TestHTTP.get("\(agent.statusURL)/livez").status == 200) }
 
@@ -210,7 +210,7 @@ struct ProcessOwnershipTests {
             for stall in [
                 "GET /livez HTTP/1.1\r\nHost: x\r\n", "POST /livez HTTP/1.1\r\nContent-Length: 100\r\n\r\nab",
             ] {
-                let slow = try connect(port: agent.statusPort)
+                let slow = try connectLoopback(port: agent.statusPort)
                 defer { close(slow) }
                 _ = stall.withCString { send(slow, $0, strlen($0), 0) }
                 var buffer = [UInt8](repeating: 0, count: 256)
@@ -277,22 +277,4 @@ struct ProcessOwnershipTests {
         await pool.shutdown()
         await sts.stop()
     }
-}
-
-private func connect(port: Int) throws -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let rc = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
-    }
-    guard rc == 0 else {
-        close(fd)
-        throw TestSetupError("cannot connect to 127.0.0.1:\(port)")
-    }
-    return fd
 }

@@ -36,56 +36,47 @@ struct ServerReadinessGateTests {
         func unload(_ name: ModelName, logger: Logger) async throws {}
     }
 
-    @Test("waiters are let through once the server answers ready; the poller then ends")
+    final class Calls: Sendable {
+        let count = Mutex(0)
+        func record() { count.withLock { $0 += 1 } }
+        var made: Int { count.withLock { $0 } }
+    }
+
+    @Test("waiters are called back once the server answers ready, without a task; the poller then ends")
     func opensOnceReady() async throws {
         let server = SlowServer()
         let gate = ServerReadinessGate(client: server, logger: Logger(label: "test"))
-        let waiter = Task { try await gate.wait() }
-        try await eventually("the gate to poll") { server.probes.withLock { $0 } >= 2 }
-        server.ready.withLock { $0 = true }
-        try await waiter.value
-        #expect(gate.isOpen && !gate.isPolling)
-        #expect(try await gate.flavor() == .generic)
-    }
-
-    @Test("a callback waits without a task and is called once the server is ready; none when open")
-    func callbacksWaitWithoutATask() async throws {
-        final class Calls: Sendable {
-            let count = Mutex(0)
-        }
-        let server = SlowServer()
-        let gate = ServerReadinessGate(client: server, logger: Logger(label: "test"))
         let calls = Calls()
-        #expect(gate.whenOpen { calls.count.withLock { $0 += 1 } })
-        #expect(gate.whenOpen { calls.count.withLock { $0 += 1 } })
-        try await eventually("the gate to poll for its callbacks") { server.probes.withLock { $0 } >= 2 }
-        #expect(gate.waiterCount == 2 && calls.count.withLock { $0 } == 0)
+        #expect(gate.whenOpen { calls.record() })
+        #expect(gate.whenOpen { calls.record() })
+        try await eventually("the gate to poll") { server.probes.withLock { $0 } >= 2 }
+        #expect(gate.waiterCount == 2 && calls.made == 0)
         server.ready.withLock { $0 = true }
-        try await eventually("both callbacks") { calls.count.withLock { $0 } == 2 }
-        #expect(gate.isOpen && !gate.isPolling && gate.knownFlavor == .generic)
+        try await eventually("both callbacks") { calls.made == 2 }
+        #expect(gate.isOpen && !gate.isPolling)
+        #expect(gate.knownFlavor == .generic)
         // Open already: nothing registered, nothing called.
-        #expect(!gate.whenOpen { calls.count.withLock { $0 += 1 } })
-        #expect(calls.count.withLock { $0 } == 2)
+        #expect(!gate.whenOpen { calls.record() })
+        #expect(calls.made == 2)
     }
 
-    @Test("close fails the waits and cancels the poller of a server that never becomes ready")
+    @Test("close drops the waiters and cancels the poller of a server that never becomes ready")
     func closeEndsThePoller() async throws {
         let server = SlowServer(hangAfterFirstProbe: true)
         let gate = ServerReadinessGate(client: server, flavor: .generic, logger: Logger(label: "test"))
-        let waiters = (0..<3).map { _ in Task { try await gate.wait() } }
+        let calls = Calls()
+        for _ in 0..<3 { #expect(gate.whenOpen { calls.record() }) }
         // All three wait, and the poller hangs in its second probe: only its cancellation
         // by close can end it.
         try await eventually("three waiters and a hanging probe") {
             gate.waiterCount == 3 && server.probes.withLock { $0 } == 2
         }
         gate.close()
-        for waiter in waiters {
-            await #expect(throws: CancellationError.self) { try await waiter.value }
-        }
         try await eventually("the poller to end") { !gate.isPolling }
         #expect(server.probes.withLock { $0 } == 2)
-        // A wait after close fails at once instead of starting another poller.
-        await #expect(throws: CancellationError.self) { try await gate.wait() }
-        #expect(!gate.isPolling && !gate.isOpen && server.probes.withLock { $0 } == 2)
+        #expect(gate.waiterCount == 0 && calls.made == 0)
+        // A wait after close is never called back and starts no other poller.
+        #expect(gate.whenOpen { calls.record() })
+        #expect(!gate.isPolling && !gate.isOpen && server.probes.withLock { $0 } == 2 && gate.waiterCount == 0)
     }
 }

@@ -12,21 +12,7 @@ public final class OpenRequest: Sendable {
     /// `path`: the request target; `declaredLength` more than what is sent, so the
     /// request cannot end.
     public init(port: Int, path: String, declaredLength: Int = 1 << 20) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestSetupError("socket: \(errno)") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard connected == 0 else {
-            close(fd)
-            throw TestSetupError("connect to port \(port): \(errno)")
-        }
+        let fd = try connectLoopback(port: port)
         let head = Array(
             "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(declaredLength)\r\n\r\n{"
                 .utf8)

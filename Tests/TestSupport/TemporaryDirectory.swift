@@ -78,15 +78,32 @@ private func onLoopbackSocket(
 ) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
+    return onLoopbackAddress(port) { operation(fd, $0, $1) } == 0
+}
+
+private func onLoopbackAddress(_ port: Int, _ operation: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = in_port_t(UInt16(port).bigEndian)
     return withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            operation(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            operation($0, socklen_t(MemoryLayout<sockaddr_in>.size))
         }
-    } == 0
+    }
+}
+
+/// A TCP connection to 127.0.0.1:`port`, for tests that speak raw bytes; the caller closes
+/// the descriptor.
+public func connectLoopback(port: Int) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestSetupError("socket: \(errno)") }
+    guard onLoopbackAddress(port, { connect(fd, $0, $1) }) == 0 else {
+        let error = errno
+        close(fd)
+        throw TestSetupError("connect to 127.0.0.1:\(port): \(error)")
+    }
+    return fd
 }
 
 /// Polls `condition` until it holds or `timeout` passes.

@@ -552,22 +552,11 @@ actor ModelController {
         // meanwhile: given up, every model's frames waited in this line at once (10,000
         // models peaked at 220 MiB instead of 100); a requested model's worker has a worker
         // slot kept for it instead (see `WorkerContext.workers`).
-        // While it waits, a newer wish (a removal, say), files the cache no longer keeps, or
-        // a stop take it out of the line, as they would cancel the download. The wait is a
-        // task of its own so that a cancel registered before it starts waiting still counts.
-        let downloads = context.downloads
-        let line = Task { [name] in try await downloads.acquire(tag: name.rawValue) }
-        let forRequest = context.cache?.isInDemand(name) ?? false
-        intent.withLock {
-            $0.cancelDownload = { line.cancel() }
-            $0.downloadTarget = target
-            $0.downloadDropped = false
-            $0.downloadForRequest = forRequest
+        // While it waits, files the cache no longer keeps take it out of the line too.
+        let (downloads, name) = (context.downloads, name)
+        try await waitInLine(for: target, forRequest: context.cache?.isInDemand(name) ?? false) {
+            try await downloads.acquire(tag: name.rawValue)
         }
-        if intent.withLock({ $0.desired != target || $0.stopped }) { line.cancel() }
-        let queued = await line.result
-        intent.withLock { i in (i.cancelDownload, i.downloadTarget) = (nil, nil) }
-        try queued.get()
         defer { downloads.release() }
         context.board.update(name, uri: uri) { $0.state = .downloading }
         logger.info(
@@ -628,16 +617,26 @@ actor ModelController {
 
     /// Waits for a load slot. A newer wish or a stop takes it out of the line, as a
     /// download's: behind loads of 2 s each, 2,000 models removed sent their loads (and
-    /// unloads) for half a minute. The cache does not call it off (`downloadForRequest`).
+    /// unloads) for half a minute. The cache does not call it off (`forRequest`).
     private func takeLoadSlot(for target: ModelSpec) async throws {
         context.board.update(name, uri: target.storageUri) { $0.state = .loading }
         let loads = context.loads
-        let line = Task { try await loads.acquire() }
+        try await waitInLine(for: target, forRequest: true) { try await loads.acquire() }
+    }
+
+    /// Waits for a slot (`take`) in a task of its own, registered as the download of
+    /// `target` is: a newer wish or a stop takes it out of the line, and so do files the
+    /// cache no longer keeps unless `forRequest`. A task of its own, so that a cancel
+    /// registered before it starts waiting still counts.
+    private func waitInLine(
+        for target: ModelSpec, forRequest: Bool, _ take: @escaping @Sendable () async throws -> Void
+    ) async throws {
+        let line = Task { try await take() }
         intent.withLock {
             $0.cancelDownload = { line.cancel() }
             $0.downloadTarget = target
             $0.downloadDropped = false
-            $0.downloadForRequest = true
+            $0.downloadForRequest = forRequest
         }
         if intent.withLock({ $0.desired != target || $0.stopped }) { line.cancel() }
         let queued = await line.result

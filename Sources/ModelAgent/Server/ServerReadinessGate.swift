@@ -3,22 +3,15 @@ import Synchronization
 
 /// Holds back the first loads until the model server reports ready, then stays open.
 /// One poller serves every waiting model, so a slow server costs one request per interval.
-/// The gate owns the poller: it ends when nobody waits any more, or at `close`.
+/// The gate owns the poller: it ends when the server is ready, or at `close`.
 final class ServerReadinessGate: Sendable {
-    /// A wait: a suspended task, or a callback without a task (`whenOpen`).
-    private enum Waiter {
-        case task(CheckedContinuation<Void, any Error>)
-        case call(@Sendable () -> Void)
-    }
-
     private struct State {
         var open = false
         var closed = false
         var flavor: ServerFlavor?
         var polling = false
         var poller: Task<Void, Never>?
-        var waiters: [UInt64: Waiter] = [:]
-        var nextID: UInt64 = 0
+        var waiters: [@Sendable () -> Void] = []
     }
 
     private let state: Mutex<State>
@@ -40,37 +33,6 @@ final class ServerReadinessGate: Sendable {
     /// Waits registered now (for tests).
     var waiterCount: Int { state.withLock { $0.waiters.count } }
 
-    /// The server's flavor, waiting for the server if it is not known yet.
-    func flavor() async throws -> ServerFlavor {
-        if let flavor = state.withLock({ $0.flavor }) { return flavor }
-        try await wait()
-        return state.withLock { $0.flavor } ?? .generic
-    }
-
-    func wait() async throws {
-        let id = state.withLock { s -> UInt64 in
-            s.nextID += 1
-            return s.nextID
-        }
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                // Decided, and the poller started, under the lock: `close` either sees the
-                // poller to cancel or makes this wait fail.
-                let outcome = state.withLock { s -> Result<Void, CancellationError>? in
-                    if s.open { return .success(()) }
-                    if Task.isCancelled || s.closed { return .failure(CancellationError()) }
-                    s.waiters[id] = .task(continuation)
-                    startPolling(&s)
-                    return nil
-                }
-                if let outcome { continuation.resume(with: outcome) }
-            }
-        } onCancel: {
-            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
-            if case .task(let continuation)? = waiter { continuation.resume(throwing: CancellationError()) }
-        }
-    }
-
     /// Calls `callback` once the server is ready, without a task waiting meanwhile (a
     /// model's worker parks on it: 10,000 workers waiting for a server that is still
     /// starting cost a closure each, not their frames). False, and no call, when the gate is
@@ -80,29 +42,25 @@ final class ServerReadinessGate: Sendable {
         state.withLock { s in
             if s.open { return false }
             if s.closed { return true }
-            s.nextID += 1
-            s.waiters[s.nextID] = .call(callback)
-            startPolling(&s)
+            s.waiters.append(callback)
+            // Started under the lock: `close` either sees the poller to cancel or refuses.
+            if !s.polling {
+                s.polling = true
+                s.poller = Task { await self.poll() }
+            }
             return true
         }
     }
 
-    private func startPolling(_ s: inout State) {
-        guard !s.polling else { return }
-        s.polling = true
-        s.poller = Task { await self.poll() }
-    }
-
-    /// At shutdown: stops the poller and fails the waits (the gate stays open if it was).
-    /// Final: a closed gate that is not open fails every later wait.
+    /// At shutdown: stops the poller and drops the callbacks (the gate stays open if it
+    /// was). Final: a closed gate that is not open never calls back.
     func close() {
-        let (poller, waiters) = state.withLock { s -> (Task<Void, Never>?, [Waiter]) in
+        let poller = state.withLock { s -> Task<Void, Never>? in
             s.closed = true
-            defer { s.waiters = [:] }
-            return (s.poller, Array(s.waiters.values))
+            s.waiters = []
+            return s.poller
         }
         poller?.cancel()
-        for case .task(let continuation) in waiters { continuation.resume(throwing: CancellationError()) }
     }
 
     private func poll() async {
@@ -142,7 +100,7 @@ final class ServerReadinessGate: Sendable {
                 announced = true
             }
             let abandoned = state.withLock { s -> Bool in
-                guard s.waiters.isEmpty || s.closed || Task.isCancelled else { return false }
+                guard s.closed || Task.isCancelled else { return false }
                 (s.polling, s.poller) = (false, nil)
                 return true
             }
@@ -154,18 +112,13 @@ final class ServerReadinessGate: Sendable {
         logger.info(
             "Model server at \(client.baseURL) is ready\(description)",
             metadata: ["flavor": "\(flavor.rawValue)", "checked": "\(flavor.readinessPath)"])
-        let waiters = state.withLock { s -> [Waiter] in
+        let waiters = state.withLock { s -> [@Sendable () -> Void] in
             // After close, nobody waits; the gate still records that the server is ready.
             s.open = true
             (s.polling, s.poller) = (false, nil)
-            defer { s.waiters = [:] }
-            return Array(s.waiters.values)
+            defer { s.waiters = [] }
+            return s.waiters
         }
-        for waiter in waiters {
-            switch waiter {
-            case .task(let continuation): continuation.resume()
-            case .call(let callback): callback()
-            }
-        }
+        for callback in waiters { callback() }
     }
 }
