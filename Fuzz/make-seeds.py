@@ -131,3 +131,18 @@ for i, m in enumerate([
 # The memory cache's recency file: model names, one per line, most recent first.
 for i, m in enumerate([b"iris\nm2\nm1\n", b"a\n\n../b\nc\r\n\xff\xfe\nc\n", b"x" * 300 + b"\nok"]):
     put("recency", "r%d" % i, m)
+
+# The proxy's HTTP/1 parser: the first byte picks requests (even) or responses (odd), raw or
+# decoded chunks (bit 1) and the size of each read (the rest); then the connection's bytes.
+for name, m in [
+        ("request-length", b"\x00POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+            b"GET / HTTP/1.1\r\n\r\n"),
+        ("request-chunked", b"\x04POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5;a=b\r\nhello\r\n0\r\nT: 1\r\n\r\n"),
+        ("request-pieces", b"\x08GET /a?b=c HTTP/1.0\r\nConnection: keep-alive, X\r\nX: 1\r\n\r\n"),
+        ("response-chunked", b"\x01HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nA\r\n0123456789\r\n0\r\n\r\n"),
+        ("response-decoded", b"\x03HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n"),
+        ("response-close", b"\x01HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"),
+        ("response-204", b"\x01HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok")]:
+    put("http1", name, m)

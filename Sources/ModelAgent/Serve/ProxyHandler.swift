@@ -17,16 +17,19 @@ struct ProxyContext: Sendable {
     var holdTimeout: Duration = .zero
 }
 
-/// One client connection of the proxied port (after NIO's HTTP/1.1 server codec, which
-/// hands over one request at a time). Probes are answered here; every other request is
-/// streamed to the model server over a pooled connection and its answer streamed back.
-/// Reads from the client stop while the server side cannot take more, and the upstream
-/// connection stops reading while the client cannot (see `UpstreamConnection`), so
-/// memory stays bounded by socket buffers, whatever the body sizes.
+/// One HTTP/1.x client connection of the proxied port, on the socket's bytes. Heads are
+/// parsed and rewritten (`HTTP1Parser`, `ProxyHeaders`); bodies pass through as they came,
+/// their framing checked on the way (`HTTP1BodyReader`), so nothing is decoded and encoded
+/// again. Probes are answered here; every other request is streamed to the model server
+/// over a pooled connection and its answer streamed back. Reads from the client stop while
+/// the server side cannot take more, and the upstream connection stops reading while the
+/// client cannot (see `UpstreamConnection`), so memory stays bounded by socket buffers,
+/// whatever the body sizes. Requests a client pipelines wait, unparsed, until the answer
+/// before them is out.
 final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     /// A request forwarded so far is kept (up to this many body bytes and parts) until its
     /// answer starts, so that an idempotent one can be sent again when a reused connection
@@ -41,8 +44,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         var requestEnded = false
         var responseStarted = false
         var closeAfter = false
-        /// `Upgrade` or similar: NIO's parser stops after such a head, so nothing more is
-        /// read from this client and its connection closes after the answer.
+        /// `Upgrade`: the connection is not used for another request after this one.
         var lastOnConnection = false
         var status: UInt = 0
         var retried = false
@@ -57,43 +59,59 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         case idle
         /// A probe, answered when its request ends.
         case probe(ProbeRequest, HTTPRequestHead)
-        /// Answered locally (an error); the rest of the request is read and dropped.
+        /// Answered locally, or the answer is on its way; the rest of the request is read
+        /// and dropped.
         case answered
-        case connecting(Exchange, pending: [HTTPClientRequestPart])
+        case connecting(Exchange, pending: [ByteBuffer])
         case forwarding(Exchange, UpstreamConnection)
     }
 
     private let shared: ProxyContext
     private let pool: UpstreamPool
+    private let connections: ConnectionGuard
     private var state = State.idle
     private var context: ChannelHandlerContext?
     private var pendingRead = false
-    /// Between a `channelRead` and its `channelReadComplete` (NIO delivers both in one
-    /// go, for socket reads and for pipelined requests it held back alike): what is
-    /// written upstream now is flushed when the read completes.
+    /// Bytes from the client not parsed yet: the rest of a read, or requests pipelined
+    /// behind one still being answered.
+    private var inbound: ByteBuffer?
+    private var headScanned = 0
+    /// The current request's body, until it has been read in full.
+    private var requestBody: HTTP1BodyReader?
+    /// Between a `channelRead` and its `channelReadComplete`: what is written upstream now
+    /// is flushed when the read completes, head and body in one write.
     private var inClientRead = false
     private var clientAddress: String?
-    /// Set once this connection will close after its current answer: requests NIO still
-    /// hands over (pipelined ones) are dropped, never sent to the server.
+    /// Set once this connection will close after its current answer: nothing more it
+    /// sends is read.
     private var closing = false
     /// What was sent upstream for the current request while it is replayable; nil once it
     /// is not (too big, not idempotent, or the answer started).
-    private var replay: [HTTPClientRequestPart]?
+    private var replay: [ByteBuffer]?
     private var replayBytes = 0
     private var holdSerial: UInt64 = 0
     private var holdTimer: Scheduled<Void>?
+    /// The connection is closed when no request head arrives by `deadline` (set while
+    /// it waits for one); one timer, moved on when it fires early, not one per request.
+    private var deadline: NIODeadline?
+    private var deadlineTimer: Scheduled<Void>?
 
-    init(shared: ProxyContext, pool: UpstreamPool) {
+    init(shared: ProxyContext, pool: UpstreamPool, connections: ConnectionGuard, headDeadline: NIODeadline) {
         self.shared = shared
         self.pool = pool
+        self.connections = connections
+        self.deadline = headDeadline
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         clientAddress = context.channel.remoteAddress?.ipAddress
+        armDeadline()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
         self.context = nil
     }
 
@@ -102,53 +120,110 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         inClientRead = true
         if closing { return }
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            if let probe = ProbeRequest.classify(head.headers) {
-                state = .probe(probe, head)
-            } else if shared.cache != nil && InferenceRoute.changesRepository(path: head.uri) {
-                state = .answered
-                respondJSON(head, .forbidden, InferenceRoute.repositoryRefusal)
-            } else if head.method == .CONNECT {
-                state = .answered
-                closing = true
-                respondText(head, .methodNotAllowed, "CONNECT is not supported\n", close: true)
-            } else {
-                begin(head)
+        var incoming = unwrapInboundIn(data)
+        if inbound == nil {
+            inbound = incoming
+        } else {
+            inbound?.writeBuffer(&incoming)
+        }
+        process()
+    }
+
+    /// Parses and forwards what `inbound` holds, as far as the current exchange allows.
+    private func process() {
+        while !closing, var bytes = inbound {
+            inbound = nil
+            defer { if bytes.readableBytes > 0 && !closing { inbound = bytes } }
+            do {
+                if var body = requestBody {
+                    requestBody = nil
+                    let ended = try body.next(&bytes, raw: true) { requestBytes($0) }
+                    if ended {
+                        requestEnded()
+                    } else {
+                        requestBody = body
+                        return
+                    }
+                } else if case .idle = state {
+                    guard let head = try HTTP1Parser.requestHead(&bytes, scanned: &headScanned) else { return }
+                    let framing: HTTP1BodyFraming
+                    do {
+                        framing = try HTTP1Parser.requestFraming(head)
+                    } catch {
+                        refuseMalformed(error, version: head.version)
+                        return
+                    }
+                    // Set before the head is acted on: an answer given at once (a probe, a
+                    // refusal) must know the request is still being read.
+                    requestBody = HTTP1BodyReader(framing)
+                    started(head)
+                    if framing == .none, requestBody != nil {
+                        requestBody = nil
+                        requestEnded()
+                    }
+                } else {
+                    // A pipelined request: it waits until the answer before it is out.
+                    return
+                }
+            } catch {
+                refuseMalformed(error, version: .http1_1)
+                return
             }
-        case .body(let buffer):
-            switch state {
-            case .connecting(let exchange, var pending):
-                state = .idle  // keeps `pending` uniquely referenced while it grows
-                pending.append(.body(.byteBuffer(buffer)))
-                state = .connecting(exchange, pending: pending)
-            case .forwarding(_, let upstream):
-                record(.body(.byteBuffer(buffer)))
-                upstream.send(.body(.byteBuffer(buffer)))
-            case .idle, .probe, .answered:
-                break
-            }
-        case .end(let trailers):
-            switch state {
-            case .connecting(var exchange, var pending):
-                state = .idle
-                exchange.requestEnded = true
-                pending.append(.end(trailers))
-                state = .connecting(exchange, pending: pending)
-            case .forwarding(var exchange, let upstream):
-                exchange.requestEnded = true
-                state = .forwarding(exchange, upstream)
-                record(.end(trailers))
-                upstream.send(.end(trailers))
-                upstream.flush()
-            case .probe(let probe, let head):
-                state = .answered
-                answerProbe(probe, head)
-            case .answered:
-                state = .idle
-            case .idle:
-                break
-            }
+            if bytes.readableBytes == 0 { return }
+        }
+    }
+
+    private func started(_ head: HTTPRequestHead) {
+        deadline = nil
+        // The proxied port has no request timeout (uploads, downloads and event streams
+        // take as long as they take): a busy connection is only never evicted.
+        if let context { connections.markBusy(context.channel, true) }
+        if let probe = ProbeRequest.classify(head.headers) {
+            state = .probe(probe, head)
+        } else if shared.cache != nil && InferenceRoute.changesRepository(path: head.uri) {
+            state = .answered
+            respondJSON(head, .forbidden, InferenceRoute.repositoryRefusal)
+        } else if head.method == .CONNECT {
+            state = .answered
+            respondText(head, .methodNotAllowed, "CONNECT is not supported\n", close: true)
+        } else {
+            begin(head)
+        }
+    }
+
+    private func requestBytes(_ buffer: ByteBuffer) {
+        switch state {
+        case .connecting(let exchange, var pending):
+            state = .idle  // keeps `pending` uniquely referenced while it grows
+            pending.append(buffer)
+            state = .connecting(exchange, pending: pending)
+        case .forwarding(_, let upstream):
+            record(buffer)
+            upstream.send(buffer)
+        case .idle, .probe, .answered:
+            break
+        }
+    }
+
+    private func requestEnded() {
+        switch state {
+        case .connecting(var exchange, let pending):
+            state = .idle
+            exchange.requestEnded = true
+            state = .connecting(exchange, pending: pending)
+        case .forwarding(var exchange, let upstream):
+            exchange.requestEnded = true
+            state = .forwarding(exchange, upstream)
+            upstream.flush()
+        case .probe(let probe, let head):
+            state = .answered
+            answerProbe(probe, head)
+        case .answered:
+            // The answer is out (else `respond` finds the request still running).
+            state = .idle
+            idle()
+        case .idle:
+            break
         }
     }
 
@@ -158,9 +233,12 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         context.fireChannelReadComplete()
     }
 
-    /// Reads from the client only while the request can go somewhere.
+    /// Reads from the client only while the request can go somewhere, and not while
+    /// pipelined requests wait.
     func read(context: ChannelHandlerContext) {
         switch state {
+        case _ where closing || (requestBody == nil && !isIdle && (inbound?.readableBytes ?? 0) > 0):
+            pendingRead = true
         case .connecting:
             pendingRead = true
         case .forwarding(let exchange, let upstream):
@@ -170,8 +248,13 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
                 context.read()
             }
         default:
-            if closing { pendingRead = true } else { context.read() }
+            context.read()
         }
+    }
+
+    private var isIdle: Bool {
+        if case .idle = state { return true }
+        return false
     }
 
     private func resumeClientReads() {
@@ -198,11 +281,77 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         default:
             break
         }
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+
+    /// The answer is out and the request read: the connection waits for the next head
+    /// (a pipelined one may be here already).
+    private func idle() {
+        guard let context, !closing else { return }
+        connections.markBusy(context.channel, false)
+        let wait = connections.limits.idleTimeout ?? connections.limits.headerTimeout
+        deadline = .now() + .nanoseconds(wait.nanoseconds)
+        armDeadline()
+        if (inbound?.readableBytes ?? 0) > 0 { process() }
+        if case .idle = state { resumeClientReads() }
+    }
+
+    private func armDeadline() {
+        guard deadlineTimer == nil, let deadline, let context else { return }
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        deadlineTimer = context.eventLoop.scheduleTask(deadline: deadline) { handler.value.deadlineFired() }
+    }
+
+    private func deadlineFired() {
+        deadlineTimer = nil
+        guard let deadline, let context else { return }
+        if deadline <= .now() {
+            context.close(promise: nil)
+        } else {
+            armDeadline()
+        }
+    }
+
+    /// Bytes that are no request: 400 (or what the error says), and the connection closes.
+    private func refuseMalformed(_ error: HTTP1ParseError, version: HTTPVersion) {
+        switch state {
+        case .idle, .answered, .probe:
+            state = .answered
+            respondError(error, version: version)
+        case .connecting(let exchange, _):
+            state = .answered
+            respondError(error, version: version)
+            finish(exchange, failed: true)
+        case .forwarding(let exchange, let upstream):
+            // Part of the request is upstream: neither connection can be trusted further.
+            state = .answered
+            upstream.close()
+            if exchange.responseStarted {
+                closing = true
+                context?.close(promise: nil)
+            } else {
+                respondError(error, version: version)
+            }
+            finish(exchange, failed: true)
+        }
+        closing = true
+        inbound = nil
+        requestBody = nil
+    }
+
+    private func respondError(_ error: HTTP1ParseError, version: HTTPVersion) {
+        var headers = HTTPHeaders()
+        let text = error.reason + "\n"
+        headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
+        headers.add(name: "Content-Length", value: String(text.utf8.count))
+        headers.add(name: "Connection", value: "close")
+        respond(HTTPResponseHead(version: version, status: error.status, headers: headers), text, close: true)
     }
 
     // MARK: Forwarding
@@ -214,11 +363,12 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         exchange.lastOnConnection = head.headers.contains(name: "upgrade")
         replay = Self.isIdempotent(head) ? [] : nil
         replayBytes = 0
-        let upstreamHead = ProxyHeaders.upstreamRequest(head, clientAddress: clientAddress)
+        var upstreamHead = ByteBuffer()
+        HTTP1Writer.write(ProxyHeaders.upstreamRequest(head, clientAddress: clientAddress), into: &upstreamHead)
         guard let cache = shared.cache, let model = exchange.model, InferenceRoute.isInference(path: head.uri),
             let context
         else {
-            state = .connecting(exchange, pending: [.head(upstreamHead)])
+            state = .connecting(exchange, pending: [upstreamHead])
             return connect(fresh: false)
         }
         holdSerial += 1
@@ -241,7 +391,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         case .unmanaged:
             break
         }
-        state = .connecting(exchange, pending: [.head(upstreamHead)])
+        state = .connecting(exchange, pending: [upstreamHead])
         if !exchange.held { connect(fresh: false) }
     }
 
@@ -268,21 +418,19 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     private func refuse(_ exchange: Exchange, reason: String, retry: Bool) {
         replay = nil
         let keepAlive = exchange.head.isKeepAlive && !exchange.lastOnConnection
-        state = exchange.requestEnded ? .idle : .answered
-        if !keepAlive { closing = true }
+        state = .answered
         let body = JSONText.object([("error", JSONText.quoted(reason))]) + "\n"
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(body.utf8.count))
         if retry { headers.add(name: "Retry-After", value: "1") }
         if !keepAlive { headers.add(name: "Connection", value: "close") }
-        respond(
-            HTTPResponseHead(version: exchange.head.version, status: .serviceUnavailable, headers: headers),
-            exchange.head.method == .HEAD ? "" : body, close: !keepAlive)
         var finished = exchange
         finished.status = 503
         finish(finished, failed: true)
-        if keepAlive { resumeClientReads() }
+        respond(
+            HTTPResponseHead(version: exchange.head.version, status: .serviceUnavailable, headers: headers),
+            exchange.head.method == .HEAD ? "" : body, close: !keepAlive)
     }
 
     /// Requests that may be sent twice (RFC 9110 §9.2.2), or that say so with an
@@ -307,22 +455,23 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
             case .failure(let error):
                 fail(exchange, reason: error.reason)
             case .success(let upstream):
-                upstream.attach(self)
+                upstream.attach(
+                    self, requestMethod: exchange.head.method, rawChunks: exchange.head.version.minor == 1)
                 for part in pending { record(part) }
                 state = .forwarding(exchange, upstream)
                 for part in pending { upstream.send(part) }
                 // Inside a client read (a kept-alive connection is handed over at once), the
                 // head goes out with the body, in one write, when the request ends or the
                 // read completes; a connection that took time to open is written to now.
-                if !inClientRead { upstream.flush() }
+                if !inClientRead || exchange.requestEnded { upstream.flush() }
                 resumeClientReads()
             }
         }
     }
 
-    private func record(_ part: HTTPClientRequestPart) {
+    private func record(_ part: ByteBuffer) {
         guard replay != nil else { return }
-        if case .body(.byteBuffer(let buffer)) = part { replayBytes += buffer.readableBytes }
+        replayBytes += part.readableBytes
         if replayBytes > Self.replayLimit || (replay?.count ?? 0) >= Self.replayPartLimit {
             replay = nil
         } else {
@@ -334,18 +483,17 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     private func fail(_ exchange: Exchange, reason: String) {
         shared.failures.failed(reason, target: shared.target)
         state = .answered
-        closing = true
         replay = nil
         let body = UpstreamUnavailable.answerBody(reason)
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(body.utf8.count))
         headers.add(name: "Connection", value: "close")
-        respond(
-            HTTPResponseHead(version: exchange.head.version, status: .badGateway, headers: headers), body, close: true)
         var finished = exchange
         finished.status = 502
         finish(finished, failed: true)
+        respond(
+            HTTPResponseHead(version: exchange.head.version, status: .badGateway, headers: headers), body, close: true)
     }
 
     private func finish(_ exchange: Exchange, failed: Bool) {
@@ -377,7 +525,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         resumeClientReads()
     }
 
-    func responseHead(_ head: HTTPResponseHead, from connection: UpstreamConnection) {
+    func responseHead(_ head: HTTPResponseHead, framing: HTTP1BodyFraming, from connection: UpstreamConnection) {
         guard let (found, context) = current(connection) else { return }
         var exchange = found
         let informational = head.status.code < 200
@@ -388,6 +536,16 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         var (downstream, closeAfter) = ProxyHeaders.downstreamResponse(
             head, requestVersion: exchange.head.version, keepAlive: exchange.head.isKeepAlive)
         if !informational {
+            switch framing {
+            case .chunked where exchange.head.version.minor == 1:
+                // The body goes on as the server framed it.
+                downstream.headers.add(name: "Transfer-Encoding", value: "chunked")
+            case .chunked, .untilClose:
+                if !closeAfter { downstream.headers.replaceOrAdd(name: "Connection", value: "close") }
+                closeAfter = true
+            case .length, .none:
+                break
+            }
             if (shared.drain.isDraining || exchange.lastOnConnection) && !closeAfter {
                 // Draining: clients reconnect (to a pod still in the endpoints) instead of
                 // holding a connection that is about to close.
@@ -397,23 +555,24 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
             exchange.responseStarted = true
             exchange.status = head.status.code
             exchange.closeAfter = closeAfter
-            replay = nil
             state = .forwarding(exchange, connection)
         }
-        context.write(wrapOutboundOut(.head(downstream)), promise: nil)
+        var bytes = context.channel.allocator.buffer(capacity: 256)
+        HTTP1Writer.write(downstream, into: &bytes)
+        context.write(wrapOutboundOut(bytes), promise: nil)
         if informational { context.flush() }
     }
 
     func responseBody(_ body: ByteBuffer, from connection: UpstreamConnection) {
         guard let (_, context) = current(connection) else { return }
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.write(wrapOutboundOut(body), promise: nil)
     }
 
     func responseFlush() {
         context?.flush()
     }
 
-    func responseEnd(_ trailers: HTTPHeaders?, from connection: UpstreamConnection) {
+    func responseEnd(from connection: UpstreamConnection) {
         guard let (found, context) = current(connection) else { return }
         var exchange = found
         shared.failures.succeeded(target: shared.target)
@@ -425,15 +584,16 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
             connection.close()
             exchange.closeAfter = true
         }
-        state = exchange.requestEnded ? .idle : .answered
-        if exchange.closeAfter { closing = true }
+        state = .answered
         finish(exchange, failed: exchange.status >= 500)
-        let written = context.writeAndFlush(wrapOutboundOut(.end(trailers)))
+        context.flush()
         if exchange.closeAfter {
+            closing = true
             let channel = context.channel
-            written.whenComplete { _ in channel.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { _ in channel.close(promise: nil) }
         } else {
-            resumeClientReads()
+            state = .idle
+            idle()
         }
     }
 
@@ -481,14 +641,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         headers.add(name: "Content-Length", value: String(text.utf8.count))
         for (name, value) in extra { headers.add(name: name, value: value) }
         let close = close || !request.isKeepAlive
-        if close {
-            headers.add(name: "Connection", value: "close")
-            closing = true
-        }
+        if close { headers.add(name: "Connection", value: "close") }
         respond(
             HTTPResponseHead(version: request.version, status: status, headers: headers),
             request.method == .HEAD ? "" : text, close: close)
-        if case .answered = state, !close { state = .idle }
     }
 
     /// A local JSON answer; the rest of the request is read and dropped.
@@ -497,26 +653,27 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(body.utf8.count))
         let close = !request.isKeepAlive
-        if close {
-            headers.add(name: "Connection", value: "close")
-            closing = true
-        }
+        if close { headers.add(name: "Connection", value: "close") }
         respond(
             HTTPResponseHead(version: request.version, status: status, headers: headers),
             request.method == .HEAD ? "" : body, close: close)
     }
 
+    /// Writes a whole local answer (state is `.answered`). When the request has been read,
+    /// the connection is ready for the next; else that happens when its body ends.
     private func respond(_ head: HTTPResponseHead, _ body: String, close: Bool) {
         guard let context else { return }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if !body.isEmpty {
-            context.write(
-                wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
-        }
-        let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        var bytes = context.channel.allocator.buffer(capacity: 256 + body.utf8.count)
+        HTTP1Writer.write(head, into: &bytes)
+        bytes.writeString(body)
+        let written = context.writeAndFlush(wrapOutboundOut(bytes))
         if close {
+            closing = true
             let channel = context.channel
             written.whenComplete { _ in channel.close(promise: nil) }
+        } else if requestBody == nil, case .answered = state {
+            state = .idle
+            idle()
         }
     }
 }

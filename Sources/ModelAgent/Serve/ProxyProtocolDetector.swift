@@ -101,9 +101,9 @@ final class ProxyProtocolDetector: ChannelInboundHandler, RemovableChannelHandle
         let setup = self.setup
         switch found {
         case .http1:
-            try sync.configureHTTPServerPipeline(withErrorHandling: true)
-            try sync.addHandler(ConnectionGuardHandler(setup.connections, headDeadline: headDeadline))
-            try sync.addHandler(ProxyHandler(shared: setup.shared, pool: setup.pool))
+            try sync.addHandler(
+                ProxyHandler(
+                    shared: setup.shared, pool: setup.pool, connections: setup.connections, headDeadline: headDeadline))
         case .h2:
             let activity = H2ConnectionActivity(
                 channel: channel, connections: setup.connections, firstStreamBy: headDeadline)

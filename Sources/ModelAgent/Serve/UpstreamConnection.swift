@@ -12,22 +12,24 @@ protocol UpstreamReceiver: AnyObject {
     var canAcceptResponse: Bool { get }
     /// The connection can take request bytes again.
     func upstreamWritable(_ connection: UpstreamConnection)
-    func responseHead(_ head: HTTPResponseHead, from connection: UpstreamConnection)
+    func responseHead(_ head: HTTPResponseHead, framing: HTTP1BodyFraming, from connection: UpstreamConnection)
+    /// Body bytes as the server framed them (chunked framing included when asked for).
     func responseBody(_ body: ByteBuffer, from connection: UpstreamConnection)
-    func responseEnd(_ trailers: HTTPHeaders?, from connection: UpstreamConnection)
+    func responseEnd(from connection: UpstreamConnection)
     func responseFlush()
     /// The connection failed or closed before the response ended.
     func upstreamFailed(_ reason: String, from connection: UpstreamConnection)
 }
 
-/// One HTTP/1.1 connection to the model server, the last handler of its pipeline. While
-/// it serves a request it forwards the response to its receiver, and stops reading from
-/// the server while the client cannot take more (backpressure: a slow client never makes
-/// the agent buffer a response).
+/// One HTTP/1.1 connection to the model server, on the socket's bytes. While it serves a
+/// request it parses the response's head (`HTTP1Parser`) and finds its body's end
+/// (`HTTP1BodyReader`), passing the bytes to its receiver as they come, and stops reading
+/// from the server while the client cannot take more (backpressure: a slow client never
+/// makes the agent buffer a response).
 final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private var context: ChannelHandlerContext?
     private var receiver: (any UpstreamReceiver)?
@@ -38,6 +40,15 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
     /// sent on it that fails before any answer may be sent again on a new connection.
     var reused = false
     var idleTimer: Scheduled<Void>?
+    private var requestMethod = HTTPMethod.GET
+    /// Pass chunked bodies on with their framing (the client speaks HTTP/1.1).
+    private var rawChunks = true
+    private var inbound: ByteBuffer?
+    private var headScanned = 0
+    /// The current response's body, once its head has been read.
+    private var body: HTTP1BodyReader?
+
+    private static let switchedProtocols = HTTP1ParseError.malformed("the model server switched protocols")
 
     init() {}
 
@@ -52,8 +63,11 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
         self.context = nil
     }
 
-    func attach(_ receiver: any UpstreamReceiver) {
+    /// `requestMethod`: a HEAD's answer has no body whatever its head says.
+    func attach(_ receiver: any UpstreamReceiver, requestMethod: HTTPMethod, rawChunks: Bool) {
         self.receiver = receiver
+        self.requestMethod = requestMethod
+        self.rawChunks = rawChunks
     }
 
     func detach() {
@@ -61,8 +75,8 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
         resumeReads()
     }
 
-    func send(_ part: HTTPClientRequestPart) {
-        context?.write(wrapOutboundOut(part), promise: nil)
+    func send(_ bytes: ByteBuffer) {
+        context?.write(wrapOutboundOut(bytes), promise: nil)
     }
 
     func flush() {
@@ -89,28 +103,74 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        guard let receiver else {
+        var incoming = unwrapInboundIn(data)
+        guard receiver != nil else {
             // Nothing was asked: an idle connection that talks is not to be trusted.
-            if case .end = part {} else { context.close(promise: nil) }
+            mayReuse = false
+            context.close(promise: nil)
             return
         }
-        switch part {
-        case .head(let head) where head.status == .switchingProtocols:
-            // Never asked for (Upgrade is not forwarded), and NIO's parser stops after it.
-            mayReuse = false
-            self.receiver = nil
-            receiver.upstreamFailed("the model server switched protocols", from: self)
-            context.close(promise: nil)
-        case .head(let head):
-            if head.status.code >= 200 && !head.isKeepAlive { mayReuse = false }
-            receiver.responseHead(head, from: self)
-        case .body(let buffer):
-            receiver.responseBody(buffer, from: self)
-        case .end(let trailers):
-            self.receiver = nil
-            receiver.responseEnd(trailers, from: self)
+        if inbound == nil {
+            inbound = incoming
+        } else {
+            inbound?.writeBuffer(&incoming)
         }
+        do {
+            try process()
+        } catch {
+            fail(context, error == Self.switchedProtocols ? error.reason : "invalid HTTP from the model server")
+        }
+    }
+
+    private func process() throws(HTTP1ParseError) {
+        while let receiver, var bytes = inbound, bytes.readableBytes > 0 {
+            inbound = nil
+            defer { if bytes.readableBytes > 0 { inbound = bytes } }
+            if var reader = body {
+                body = nil
+                let ended = try reader.next(&bytes, raw: rawChunks) { receiver.responseBody($0, from: self) }
+                guard ended else {
+                    body = reader
+                    return
+                }
+                self.receiver = nil
+                // Bytes after a response nobody asked for: the connection is not reused.
+                if bytes.readableBytes > 0 { mayReuse = false }
+                receiver.responseEnd(from: self)
+                return
+            }
+            guard let head = try HTTP1Parser.responseHead(&bytes, scanned: &headScanned) else { return }
+            if head.status == .switchingProtocols {
+                // Never asked for (Upgrade is not forwarded).
+                throw Self.switchedProtocols
+            }
+            let framing = try HTTP1Parser.responseFraming(head, requestMethod: requestMethod)
+            if head.status.code < 200 {
+                receiver.responseHead(head, framing: .none, from: self)
+                continue
+            }
+            if !head.isKeepAlive || framing == .untilClose { mayReuse = false }
+            body = HTTP1BodyReader(framing)
+            receiver.responseHead(head, framing: framing, from: self)
+            if framing == .none {
+                body = nil
+                self.receiver = nil
+                if bytes.readableBytes > 0 { mayReuse = false }
+                receiver.responseEnd(from: self)
+                return
+            }
+        }
+    }
+
+    private func fail(_ context: ChannelHandlerContext, _ reason: String) {
+        mayReuse = false
+        inbound = nil
+        body = nil
+        if let receiver {
+            self.receiver = nil
+            receiver.upstreamFailed(reason, from: self)
+        }
+        context.close(promise: nil)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -129,7 +189,13 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
         idleTimer = nil
         if let receiver {
             self.receiver = nil
-            receiver.upstreamFailed("connection closed by the model server", from: self)
+            if let reader = body, reader.isUntilClose {
+                // The body was delimited by this close.
+                body = nil
+                receiver.responseEnd(from: self)
+            } else {
+                receiver.upstreamFailed("connection closed by the model server", from: self)
+            }
         }
         context.fireChannelInactive()
     }
@@ -146,7 +212,6 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
     /// A short reason for logs and 502 bodies: what went wrong, not how NIO saw it.
     static func describe(_ error: any Error) -> String {
         if let error = error as? IOError { return String(cString: strerror(error.errnoCode)).lowercased() }
-        if error is HTTPParserError { return "invalid HTTP from the model server" }
         if case ChannelError.connectTimeout = error { return "connect timed out" }
         // NIO's descriptions name hosts and internals: a client of the proxy gets a category.
         return "connection failed"

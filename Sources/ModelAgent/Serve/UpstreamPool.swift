@@ -48,14 +48,7 @@ final class UpstreamPool: Sendable {
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(HTTPRequestEncoder())
-                    try sync.addHandler(
-                        ByteToMessageHandler(
-                            HTTPResponseDecoder(
-                                leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)
-                        ))
-                    try sync.addHandler(UpstreamConnection())
+                    try channel.pipeline.syncOperations.addHandler(UpstreamConnection())
                 }
             }
             .connect(host: host, port: port)

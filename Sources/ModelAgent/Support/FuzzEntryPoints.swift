@@ -1,5 +1,6 @@
 // Compiled only into the fuzz build (scripts/fuzz passes -DFUZZING): nothing of it ships.
 #if FUZZING
+    import NIOCore
 
     /// One entry point per parser of bytes from outside the process, for the libFuzzer
     /// targets in `Fuzz/` (`scripts/fuzz`). Each takes arbitrary bytes and must return or
@@ -7,7 +8,7 @@
     package enum FuzzEntryPoints {
         package static let targets: [String] = [
             "models-json", "quantity", "marker", "tar", "zip", "gzip", "xml", "pbtxt", "gcs-json", "uri",
-            "readiness-probe", "grpc-message", "recency",
+            "readiness-probe", "grpc-message", "recency", "http1",
         ]
 
         /// Runs target `name` on `data`; false for an unknown name.
@@ -31,9 +32,52 @@
             case "readiness-probe": readinessProbe(bytes)
             case "grpc-message": grpcMessage(bytes)
             case "recency": _ = RecencyFile.parse(bytes)
+            case "http1": http1(bytes)
             default: return false
             }
             return true
+        }
+
+        /// The proxy's HTTP/1 parsing as a connection sees it: the first byte picks requests
+        /// or responses, how the bytes are split into reads, and raw or decoded chunks; then
+        /// messages are parsed one after another until the bytes end or one is refused.
+        private static func http1(_ bytes: [UInt8]) {
+            guard let control = bytes.first else { return }
+            let isRequest = control & 1 == 0
+            let raw = control & 2 == 0
+            let piece = Int(control >> 2) + 1
+            var stream = bytes.dropFirst()[...]
+            var buffer = ByteBuffer()
+            var scanned = 0
+            var body: HTTP1BodyReader?
+            var emitted = 0
+            while !stream.isEmpty {
+                buffer.writeBytes(stream.prefix(piece))
+                stream = stream.dropFirst(piece)
+                do {
+                    while buffer.readableBytes > 0 {
+                        if var reader = body {
+                            let ended = try reader.next(&buffer, raw: raw) { emitted += $0.readableBytes }
+                            body = ended ? nil : reader
+                            if !ended { break }
+                        } else if isRequest {
+                            guard let head = try HTTP1Parser.requestHead(&buffer, scanned: &scanned) else { break }
+                            body = HTTP1BodyReader(try HTTP1Parser.requestFraming(head))
+                            _ = ProxyHeaders.upstreamRequest(head, clientAddress: "127.0.0.1")
+                        } else {
+                            guard let head = try HTTP1Parser.responseHead(&buffer, scanned: &scanned) else { break }
+                            body = HTTP1BodyReader(try HTTP1Parser.responseFraming(head, requestMethod: .GET))
+                            var out = ByteBuffer()
+                            HTTP1Writer.write(
+                                ProxyHeaders.downstreamResponse(head, requestVersion: .http1_1, keepAlive: true).head,
+                                into: &out)
+                        }
+                    }
+                } catch {
+                    return
+                }
+            }
+            precondition(emitted <= bytes.count)
         }
 
         private static func modelsJSON(_ bytes: [UInt8]) {
