@@ -153,6 +153,20 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return
+        if path.startswith("/framed/"):
+            # Answers framed as they are written here, whatever the request said.
+            raw = {
+                "/framed/te-and-length": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                         b"5\r\nhello\r\n0\r\n\r\n",
+                "/framed/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n4\r\ndefg\r\n"
+                                  b"0\r\nT: 1\r\n\r\n",
+                "/framed/lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nok",
+                "/framed/until-close": b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until the close",
+            }[path]
+            self.wfile.write(raw)
+            self.wfile.flush()
+            self.close_connection = path == "/framed/until-close"
+            return
         if path == "/switch-protocols":
             self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n")
             self.wfile.flush()

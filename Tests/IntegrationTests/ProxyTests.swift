@@ -190,6 +190,55 @@ struct ProxyTests {
         await w.upstream.stop()
     }
 
+    /// Bodies pass through with their framing; heads say how they are framed, and nothing
+    /// else: no length beside a transfer coding, one length for a list of equal ones, a
+    /// close for a body that ends with it or that an HTTP/1.0 client cannot get chunked.
+    @Test func answersAreFramedForEachClient() async throws {
+        let w = try await World()
+        let agent = try await w.agent()
+        let script = """
+            import socket, sys
+            def exchange(request):
+                s = socket.create_connection(("127.0.0.1", \(agent.proxyPort)))
+                s.settimeout(30)
+                s.sendall(request)
+                data = b""
+                while True:
+                    block = s.recv(65536)
+                    if not block:
+                        break
+                    data += block
+                return data.decode(errors="replace").lower()
+            host = b"Host: a\\r\\n"
+            out = []
+            out.append(exchange(b"GET /framed/te-and-length HTTP/1.1\\r\\n" + host + b"Connection: close\\r\\n\\r\\n"))
+            out.append(exchange(b"GET /framed/chunked HTTP/1.0\\r\\n" + host + b"\\r\\n"))
+            out.append(exchange(b"GET /framed/chunked HTTP/1.1\\r\\n" + host + b"Connection: close\\r\\n\\r\\n"))
+            out.append(exchange(b"GET /framed/lengths HTTP/1.1\\r\\n" + host + b"Connection: close\\r\\n\\r\\n"))
+            out.append(exchange(b"GET /framed/until-close HTTP/1.1\\r\\n" + host + b"\\r\\n"))
+            out.append(exchange(b"POST /echo/n HTTP/1.1\\r\\n" + host + b"Content-Length: 3, 3\\r\\nConnection: close\\r\\n\\r\\nabc"))
+            sys.stdout.write("\\n=====\\n".join(out))
+            """
+        try write(script, to: w.temp.path + "/framing.py")
+        let python = try TestPaths.venvTool("tools", "python3")
+        let run = try await runShell("\(python) \(w.temp.path)/framing.py", in: w.temp.path)
+        let answers = run.output.components(separatedBy: "\n=====\n")
+        try #require(answers.count == 6, "\(run.output)")
+        // A length beside chunked framing goes; the chunks go on as they came.
+        #expect(!answers[0].contains("content-length") && answers[0].contains("transfer-encoding: chunked"))
+        #expect(answers[0].hasSuffix("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "\(answers[0])")
+        // HTTP/1.0: the data only, delimited by the close.
+        #expect(!answers[1].contains("transfer-encoding") && answers[1].contains("connection: close"))
+        #expect(answers[1].hasSuffix("\r\n\r\nabcdefg"), "\(answers[1])")
+        #expect(answers[2].hasSuffix("\r\n\r\n3;x=y\r\nabc\r\n4\r\ndefg\r\n0\r\nt: 1\r\n\r\n"), "\(answers[2])")
+        #expect(answers[3].components(separatedBy: "content-length").count == 2, "\(answers[3])")
+        #expect(answers[3].contains("content-length: 2\r\n") && answers[3].hasSuffix("\r\n\r\nok"))
+        #expect(answers[4].contains("connection: close") && answers[4].hasSuffix("\r\n\r\nbody until the close"))
+        #expect(answers[5].contains(#""content-length": ["3"]"#) && answers[5].contains(#""size": 3"#), "\(answers[5])")
+        await agent.stop()
+        await w.upstream.stop()
+    }
+
     @Test func eventStreamChunksArriveOneByOne() async throws {
         let w = try await World()
         let agent = try await w.agent()

@@ -243,6 +243,16 @@ enum HTTP1Parser {
         return length == 0 ? .none : .length(length)
     }
 
+    /// One `Content-Length` field in place of a checked list or repeats of the same value,
+    /// which stricter parsers after the agent refuse.
+    static func restateContentLength(_ headers: inout HTTPHeaders) {
+        let values = headers["content-length"]
+        guard values.count > 1 || values.first?.utf8.contains(UInt8(ascii: ",")) == true,
+            let length = try? contentLength(headers)
+        else { return }
+        headers.replaceOrAdd(name: "Content-Length", value: String(length))
+    }
+
     /// The one length all Content-Length values agree on (a list of equal values is one
     /// length, RFC 9112 §6.3); nil without any.
     static func contentLength(_ headers: HTTPHeaders) throws(HTTP1ParseError) -> Int64? {

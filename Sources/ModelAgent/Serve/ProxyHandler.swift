@@ -91,10 +91,14 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     private var replayBytes = 0
     private var holdSerial: UInt64 = 0
     private var holdTimer: Scheduled<Void>?
+    /// The current request asked for `100 Continue`: a client that gets an answer instead
+    /// may never send its body, so such a connection is closed after a local answer.
+    private var expectsContinue = false
     /// The connection is closed when no request head arrives by `deadline` (set while
     /// it waits for one); one timer, moved on when it fires early, not one per request.
     private var deadline: NIODeadline?
     private var deadlineTimer: Scheduled<Void>?
+    private var armedDeadline: NIODeadline?
 
     init(shared: ProxyContext, pool: UpstreamPool, connections: ConnectionGuard, headDeadline: NIODeadline) {
         self.shared = shared
@@ -131,6 +135,13 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
 
     /// Parses and forwards what `inbound` holds, as far as the current exchange allows.
     private func process() {
+        parseInbound()
+        // Outside a client read (a pipelined request taken up after an answer), nothing
+        // else flushes what went upstream.
+        if !inClientRead, case .forwarding(_, let upstream) = state { upstream.flush() }
+    }
+
+    private func parseInbound() {
         while !closing, var bytes = inbound {
             inbound = nil
             defer { if bytes.readableBytes > 0 && !closing { inbound = bytes } }
@@ -145,7 +156,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
                         return
                     }
                 } else if case .idle = state {
-                    guard let head = try HTTP1Parser.requestHead(&bytes, scanned: &headScanned) else { return }
+                    guard let parsed = try HTTP1Parser.requestHead(&bytes, scanned: &headScanned) else { return }
+                    var head = parsed
                     let framing: HTTP1BodyFraming
                     do {
                         framing = try HTTP1Parser.requestFraming(head)
@@ -153,6 +165,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
                         refuseMalformed(error, version: head.version)
                         return
                     }
+                    HTTP1Parser.restateContentLength(&head.headers)
+                    expectsContinue = head.headers.contains(name: "expect")
                     // Set before the head is acted on: an answer given at once (a probe, a
                     // refusal) must know the request is still being read.
                     requestBody = HTTP1BodyReader(framing)
@@ -269,7 +283,11 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        // The client went away: whatever the server is still doing for it is cancelled.
+        // The client went away: whatever the server is still doing for it is cancelled, and
+        // nothing it sent before is taken up.
+        closing = true
+        inbound = nil
+        requestBody = nil
         switch state {
         case .connecting(let exchange, _):
             state = .answered
@@ -293,18 +311,25 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     /// The answer is out and the request read: the connection waits for the next head
     /// (a pipelined one may be here already).
     private func idle() {
-        guard let context, !closing else { return }
+        guard let context, !closing, context.channel.isActive else { return }
         connections.markBusy(context.channel, false)
         let wait = connections.limits.idleTimeout ?? connections.limits.headerTimeout
         deadline = .now() + .nanoseconds(wait.nanoseconds)
         armDeadline()
         if (inbound?.readableBytes ?? 0) > 0 { process() }
-        if case .idle = state { resumeClientReads() }
+        // `read` decides whether to read now (a request taken up may hold reads back).
+        resumeClientReads()
     }
 
     private func armDeadline() {
-        guard deadlineTimer == nil, let deadline, let context else { return }
+        guard let deadline, let context else { return }
+        if deadlineTimer != nil {
+            // A timer due later than the new deadline is moved; an earlier one moves itself.
+            guard let armed = armedDeadline, armed > deadline else { return }
+            deadlineTimer?.cancel()
+        }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        armedDeadline = deadline
         deadlineTimer = context.eventLoop.scheduleTask(deadline: deadline) { handler.value.deadlineFired() }
     }
 
@@ -321,9 +346,13 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     /// Bytes that are no request: 400 (or what the error says), and the connection closes.
     private func refuseMalformed(_ error: HTTP1ParseError, version: HTTPVersion) {
         switch state {
-        case .idle, .answered, .probe:
+        case .idle:
             state = .answered
             respondError(error, version: version)
+        case .answered, .probe:
+            // An answer is out or on its way: a second one would be unasked for.
+            state = .answered
+            context?.close(promise: nil)
         case .connecting(let exchange, _):
             state = .answered
             respondError(error, version: version)
@@ -538,12 +567,19 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         if !informational {
             switch framing {
             case .chunked where exchange.head.version.minor == 1:
-                // The body goes on as the server framed it.
-                downstream.headers.add(name: "Transfer-Encoding", value: "chunked")
+                // The body goes on as the server framed it, its codings named as it named them.
+                downstream.headers.remove(name: "content-length")
+                for coding in head.headers["transfer-encoding"] {
+                    downstream.headers.add(name: "Transfer-Encoding", value: coding)
+                }
             case .chunked, .untilClose:
+                // A length beside a transfer coding is not the body's (RFC 9112 §6.3).
+                downstream.headers.remove(name: "content-length")
                 if !closeAfter { downstream.headers.replaceOrAdd(name: "Connection", value: "close") }
                 closeAfter = true
-            case .length, .none:
+            case .length:
+                HTTP1Parser.restateContentLength(&downstream.headers)
+            case .none:
                 break
             }
             if (shared.drain.isDraining || exchange.lastOnConnection) && !closeAfter {
@@ -661,8 +697,15 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
 
     /// Writes a whole local answer (state is `.answered`). When the request has been read,
     /// the connection is ready for the next; else that happens when its body ends.
-    private func respond(_ head: HTTPResponseHead, _ body: String, close: Bool) {
+    private func respond(_ head: HTTPResponseHead, _ body: String, close requested: Bool) {
         guard let context else { return }
+        var head = head
+        var close = requested
+        if requestBody != nil && expectsContinue && !close {
+            // Its body may never come; what comes next could not be told from it.
+            close = true
+            head.headers.replaceOrAdd(name: "Connection", value: "close")
+        }
         var bytes = context.channel.allocator.buffer(capacity: 256 + body.utf8.count)
         HTTP1Writer.write(head, into: &bytes)
         bytes.writeString(body)
@@ -674,6 +717,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         } else if requestBody == nil, case .answered = state {
             state = .idle
             idle()
+        } else {
+            // The rest of the request is read (and dropped) before the next one.
+            resumeClientReads()
         }
     }
 }
