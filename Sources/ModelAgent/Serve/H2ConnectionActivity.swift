@@ -17,9 +17,14 @@ final class H2ConnectionActivity: NIOHTTP2StreamDelegate {
 
     private let channel: any Channel
     private let connections: ConnectionGuard
+    private let slot: ConnectionGuard.Slot
     private let state: NIOLoopBoundBox<State>
 
-    init(channel: any Channel, connections: ConnectionGuard, firstStreamBy deadline: NIODeadline) {
+    init(
+        channel: any Channel, connections: ConnectionGuard, slot: ConnectionGuard.Slot,
+        firstStreamBy deadline: NIODeadline
+    ) {
+        self.slot = slot
         self.channel = channel
         self.connections = connections
         state = NIOLoopBoundBox.makeBoxSendingValue(State(), eventLoop: channel.eventLoop)
@@ -34,14 +39,14 @@ final class H2ConnectionActivity: NIOHTTP2StreamDelegate {
         if state.value.open == 1 {
             state.value.timer?.cancel()
             state.value.timer = nil
-            connections.markBusy(channel, true)
+            slot.markBusy(true)
         }
     }
 
     func streamClosed(_ id: HTTP2StreamID, channel _: any Channel) {
         state.value.open -= 1
         guard state.value.open == 0 else { return }
-        connections.markBusy(channel, false)
+        slot.markBusy(false)
         guard channel.isActive else { return }
         let wait = connections.limits.idleTimeout ?? connections.limits.headerTimeout
         state.value.timer = channel.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(wait.nanoseconds)) {

@@ -69,6 +69,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     private let shared: ProxyContext
     private let pool: UpstreamPool
     private let connections: ConnectionGuard
+    private let slot: ConnectionGuard.Slot
     private var state = State.idle
     private var context: ChannelHandlerContext?
     private var pendingRead = false
@@ -100,8 +101,12 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     private var deadlineTimer: Scheduled<Void>?
     private var armedDeadline: NIODeadline?
 
-    init(shared: ProxyContext, pool: UpstreamPool, connections: ConnectionGuard, headDeadline: NIODeadline) {
+    init(
+        shared: ProxyContext, pool: UpstreamPool, connections: ConnectionGuard, slot: ConnectionGuard.Slot,
+        headDeadline: NIODeadline
+    ) {
         self.shared = shared
+        self.slot = slot
         self.pool = pool
         self.connections = connections
         self.deadline = headDeadline
@@ -191,7 +196,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         deadline = nil
         // The proxied port has no request timeout (uploads, downloads and event streams
         // take as long as they take): a busy connection is only never evicted.
-        if let context { connections.markBusy(context.channel, true) }
+        slot.markBusy(true)
         if let probe = ProbeRequest.classify(head.headers) {
             state = .probe(probe, head)
         } else if shared.cache != nil && InferenceRoute.changesRepository(path: head.uri) {
@@ -312,7 +317,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     /// (a pipelined one may be here already).
     private func idle() {
         guard let context, !closing, context.channel.isActive else { return }
-        connections.markBusy(context.channel, false)
+        slot.markBusy(false)
         let wait = connections.limits.idleTimeout ?? connections.limits.headerTimeout
         deadline = .now() + .nanoseconds(wait.nanoseconds)
         armDeadline()

@@ -10,9 +10,27 @@ enum ProxyHeaders {
         "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
     ]
 
+    private static let hopByHopBytes = hopByHop.map { Array($0.utf8) }
+
+    /// Compared byte by byte, ASCII case folded: every header of every request passes here,
+    /// and most are none of these.
     static func isHopByHop(_ name: String, listedIn connection: Set<String>) -> Bool {
-        let lower = name.lowercased()
-        return hopByHop.contains(lower) || lower.hasPrefix("proxy-") || connection.contains(lower)
+        let bytes = name.utf8
+        if bytes.count >= 6 && Self.equalFolded(bytes.prefix(6), "proxy-".utf8) { return true }
+        for candidate in hopByHopBytes where candidate.count == bytes.count {
+            if Self.equalFolded(bytes, candidate) { return true }
+        }
+        return !connection.isEmpty && connection.contains(name.lowercased())
+    }
+
+    /// Whether `bytes` equals the lowercase `lower`, ignoring the case of ASCII letters.
+    private static func equalFolded(_ bytes: some Sequence<UInt8>, _ lower: some Sequence<UInt8>) -> Bool {
+        var expected = lower.makeIterator()
+        for byte in bytes {
+            let folded = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+            guard folded == expected.next() else { return false }
+        }
+        return expected.next() == nil
     }
 
     /// Header names the `Connection` header declares hop-by-hop for this message.

@@ -29,6 +29,7 @@ final class ProxyProtocolDetector: ChannelInboundHandler, RemovableChannelHandle
     private let setup: Setup
     private var buffered: ByteBuffer?
     private var admitted = false
+    private var slot: ConnectionGuard.Slot?
     private var deadline: Scheduled<Void>?
     /// When the first request head (or HTTP/2 stream) must have arrived.
     private var headDeadline = NIODeadline.now()
@@ -55,10 +56,11 @@ final class ProxyProtocolDetector: ChannelInboundHandler, RemovableChannelHandle
     private func admit(_ context: ChannelHandlerContext) {
         guard !admitted else { return }
         admitted = true
-        guard setup.connections.admit(context.channel) else {
+        guard let slot = setup.connections.admit(context.channel) else {
             context.close(promise: nil)
             return
         }
+        self.slot = slot
         // A connection that never says enough to tell its protocol is closed as one that
         // never sends a request head.
         let channel = context.channel
@@ -97,16 +99,18 @@ final class ProxyProtocolDetector: ChannelInboundHandler, RemovableChannelHandle
     }
 
     private func configure(_ found: WireProtocol, _ channel: any Channel) throws {
+        guard let slot else { throw ChannelError.ioOnClosedChannel }
         let sync = channel.pipeline.syncOperations
         let setup = self.setup
         switch found {
         case .http1:
             try sync.addHandler(
                 ProxyHandler(
-                    shared: setup.shared, pool: setup.pool, connections: setup.connections, headDeadline: headDeadline))
+                    shared: setup.shared, pool: setup.pool, connections: setup.connections, slot: slot,
+                    headDeadline: headDeadline))
         case .h2:
             let activity = H2ConnectionActivity(
-                channel: channel, connections: setup.connections, firstStreamBy: headDeadline)
+                channel: channel, connections: setup.connections, slot: slot, firstStreamBy: headDeadline)
             _ = try sync.configureHTTP2Pipeline(
                 mode: .server, connectionConfiguration: H2Settings.connection(server: true),
                 streamConfiguration: H2Settings.stream(server: true), streamDelegate: activity

@@ -29,15 +29,27 @@ package final class ConnectionGuard: Sendable {
         }
     }
 
+    /// One admitted connection's activity, kept by its own handler with atomics: marking
+    /// it busy and idle around every request takes no lock shared by the event loops.
+    final class Slot: Sendable {
+        fileprivate let busy = Atomic<Bool>(false)
+        /// Uptime in nanoseconds when it last started or finished a request.
+        fileprivate let lastActive = Atomic<UInt64>(NIODeadline.now().uptimeNanoseconds)
+
+        /// A request started (busy connections are never evicted) or its answer ended.
+        func markBusy(_ isBusy: Bool) {
+            busy.store(isBusy, ordering: .relaxed)
+            lastActive.store(NIODeadline.now().uptimeNanoseconds, ordering: .relaxed)
+        }
+    }
+
     private struct Tracked {
         let channel: any Channel
-        var busy = false
-        var lastActive: UInt64
+        let slot: Slot
     }
 
     private struct State {
         var open: [ObjectIdentifier: Tracked] = [:]
-        var clock: UInt64 = 0
     }
 
     let limits: Limits
@@ -47,36 +59,32 @@ package final class ConnectionGuard: Sendable {
         self.limits = limits
     }
 
-    /// Registers a new connection; false when it must be closed at once.
-    func admit(_ channel: any Channel) -> Bool {
+    /// Registers a new connection and returns its slot; nil when it must be closed at once.
+    func admit(_ channel: any Channel) -> Slot? {
+        let slot = Slot()
         let (accepted, victim) = state.withLock { s -> (Bool, (any Channel)?) in
             var victim: (any Channel)?
             if s.open.count >= limits.maxConnections {
-                guard let idle = s.open.values.filter({ !$0.busy }).min(by: { $0.lastActive < $1.lastActive }) else {
+                let idle = s.open.values.filter { !$0.slot.busy.load(ordering: .relaxed) }
+                guard
+                    let oldest = idle.min(by: {
+                        $0.slot.lastActive.load(ordering: .relaxed) < $1.slot.lastActive.load(ordering: .relaxed)
+                    })
+                else {
                     return (false, nil)
                 }
-                s.open[ObjectIdentifier(idle.channel)] = nil
-                victim = idle.channel
+                s.open[ObjectIdentifier(oldest.channel)] = nil
+                victim = oldest.channel
             }
-            s.clock += 1
-            s.open[ObjectIdentifier(channel)] = Tracked(channel: channel, lastActive: s.clock)
+            s.open[ObjectIdentifier(channel)] = Tracked(channel: channel, slot: slot)
             return (true, victim)
         }
         victim?.close(promise: nil)
-        if accepted {
-            channel.closeFuture.whenComplete { [self] _ in
-                state.withLock { _ = $0.open.removeValue(forKey: ObjectIdentifier(channel)) }
-            }
+        guard accepted else { return nil }
+        channel.closeFuture.whenComplete { [self] _ in
+            state.withLock { _ = $0.open.removeValue(forKey: ObjectIdentifier(channel)) }
         }
-        return accepted
-    }
-
-    func markBusy(_ channel: any Channel, _ busy: Bool) {
-        state.withLock { s in
-            s.clock += 1
-            s.open[ObjectIdentifier(channel)]?.busy = busy
-            s.open[ObjectIdentifier(channel)]?.lastActive = s.clock
-        }
+        return slot
     }
 
     /// Raises the process's soft descriptor limit as far as the hard one allows, and
@@ -112,24 +120,14 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     private let connections: ConnectionGuard
     private var deadline: Scheduled<Void>?
     private var admitted = false
+    private var slot: ConnectionGuard.Slot?
 
-    private var headDeadline: NIODeadline?
-
-    /// `headDeadline`: the connection was registered already (by `ProxyProtocolDetector`)
-    /// and must deliver its first request head by then.
-    init(_ connections: ConnectionGuard, headDeadline: NIODeadline? = nil) {
+    init(_ connections: ConnectionGuard) {
         self.connections = connections
-        self.admitted = headDeadline != nil
-        self.headDeadline = headDeadline
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if let headDeadline {
-            let channel = context.channel
-            deadline = context.eventLoop.scheduleTask(deadline: headDeadline) { channel.close(promise: nil) }
-        } else if context.channel.isActive {
-            admit(context)
-        }
+        if context.channel.isActive { admit(context) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -140,10 +138,11 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     private func admit(_ context: ChannelHandlerContext) {
         guard !admitted else { return }
         admitted = true
-        guard connections.admit(context.channel) else {
+        guard let slot = connections.admit(context.channel) else {
             context.close(promise: nil)
             return
         }
+        self.slot = slot
         arm(context)
     }
 
@@ -166,7 +165,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
                 deadline?.cancel()
                 deadline = nil
             }
-            connections.markBusy(context.channel, true)
+            slot?.markBusy(true)
         }
         context.fireChannelRead(data)
     }
@@ -175,10 +174,10 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         guard case .end = unwrapOutboundIn(data) else { return context.write(data, promise: promise) }
         let written = promise ?? context.eventLoop.makePromise()
         context.write(data, promise: written)
-        let (connections, channel) = (self.connections, context.channel)
+        let (connections, channel, slot) = (self.connections, context.channel, self.slot)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         written.futureResult.whenSuccess {
-            connections.markBusy(channel, false)
+            slot?.markBusy(false)
             let (handler, context) = loopBound.value
             if channel.isActive { handler.arm(context, for: connections.limits.idleTimeout) }
         }
