@@ -217,13 +217,16 @@ struct ProxyTests {
             out.append(exchange(b"GET /framed/lengths HTTP/1.1\\r\\n" + host + b"Connection: close\\r\\n\\r\\n"))
             out.append(exchange(b"GET /framed/until-close HTTP/1.1\\r\\n" + host + b"\\r\\n"))
             out.append(exchange(b"POST /echo/n HTTP/1.1\\r\\n" + host + b"Content-Length: 3, 3\\r\\nConnection: close\\r\\n\\r\\nabc"))
+            # A length named hop-by-hop still frames the body on the next hop.
+            out.append(exchange(b"POST /echo/hop HTTP/1.1\\r\\n" + host + b"Connection: Content-Length, close\\r\\n"
+                                b"Content-Length: 40\\r\\n\\r\\nGET /echo/smuggled HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"))
             sys.stdout.write("\\n=====\\n".join(out))
             """
         try write(script, to: w.temp.path + "/framing.py")
         let python = try TestPaths.venvTool("tools", "python3")
         let run = try await runShell("\(python) \(w.temp.path)/framing.py", in: w.temp.path)
         let answers = run.output.components(separatedBy: "\n=====\n")
-        try #require(answers.count == 6, "\(run.output)")
+        try #require(answers.count == 7, "\(run.output)")
         // A length beside chunked framing goes; the chunks go on as they came.
         #expect(!answers[0].contains("content-length") && answers[0].contains("transfer-encoding: chunked"))
         #expect(answers[0].hasSuffix("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "\(answers[0])")
@@ -235,6 +238,36 @@ struct ProxyTests {
         #expect(answers[3].contains("content-length: 2\r\n") && answers[3].hasSuffix("\r\n\r\nok"))
         #expect(answers[4].contains("connection: close") && answers[4].hasSuffix("\r\n\r\nbody until the close"))
         #expect(answers[5].contains(#""content-length": ["3"]"#) && answers[5].contains(#""size": 3"#), "\(answers[5])")
+        #expect(
+            answers[6].contains(#""content-length": ["40"]"#) && answers[6].contains(#""size": 40"#), "\(answers[6])")
+        #expect(!answers[6].contains("/echo/smuggled") && answers[6].components(separatedBy: "http/1.1 200").count == 2)
+        await agent.stop()
+        await w.upstream.stop()
+    }
+
+    /// A kept-alive connection may idle between requests for the idle timeout (3 minutes),
+    /// but once a head starts it must be complete within the header timeout.
+    @Test func aHeadStartedOnAKeptAliveConnectionMustEndInTime() async throws {
+        let w = try await World()
+        let agent = try await w.agent(arguments: ["--header-timeout", "1"])
+        let script = """
+            import socket, sys, time
+            s = socket.create_connection(("127.0.0.1", \(agent.proxyPort)))
+            s.settimeout(60)
+            s.sendall(b"GET /echo/first HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n")
+            data = b""
+            while b"/echo/first" not in data:
+                data += s.recv(65536)
+            started = time.monotonic()
+            s.sendall(b"GET /echo/second HT")
+            rest = s.recv(65536)
+            sys.stdout.write("closed %r after %.1f s" % (rest, time.monotonic() - started))
+            """
+        try write(script, to: w.temp.path + "/stall.py")
+        let python = try TestPaths.venvTool("tools", "python3")
+        let run = try await runShell("\(python) \(w.temp.path)/stall.py", in: w.temp.path)
+        let seconds = run.output.split(separator: " ").dropLast().last.flatMap { Double($0) } ?? -1
+        #expect(run.output.hasPrefix("closed b''") && seconds >= 0.5 && seconds < 50, "\(run.output)")
         await agent.stop()
         await w.upstream.stop()
     }

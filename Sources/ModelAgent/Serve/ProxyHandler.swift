@@ -100,6 +100,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     private var deadline: NIODeadline?
     private var deadlineTimer: Scheduled<Void>?
     private var armedDeadline: NIODeadline?
+    /// The deadline was brought to the header timeout for the head now arriving.
+    private var headDeadlineSet = false
 
     init(
         shared: ProxyContext, pool: UpstreamPool, connections: ConnectionGuard, slot: ConnectionGuard.Slot,
@@ -161,7 +163,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
                         return
                     }
                 } else if case .idle = state {
-                    guard let parsed = try HTTP1Parser.requestHead(&bytes, scanned: &headScanned) else { return }
+                    guard let parsed = try HTTP1Parser.requestHead(&bytes, scanned: &headScanned) else {
+                        if bytes.readableBytes > 0 { headBegun() }
+                        return
+                    }
                     var head = parsed
                     let framing: HTTP1BodyFraming
                     do {
@@ -192,8 +197,20 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         }
     }
 
+    /// Part of a head arrived on a kept-alive connection: the rest must come within the
+    /// header timeout, not the longer idle one.
+    private func headBegun() {
+        guard !headDeadlineSet else { return }
+        headDeadlineSet = true
+        let byHead = NIODeadline.now() + .nanoseconds(connections.limits.headerTimeout.nanoseconds)
+        if let current = deadline, current <= byHead { return }
+        deadline = byHead
+        armDeadline()
+    }
+
     private func started(_ head: HTTPRequestHead) {
         deadline = nil
+        headDeadlineSet = false
         // The proxied port has no request timeout (uploads, downloads and event streams
         // take as long as they take): a busy connection is only never evicted.
         slot.markBusy(true)

@@ -33,13 +33,15 @@ enum ProxyHeaders {
         return expected.next() == nil
     }
 
-    /// Header names the `Connection` header declares hop-by-hop for this message.
+    /// Header names the `Connection` header declares hop-by-hop for this message, except
+    /// `Content-Length`: the body goes on with the length it came with, and a next hop told
+    /// no length (or 0) would read the body as the next request (request smuggling).
     private static func connectionTokens(_ headers: HTTPHeaders) -> Set<String> {
         var tokens = Set<String>()
         for value in headers["connection"] {
             for token in value.split(separator: ",") {
                 let trimmed = String(token).trimmingWhitespace().lowercased()
-                if !trimmed.isEmpty { tokens.insert(trimmed) }
+                if !trimmed.isEmpty && trimmed != "content-length" { tokens.insert(trimmed) }
             }
         }
         return tokens
