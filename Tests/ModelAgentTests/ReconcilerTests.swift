@@ -159,6 +159,31 @@ struct ReconcilerTests {
         #expect(w.context.downloads.inUse == 0 && w.context.workers.inUse == 0)
     }
 
+    @Test func aModelRemovedWhileItWaitsForAWorkerSlotGoesAheadOfTheLine() async throws {
+        let w = try World(workers: 1)
+        // The only worker slot and both download slots are the test's: a worker that gets
+        // the slot and needs a download keeps it while it waits for one.
+        try await w.context.workers.acquire()
+        try await w.context.downloads.acquire()
+        try await w.context.downloads.acquire()
+        try w.reconciler.apply([w.name("m1"): w.spec("v1"), w.name("m2"): w.spec("v1"), w.name("m3"): w.spec("v1")])
+        try await eventually("three workers in line") { w.context.workers.waiting == 3 }
+        // m3, last in line, is removed: once the slot is free its removal runs first, and
+        // m1 then waits for a download holding the slot. In arrival order, m1 would take
+        // the slot and m3 would wait behind it for as long as downloads are held.
+        try w.reconciler.apply([w.name("m1"): w.spec("v1"), w.name("m2"): w.spec("v1")])
+        w.context.workers.release()
+        try await w.settle(["m1": .pending, "m2": .pending])
+        try await eventually("m1 waits for a download, m2 for the worker slot") {
+            w.context.downloads.waiting == 1 && w.context.workers.waiting == 1
+        }
+        w.context.downloads.release()
+        w.context.downloads.release()
+        try await w.settle(["m1": .loaded, "m2": .loaded])
+        await w.reconciler.shutdown(timeout: .seconds(10))
+        #expect(w.context.downloads.inUse == 0 && w.context.workers.inUse == 0)
+    }
+
     @Test func shutdownEndsWorkersStillWaitingForAWorkerSlotAtOnce() async throws {
         let w = try World(workers: 1)
         // m0 loads; its next loop (a recheck) is a second loop of the same worker.

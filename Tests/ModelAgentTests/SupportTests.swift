@@ -291,6 +291,39 @@ extension CRCAlgorithm {
         #expect(limiter.inUse == 0 && limiter.waiting == 0 && calls.list.withLock { $0.count } == 6)
     }
 
+    @Test func aHastenedWaiterGoesFirstOrTakesTheReservedSlot() async throws {
+        final class Calls: Sendable {
+            let list = Mutex<[String]>([])
+            func record(_ tag: String) -> @Sendable (Bool) -> Void {
+                { granted in self.list.withLock { $0.append("\(tag) \(granted)") } }
+            }
+        }
+        let calls = Calls()
+        let limiter = AsyncLimiter(limit: 1)
+        limiter.enter(start: calls.record("a"))
+        let b = limiter.enter(start: calls.record("b"))
+        let c = limiter.enter(start: calls.record("c"))
+        // No slot free: c only moves ahead of b; a second call and an unknown ticket do nothing.
+        limiter.hasten(c)
+        limiter.hasten(c)
+        limiter.hasten(12345)
+        #expect(calls.list.withLock { $0 } == ["a true"] && limiter.waiting == 2)
+        limiter.release()
+        limiter.release()
+        #expect(calls.list.withLock { $0 } == ["a true", "c true", "b true"])
+        limiter.withdraw(b)
+        limiter.release()
+        // With a slot reserved for urgent work, a hastened waiter takes it at once.
+        let reserving = AsyncLimiter(limit: 2, reserved: 1)
+        reserving.enter(start: calls.record("d"))
+        let e = reserving.enter(start: calls.record("e"))
+        reserving.hasten(e)
+        #expect(calls.list.withLock { $0.suffix(2) } == ["d true", "e true"] && reserving.inUse == 2)
+        reserving.release()
+        reserving.release()
+        #expect(limiter.inUse == 0 && reserving.inUse == 0 && limiter.waiting == 0)
+    }
+
     @Test func aDemotedWaiterGoesBackToItsPlaceByArrival() async throws {
         let limiter = AsyncLimiter(limit: 1)
         func untilWaiting(_ count: Int) async throws {

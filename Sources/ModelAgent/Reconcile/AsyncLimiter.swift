@@ -153,6 +153,27 @@ final class AsyncLimiter: Sendable {
         waiter?.grant.refuse()
     }
 
+    /// Moves the waiter holding `ticket` among the urgent ones, and gives it a slot at once
+    /// if one is free for urgent work; nothing when it is not waiting or is urgent already.
+    /// For a removal: short work that ends what a user asked to end, which should not wait
+    /// behind every model queued before it.
+    func hasten(_ ticket: UInt64) {
+        let grant = state.withLock { s -> Grant? in
+            guard let index = s.waiters.firstIndex(where: { $0.id == ticket }), !s.waiters[index].urgent else {
+                return nil
+            }
+            var waiter = s.waiters.remove(at: index)
+            waiter.urgent = true
+            s.enqueue(waiter)
+            guard let first = s.waiters.first, first.id == ticket, s.canTake(urgent: true, reserved: reserved) else {
+                return nil
+            }
+            s.available -= 1
+            return s.waiters.removeFirst().grant
+        }
+        grant?.give()
+    }
+
     /// Makes the waiters tagged `tag` urgent (a request now waits for their work), and
     /// those that come until `demote`; they may take a slot at once if one is free for
     /// urgent work.

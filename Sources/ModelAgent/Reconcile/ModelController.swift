@@ -122,6 +122,9 @@ actor ModelController {
         }
         cancel?()
         wake?.resume()
+        // Removed while its loop waits for a worker slot: the removal goes ahead of the
+        // models queued before it (behind slow loads, it waited for all of them).
+        if changed && spec == nil, let ticket = loop.withLock({ $0.ticket }) { context.workers.hasten(ticket) }
         return changed
     }
 
