@@ -38,11 +38,6 @@ struct HTTP1BodyReader {
         }
     }
 
-    var isComplete: Bool {
-        if case .done = mode { return true }
-        return false
-    }
-
     /// The body ends with the connection.
     var isUntilClose: Bool {
         if case .untilClose = mode { return true }

@@ -50,22 +50,25 @@ enum HTTP1Parser {
             buffer.moveReaderIndex(forwardBy: skipped)
             scanned = 0
         }
-        guard let end = try headEnd(buffer, scanned: &scanned) else { return nil }
-        let head = try buffer.withUnsafeReadableBytes { raw throws(HTTP1ParseError) -> HTTPRequestHead in
-            try parseRequest(UnsafeRawBufferPointer(rebasing: raw[0..<(end - buffer.readerIndex)]))
-        }
-        buffer.moveReaderIndex(to: end)
-        scanned = 0
-        return head
+        return try takeHead(&buffer, scanned: &scanned, parseRequest)
     }
 
     /// The head of a response at the start of `buffer`, consumed; nil while incomplete.
     static func responseHead(
         _ buffer: inout ByteBuffer, scanned: inout Int
     ) throws(HTTP1ParseError) -> HTTPResponseHead? {
+        try takeHead(&buffer, scanned: &scanned, parseResponse)
+    }
+
+    /// The head at the start of `buffer`, parsed by `parse` and consumed once its blank
+    /// line has arrived.
+    private static func takeHead<Head>(
+        _ buffer: inout ByteBuffer, scanned: inout Int,
+        _ parse: (UnsafeRawBufferPointer) throws(HTTP1ParseError) -> Head
+    ) throws(HTTP1ParseError) -> Head? {
         guard let end = try headEnd(buffer, scanned: &scanned) else { return nil }
-        let head = try buffer.withUnsafeReadableBytes { raw throws(HTTP1ParseError) -> HTTPResponseHead in
-            try parseResponse(UnsafeRawBufferPointer(rebasing: raw[0..<(end - buffer.readerIndex)]))
+        let head = try buffer.withUnsafeReadableBytes { raw throws(HTTP1ParseError) -> Head in
+            try parse(UnsafeRawBufferPointer(rebasing: raw[0..<(end - buffer.readerIndex)]))
         }
         buffer.moveReaderIndex(to: end)
         scanned = 0

@@ -218,10 +218,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
             state = .probe(probe, head)
         } else if shared.cache != nil && InferenceRoute.changesRepository(path: head.uri) {
             state = .answered
-            respondJSON(head, .forbidden, InferenceRoute.repositoryRefusal)
+            respond(to: head, .forbidden, contentType: Self.json, InferenceRoute.repositoryRefusal)
         } else if head.method == .CONNECT {
             state = .answered
-            respondText(head, .methodNotAllowed, "CONNECT is not supported\n", close: true)
+            respond(to: head, .methodNotAllowed, "CONNECT is not supported\n", close: true)
         } else {
             begin(head)
         }
@@ -397,12 +397,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     }
 
     private func respondError(_ error: HTTP1ParseError, version: HTTPVersion) {
-        var headers = HTTPHeaders()
-        let text = error.reason + "\n"
-        headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
-        headers.add(name: "Content-Length", value: String(text.utf8.count))
-        headers.add(name: "Connection", value: "close")
-        respond(HTTPResponseHead(version: version, status: error.status, headers: headers), text, close: true)
+        respond(version: version, error.status, contentType: Self.plainText, error.reason + "\n", close: true)
     }
 
     // MARK: Forwarding
@@ -470,18 +465,13 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         replay = nil
         let keepAlive = exchange.head.isKeepAlive && !exchange.lastOnConnection
         state = .answered
-        let body = JSONText.object([("error", JSONText.quoted(reason))]) + "\n"
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "application/json")
-        headers.add(name: "Content-Length", value: String(body.utf8.count))
-        if retry { headers.add(name: "Retry-After", value: "1") }
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
         var finished = exchange
         finished.status = 503
         finish(finished, failed: true)
         respond(
-            HTTPResponseHead(version: exchange.head.version, status: .serviceUnavailable, headers: headers),
-            exchange.head.method == .HEAD ? "" : body, close: !keepAlive)
+            version: exchange.head.version, .serviceUnavailable, contentType: Self.json,
+            JSONText.object([("error", JSONText.quoted(reason))]) + "\n", extra: retry ? [("Retry-After", "1")] : [],
+            headOnly: exchange.head.method == .HEAD, close: !keepAlive)
     }
 
     /// Requests that may be sent twice (RFC 9110 §9.2.2), or that say so with an
@@ -535,16 +525,12 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         shared.failures.failed(reason, target: shared.target)
         state = .answered
         replay = nil
-        let body = UpstreamUnavailable.answerBody(reason)
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "application/json")
-        headers.add(name: "Content-Length", value: String(body.utf8.count))
-        headers.add(name: "Connection", value: "close")
         var finished = exchange
         finished.status = 502
         finish(finished, failed: true)
         respond(
-            HTTPResponseHead(version: exchange.head.version, status: .badGateway, headers: headers), body, close: true)
+            version: exchange.head.version, .badGateway, contentType: Self.json,
+            UpstreamUnavailable.answerBody(reason), close: true)
     }
 
     private func finish(_ exchange: Exchange, failed: Bool) {
@@ -686,51 +672,43 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     private func answerProbe(_ probe: ProbeRequest, _ head: HTTPRequestHead) {
         guard let context else { return }
         probe.answer(shared, on: context.eventLoop) { [self] answer in
-            respondText(head, answer.status, answer.text, extra: answer.extra)
+            respond(to: head, answer.status, answer.text, extra: answer.extra)
         }
     }
 
-    private func respondText(
-        _ request: HTTPRequestHead, _ status: HTTPResponseStatus, _ text: String, extra: [(String, String)] = [],
-        close: Bool = false
+    private static let plainText = "text/plain; charset=utf-8"
+    private static let json = "application/json"
+
+    /// A local answer to `request`, kept alive as it asks unless `close`; a HEAD gets the
+    /// head only. The rest of the request is read and dropped.
+    private func respond(
+        to request: HTTPRequestHead, _ status: HTTPResponseStatus, contentType: String = plainText, _ body: String,
+        extra: [(String, String)] = [], close: Bool = false
     ) {
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
-        headers.add(name: "Content-Length", value: String(text.utf8.count))
-        for (name, value) in extra { headers.add(name: name, value: value) }
-        let close = close || !request.isKeepAlive
-        if close { headers.add(name: "Connection", value: "close") }
         respond(
-            HTTPResponseHead(version: request.version, status: status, headers: headers),
-            request.method == .HEAD ? "" : text, close: close)
+            version: request.version, status, contentType: contentType, body, extra: extra,
+            headOnly: request.method == .HEAD, close: close || !request.isKeepAlive)
     }
 
-    /// A local JSON answer; the rest of the request is read and dropped.
-    private func respondJSON(_ request: HTTPRequestHead, _ status: HTTPResponseStatus, _ body: String) {
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "application/json")
-        headers.add(name: "Content-Length", value: String(body.utf8.count))
-        let close = !request.isKeepAlive
-        if close { headers.add(name: "Connection", value: "close") }
-        respond(
-            HTTPResponseHead(version: request.version, status: status, headers: headers),
-            request.method == .HEAD ? "" : body, close: close)
-    }
-
-    /// Writes a whole local answer (state is `.answered`). When the request has been read,
-    /// the connection is ready for the next; else that happens when its body ends.
-    private func respond(_ head: HTTPResponseHead, _ body: String, close requested: Bool) {
+    /// Writes a whole local answer (state is `.answered`); `headOnly`: to a HEAD, the length
+    /// still the body's. When the request has been read, the connection is ready for the
+    /// next; else that happens when its body ends.
+    private func respond(
+        version: HTTPVersion, _ status: HTTPResponseStatus, contentType: String, _ body: String,
+        extra: [(String, String)] = [], headOnly: Bool = false, close requested: Bool
+    ) {
         guard let context else { return }
-        var head = head
-        var close = requested
-        if requestBody != nil && expectsContinue && !close {
-            // Its body may never come; what comes next could not be told from it.
-            close = true
-            head.headers.replaceOrAdd(name: "Connection", value: "close")
-        }
+        // A body that may never come (100 Continue was asked for and not given): what came
+        // next could not be told from it.
+        let close = requested || (requestBody != nil && expectsContinue)
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        for (name, value) in extra { headers.add(name: name, value: value) }
+        if close { headers.add(name: "Connection", value: "close") }
         var bytes = context.channel.allocator.buffer(capacity: 256 + body.utf8.count)
-        HTTP1Writer.write(head, into: &bytes)
-        bytes.writeString(body)
+        HTTP1Writer.write(HTTPResponseHead(version: version, status: status, headers: headers), into: &bytes)
+        if !headOnly { bytes.writeString(body) }
         let written = context.writeAndFlush(wrapOutboundOut(bytes))
         if close {
             closing = true
