@@ -159,26 +159,12 @@ struct ProxyTests {
     @Test func pipelinedRequestsKeepTheirOrder() async throws {
         let w = try await World()
         let agent = try await w.agent()
-        let script = """
-            import socket, sys
-            s = socket.create_connection(("127.0.0.1", \(agent.proxyPort)))
-            s.sendall(b"GET /echo/1 HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n"
-                      b"HEAD /echo/2 HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n"
-                      b"POST /echo/3 HTTP/1.1\\r\\nHost: a\\r\\nContent-Length: 3\\r\\n\\r\\nabc"
-                      b"CONNECT example.com:443 HTTP/1.1\\r\\nHost: example.com:443\\r\\n\\r\\n"
-                      b"GET /echo/never HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n")
-            data = b""
-            while True:
-                block = s.recv(65536)
-                if not block:
-                    break
-                data += block
-            sys.stdout.write(data.decode())
-            """
-        try write(script, to: w.temp.path + "/pipeline.py")
-        let python = try TestPaths.venvTool("tools", "python3")
-        let run = try await runShell("\(python) \(w.temp.path)/pipeline.py", in: w.temp.path)
-        let text = run.output
+        let pipelined =
+            "GET /echo/1 HTTP/1.1\r\nHost: a\r\n\r\n" + "HEAD /echo/2 HTTP/1.1\r\nHost: a\r\n\r\n"
+            + "POST /echo/3 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+            + "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+            + "GET /echo/never HTTP/1.1\r\nHost: a\r\n\r\n"
+        let text = String(decoding: try exchangeOnLoopback(port: agent.proxyPort, pipelined), as: UTF8.self)
         let first = text.range(of: #""target": "/echo/1""#)
         let third = text.range(of: #""target": "/echo/3""#)
         #expect(first != nil && third != nil && first!.lowerBound < third!.lowerBound, "\(text)")
@@ -196,37 +182,23 @@ struct ProxyTests {
     @Test func answersAreFramedForEachClient() async throws {
         let w = try await World()
         let agent = try await w.agent()
-        let script = """
-            import socket, sys
-            def exchange(request):
-                s = socket.create_connection(("127.0.0.1", \(agent.proxyPort)))
-                s.settimeout(30)
-                s.sendall(request)
-                data = b""
-                while True:
-                    block = s.recv(65536)
-                    if not block:
-                        break
-                    data += block
-                return data.decode(errors="replace").lower()
-            host = b"Host: a\\r\\n"
-            out = []
-            out.append(exchange(b"GET /framed/te-and-length HTTP/1.1\\r\\n" + host + b"Connection: close\\r\\n\\r\\n"))
-            out.append(exchange(b"GET /framed/chunked HTTP/1.0\\r\\n" + host + b"\\r\\n"))
-            out.append(exchange(b"GET /framed/chunked HTTP/1.1\\r\\n" + host + b"Connection: close\\r\\n\\r\\n"))
-            out.append(exchange(b"GET /framed/lengths HTTP/1.1\\r\\n" + host + b"Connection: close\\r\\n\\r\\n"))
-            out.append(exchange(b"GET /framed/until-close HTTP/1.1\\r\\n" + host + b"\\r\\n"))
-            out.append(exchange(b"POST /echo/n HTTP/1.1\\r\\n" + host + b"Content-Length: 3, 3\\r\\nConnection: close\\r\\n\\r\\nabc"))
-            # A length named hop-by-hop still frames the body on the next hop.
-            out.append(exchange(b"POST /echo/hop HTTP/1.1\\r\\n" + host + b"Connection: Content-Length, close\\r\\n"
-                                b"Content-Length: 40\\r\\n\\r\\nGET /echo/smuggled HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"))
-            sys.stdout.write("\\n=====\\n".join(out))
-            """
-        try write(script, to: w.temp.path + "/framing.py")
-        let python = try TestPaths.venvTool("tools", "python3")
-        let run = try await runShell("\(python) \(w.temp.path)/framing.py", in: w.temp.path)
-        let answers = run.output.components(separatedBy: "\n=====\n")
-        try #require(answers.count == 7, "\(run.output)")
+        func exchange(_ request: String) throws -> String {
+            String(decoding: try exchangeOnLoopback(port: agent.proxyPort, request), as: UTF8.self).lowercased()
+        }
+        let host = "Host: a\r\n"
+        let answers = try [
+            exchange("GET /framed/te-and-length HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n"),
+            exchange("GET /framed/chunked HTTP/1.0\r\n" + host + "\r\n"),
+            exchange("GET /framed/chunked HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n"),
+            exchange("GET /framed/lengths HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n"),
+            exchange("GET /framed/until-close HTTP/1.1\r\n" + host + "\r\n"),
+            exchange(
+                "POST /echo/n HTTP/1.1\r\n" + host + "Content-Length: 3, 3\r\nConnection: close\r\n\r\nabc"),
+            // A length named hop-by-hop still frames the body on the next hop.
+            exchange(
+                "POST /echo/hop HTTP/1.1\r\n" + host + "Connection: Content-Length, close\r\n"
+                    + "Content-Length: 40\r\n\r\nGET /echo/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ]
         // A length beside chunked framing goes; the chunks go on as they came.
         #expect(!answers[0].contains("content-length") && answers[0].contains("transfer-encoding: chunked"))
         #expect(answers[0].hasSuffix("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "\(answers[0])")

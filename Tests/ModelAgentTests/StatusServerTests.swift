@@ -109,7 +109,7 @@ import Testing
             let request = Array("GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
             for second in ["/v1/models", "/livez"] {
                 for _ in 0..<5 {
-                    let fd = try Self.connect(port: server.port)
+                    let fd = try connectLoopback(port: server.port)
                     var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
                     setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
                     let both = request + Array("GET \(second) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
@@ -133,29 +133,9 @@ import Testing
         typealias InboundIn = Never
     }
 
-    /// A TCP connection to 127.0.0.1:`port`; reads time out after 30 s, so a server that
-    /// never answers fails the test instead of blocking a test thread.
-    private static func connect(port: Int) throws -> Int32 {
-        let fd = try connectLoopback(port: port)
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        return fd
-    }
-
     /// One HTTP/1.0 GET on a raw socket, read until the server closes.
     private static func http10(port: Int, path: String) throws -> (head: String, body: Data) {
-        let fd = try connect(port: port)
-        defer { close(fd) }
-        let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
-        guard send(fd, request, request.count, 0) == request.count else { throw TestSetupError("send: \(errno)") }
-        var received = Data()
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n < 0 { throw TestSetupError("recv: \(errno)") }
-            if n == 0 { break }
-            received.append(contentsOf: buffer[0..<n])
-        }
+        let received = Data(try exchangeOnLoopback(port: port, "GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"))
         guard let split = received.range(of: Data("\r\n\r\n".utf8)) else { throw TestSetupError("no head") }
         return (String(decoding: received[..<split.lowerBound], as: UTF8.self), Data(received[split.upperBound...]))
     }

@@ -157,6 +157,14 @@ extension CRCAlgorithm {
 }
 
 @Suite(.timeLimit(.minutes(1))) struct AsyncLimiterTests {
+    /// What queued callbacks were told, in order: "<tag> <granted>".
+    final class Calls: Sendable {
+        let list = Mutex<[String]>([])
+        func record(_ tag: String) -> @Sendable (Bool) -> Void {
+            { granted in self.list.withLock { $0.append("\(tag) \(granted)") } }
+        }
+    }
+
     @Test func neverExceedsItsLimit() async throws {
         final class Counts: Sendable {
             let value = Mutex((current: 0, peak: 0))
@@ -242,12 +250,6 @@ extension CRCAlgorithm {
     }
 
     @Test func queuedCallbacksShareTheLineWithTasksAndCanBeWithdrawn() async throws {
-        final class Calls: Sendable {
-            let list = Mutex<[String]>([])
-            func record(_ tag: String) -> @Sendable (Bool) -> Void {
-                { granted in self.list.withLock { $0.append("\(tag) \(granted)") } }
-            }
-        }
         let calls = Calls()
         let limiter = AsyncLimiter(limit: 2, reserved: 1)
         // A free slot: called at once, before `enter` returns.
@@ -292,12 +294,6 @@ extension CRCAlgorithm {
     }
 
     @Test func aHastenedWaiterGoesFirstOrTakesTheReservedSlot() async throws {
-        final class Calls: Sendable {
-            let list = Mutex<[String]>([])
-            func record(_ tag: String) -> @Sendable (Bool) -> Void {
-                { granted in self.list.withLock { $0.append("\(tag) \(granted)") } }
-            }
-        }
         let calls = Calls()
         let limiter = AsyncLimiter(limit: 1)
         limiter.enter(start: calls.record("a"))

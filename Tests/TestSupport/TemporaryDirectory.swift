@@ -106,6 +106,31 @@ public func connectLoopback(port: Int) throws -> Int32 {
     return fd
 }
 
+/// Sends `request` as raw bytes to 127.0.0.1:`port` and returns everything received until
+/// the server closes the connection; a read waits at most 30 s, so a server that never
+/// answers or closes fails the test instead of blocking a test thread.
+public func exchangeOnLoopback(port: Int, _ request: String) throws -> [UInt8] {
+    let fd = try connectLoopback(port: port)
+    defer { close(fd) }
+    var timeout = timeval(tv_sec: 30, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    let bytes = Array(request.utf8)
+    var sent = 0
+    while sent < bytes.count {
+        let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard n > 0 else { throw TestSetupError("send: \(errno)") }
+        sent += n
+    }
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n < 0 { throw TestSetupError("recv: \(errno)") }
+        if n == 0 { return received }
+        received.append(contentsOf: buffer[0..<n])
+    }
+}
+
 /// Polls `condition` until it holds or `timeout` passes.
 public func eventually(
     _ what: String, timeout: Duration = .seconds(60), interval: Duration = .milliseconds(100),
