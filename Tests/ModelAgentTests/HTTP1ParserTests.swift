@@ -5,7 +5,7 @@ import Testing
 @testable import ModelAgent
 
 struct HTTP1ParserTests {
-    private func request(_ text: String) throws(HTTP1ParseError) -> (HTTPRequestHead?, ByteBuffer) {
+    private func request(_ text: String) throws(HTTP1ParseError) -> (HTTP1RequestHead?, ByteBuffer) {
         var buffer = ByteBuffer(string: text)
         var scanned = 0
         let head = try HTTP1Parser.requestHead(&buffer, scanned: &scanned)
@@ -42,7 +42,7 @@ struct HTTP1ParserTests {
         // A head delivered a byte at a time is found once, where it ends.
         var buffer = ByteBuffer()
         var scanned = 0
-        var found: HTTPRequestHead?
+        var found: HTTP1RequestHead?
         for byte in "GET / HTTP/1.0\r\nX: y\r\n\r\n".utf8 {
             buffer.writeInteger(byte)
             found = try HTTP1Parser.requestHead(&buffer, scanned: &scanned)

@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHPACK
 import NIOHTTP1
 import Testing
@@ -19,46 +20,87 @@ struct ServeTests {
         #expect(kind([]) == nil)
     }
 
-    @Test func requestHeadsLoseHopByHopHeadersAndGainForwardedOnes() {
-        let head = HTTPRequestHead(
-            version: .http1_0, method: .POST, uri: "/v2/models/m/infer?x=%2F",
-            headers: HTTPHeaders([
-                ("Host", "svc.example"), ("Connection", "keep-alive, X-Private"), ("X-Private", "1"),
-                ("Keep-Alive", "timeout=5"), ("TE", "trailers"), ("Upgrade", "h2c"), ("Proxy-Authorization", "s"),
-                ("Transfer-Encoding", "chunked"), ("X-Forwarded-For", "10.0.0.1"), ("X-Forwarded-Proto", "https"),
-                ("Content-Type", "application/json"),
-            ]))
-        let out = ProxyHeaders.upstreamRequest(head, clientAddress: "127.0.0.1")
-        #expect(out.version == .http1_1 && out.method == .POST && out.uri == head.uri)
-        for name in ["connection", "x-private", "keep-alive", "te", "upgrade", "proxy-authorization"] {
-            #expect(!out.headers.contains(name: name), "\(name)")
-        }
-        #expect(out.headers["transfer-encoding"] == ["chunked"])
-        #expect(out.headers["x-forwarded-for"] == ["10.0.0.1, 127.0.0.1"])
-        #expect(out.headers["x-forwarded-proto"] == ["https"])
-        #expect(out.headers["x-forwarded-host"] == ["svc.example"])
-        #expect(out.headers["host"] == ["svc.example"] && out.headers["content-type"] == ["application/json"])
-
-        let empty = ProxyHeaders.upstreamRequest(
-            HTTPRequestHead(version: .http1_1, method: .POST, uri: "/", headers: HTTPHeaders()), clientAddress: nil)
-        #expect(empty.headers["content-length"] == ["0"] && empty.headers["x-forwarded-for"].isEmpty)
-        let get = ProxyHeaders.upstreamRequest(
-            HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: HTTPHeaders()), clientAddress: nil)
-        #expect(!get.headers.contains(name: "content-length"))
+    /// The head the proxy sends upstream for the request `text`, parsed back.
+    private func upstream(_ text: String, clientAddress: String?) throws -> HTTP1RequestHead {
+        var input = ByteBuffer(string: text)
+        var scanned = 0
+        let head = try #require(try HTTP1Parser.requestHead(&input, scanned: &scanned))
+        var out = ByteBuffer()
+        ProxyHeaders.upstreamRequest(head, clientAddress: clientAddress, into: &out)
+        scanned = 0
+        let sent = try #require(try HTTP1Parser.requestHead(&out, scanned: &scanned))
+        #expect(out.readableBytes == 0)
+        return sent
     }
 
-    @Test func responseHeadsAreFramedForTheClient() {
-        let upstream = HTTPResponseHead(
-            version: .http1_1, status: .ok,
-            headers: HTTPHeaders([("Transfer-Encoding", "chunked"), ("Connection", "close"), ("X-A", "1")]))
-        let kept = ProxyHeaders.downstreamResponse(upstream, requestVersion: .http1_1, keepAlive: true)
-        #expect(!kept.closeAfter && kept.head.headers["x-a"] == ["1"])
+    /// The head the proxy sends the client for the response `text`, parsed back, and
+    /// whether the connection closes after it.
+    private func downstream(
+        _ text: String, requestVersion: HTTPVersion, keepAlive: Bool
+    ) throws -> (head: HTTP1ResponseHead, closeAfter: Bool) {
+        var input = ByteBuffer(string: text)
+        var scanned = 0
+        let head = try #require(try HTTP1Parser.responseHead(&input, scanned: &scanned))
+        let framing = try HTTP1Parser.responseFraming(head, requestMethod: .GET)
+        var out = ByteBuffer()
+        let closeAfter = ProxyHeaders.downstreamResponse(
+            head, framing: framing, requestVersion: requestVersion, keepAlive: keepAlive, into: &out)
+        scanned = 0
+        let sent = try #require(try HTTP1Parser.responseHead(&out, scanned: &scanned))
+        #expect(out.readableBytes == 0)
+        return (sent, closeAfter)
+    }
+
+    @Test func requestHeadsLoseHopByHopHeadersAndGainForwardedOnes() throws {
+        let out = try upstream(
+            "POST /v2/models/m/infer?x=%2F HTTP/1.0\r\nHost: svc.example\r\nConnection: keep-alive, X-Private\r\n"
+                + "X-Private: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nUpgrade: h2c\r\n"
+                + "Proxy-Authorization: s\r\nTransfer-Encoding: chunked\r\nX-Forwarded-For: 10.0.0.1\r\n"
+                + "x-forwarded-for: 10.0.0.2\r\nX-Forwarded-Proto: https\r\nContent-Type:  application/json \r\n\r\n",
+            clientAddress: "127.0.0.1")
+        #expect(out.version == .http1_1 && out.method == .POST && out.uri == "/v2/models/m/infer?x=%2F")
+        let headers = out.headers
+        for name in ["connection", "x-private", "keep-alive", "te", "upgrade", "proxy-authorization"] {
+            #expect(!headers.contains(name: name), "\(name)")
+        }
+        #expect(headers["transfer-encoding"] == ["chunked"])
+        #expect(headers["x-forwarded-for"] == ["10.0.0.1, 10.0.0.2, 127.0.0.1"])
+        #expect(headers["x-forwarded-proto"] == ["https"])
+        #expect(headers["x-forwarded-host"] == ["svc.example"])
+        #expect(headers["host"] == ["svc.example"] && headers["content-type"] == ["application/json"])
+
+        let empty = try upstream("POST / HTTP/1.1\r\n\r\n", clientAddress: nil).headers
+        #expect(empty["content-length"] == ["0"] && empty["x-forwarded-for"].isEmpty)
+        #expect(empty["x-forwarded-proto"] == ["http"] && !empty.contains(name: "x-forwarded-host"))
+        let get = try upstream("GET / HTTP/1.1\r\n\r\n", clientAddress: nil)
+        #expect(!get.headers.contains(name: "content-length"))
+        // A list or repeats of one length go on as one field; a length named in Connection stays.
+        let listed = try upstream(
+            "PUT / HTTP/1.1\r\nContent-Length: 5, 5\r\nConnection: Content-Length\r\ncontent-length: 5\r\n\r\n",
+            clientAddress: nil)
+        #expect(listed.headers["content-length"] == ["5"])
+    }
+
+    @Test func responseHeadsAreFramedForTheClient() throws {
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\nX-A: 1\r\n\r\n"
+        let kept = try downstream(chunked, requestVersion: .http1_1, keepAlive: true)
+        #expect(!kept.closeAfter && kept.head.headers["x-a"] == ["1"] && kept.head.code == 200)
         #expect(
-            !kept.head.headers.contains(name: "transfer-encoding") && !kept.head.headers.contains(name: "connection"))
-        let old = ProxyHeaders.downstreamResponse(upstream, requestVersion: .http1_0, keepAlive: true)
+            kept.head.headers["transfer-encoding"] == ["chunked"] && !kept.head.headers.contains(name: "connection"))
+        let old = try downstream(chunked, requestVersion: .http1_0, keepAlive: true)
         #expect(old.closeAfter && old.head.version == .http1_0 && old.head.headers["connection"] == ["close"])
-        let closing = ProxyHeaders.downstreamResponse(upstream, requestVersion: .http1_1, keepAlive: false)
+        #expect(!old.head.headers.contains(name: "transfer-encoding"))
+        let closing = try downstream(chunked, requestVersion: .http1_1, keepAlive: false)
         #expect(closing.closeAfter && closing.head.headers["connection"] == ["close"])
+        let sized = try downstream(
+            "HTTP/1.1 201 Made\r\nContent-Length: 2,2\r\nKeep-Alive: x\r\n\r\n", requestVersion: .http1_0,
+            keepAlive: true)
+        #expect(!sized.closeAfter && sized.head.code == 201 && sized.head.headers["content-length"] == ["2"])
+        #expect(sized.head.headers["connection"] == ["keep-alive"] && !sized.head.headers.contains(name: "keep-alive"))
+        let unsized = try downstream(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: gzip\r\n\r\n",
+            requestVersion: .http1_1, keepAlive: true)
+        #expect(unsized.closeAfter && !unsized.head.headers.contains(name: "content-length"))
     }
 
     @Test func readinessProbeSpecsAreParsedAndBounded() throws {

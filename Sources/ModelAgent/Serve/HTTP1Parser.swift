@@ -36,7 +36,7 @@ enum HTTP1Parser {
     /// empty lines before a request line are skipped (RFC 9112 §2.2). `scanned`: how far
     /// earlier calls looked without finding the head's end (0 for a new head), so a head
     /// that arrives a byte at a time is not searched from its start each time.
-    static func requestHead(_ buffer: inout ByteBuffer, scanned: inout Int) throws(HTTP1ParseError) -> HTTPRequestHead?
+    static func requestHead(_ buffer: inout ByteBuffer, scanned: inout Int) throws(HTTP1ParseError) -> HTTP1RequestHead?
     {
         var skipped = 0
         while buffer.readableBytes - skipped >= 2,
@@ -56,20 +56,21 @@ enum HTTP1Parser {
     /// The head of a response at the start of `buffer`, consumed; nil while incomplete.
     static func responseHead(
         _ buffer: inout ByteBuffer, scanned: inout Int
-    ) throws(HTTP1ParseError) -> HTTPResponseHead? {
+    ) throws(HTTP1ParseError) -> HTTP1ResponseHead? {
         try takeHead(&buffer, scanned: &scanned, parseResponse)
     }
 
-    /// The head at the start of `buffer`, parsed by `parse` and consumed once its blank
-    /// line has arrived.
+    /// The head at the start of `buffer`, parsed by `parse` (from its own bytes, which it
+    /// keeps) and consumed once its blank line has arrived.
     private static func takeHead<Head>(
         _ buffer: inout ByteBuffer, scanned: inout Int,
-        _ parse: (UnsafeRawBufferPointer) throws(HTTP1ParseError) -> Head
+        _ parse: (ByteBuffer, UnsafeRawBufferPointer) throws(HTTP1ParseError) -> Head
     ) throws(HTTP1ParseError) -> Head? {
         guard let end = try headEnd(buffer, scanned: &scanned) else { return nil }
-        let head = try buffer.withUnsafeReadableBytes { raw throws(HTTP1ParseError) -> Head in
-            try parse(UnsafeRawBufferPointer(rebasing: raw[0..<(end - buffer.readerIndex)]))
+        guard let bytes = buffer.getSlice(at: buffer.readerIndex, length: end - buffer.readerIndex) else {
+            throw .malformed("unterminated head")
         }
+        let head = try bytes.withUnsafeReadableBytes { raw throws(HTTP1ParseError) -> Head in try parse(bytes, raw) }
         buffer.moveReaderIndex(to: end)
         scanned = 0
         return head
@@ -106,8 +107,10 @@ enum HTTP1Parser {
 
     // MARK: Heads
 
-    private static func parseRequest(_ bytes: UnsafeRawBufferPointer) throws(HTTP1ParseError) -> HTTPRequestHead {
-        var lines = LineReader(bytes)
+    private static func parseRequest(
+        _ bytes: ByteBuffer, _ raw: UnsafeRawBufferPointer
+    ) throws(HTTP1ParseError) -> HTTP1RequestHead {
+        var lines = LineReader(raw)
         guard let line = lines.next() else { throw .malformed("no request line") }
         guard let firstSpace = line.firstIndex(of: 0x20), firstSpace > line.startIndex else {
             throw .malformed("bad request line")
@@ -121,14 +124,18 @@ enum HTTP1Parser {
         let target = rest[rest.startIndex..<secondSpace]
         guard target.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { throw .malformed("bad request target") }
         let version = try parseVersion(rest[(secondSpace + 1)...])
-        let headers = try parseHeaders(&lines)
-        return HTTPRequestHead(
-            version: version, method: HTTPMethod(rawValue: String(decoding: method, as: UTF8.self)),
-            uri: String(decoding: target, as: UTF8.self), headers: headers)
+        let fields = HTTP1Fields(bytes: bytes, fields: try parseFields(&lines))
+        let tokens = fields.connectionTokens
+        return HTTP1RequestHead(
+            method: HTTPMethod(rawValue: String(decoding: method, as: UTF8.self)),
+            uri: String(decoding: target, as: UTF8.self), version: version, fields: fields, targetEnd: secondSpace,
+            connectionTokens: tokens, isKeepAlive: fields.isKeepAlive(version: version, tokens: tokens))
     }
 
-    private static func parseResponse(_ bytes: UnsafeRawBufferPointer) throws(HTTP1ParseError) -> HTTPResponseHead {
-        var lines = LineReader(bytes)
+    private static func parseResponse(
+        _ bytes: ByteBuffer, _ raw: UnsafeRawBufferPointer
+    ) throws(HTTP1ParseError) -> HTTP1ResponseHead {
+        var lines = LineReader(raw)
         guard let line = lines.next(), line.count >= 12 else { throw .malformed("bad status line") }
         let start = line.startIndex
         let version = try parseVersion(line[start..<(start + 8)])
@@ -139,16 +146,15 @@ enum HTTP1Parser {
             code = code * 10 + Int(byte - 0x30)
         }
         guard code >= 100 else { throw .malformed("bad status code") }
-        var reason = ""
         if line.count > 12 {
             guard line[start + 12] == 0x20 else { throw .malformed("bad status line") }
-            let text = line[(start + 13)...]
-            guard text.allSatisfy(isFieldValueByte) else { throw .malformed("bad reason phrase") }
-            reason = String(decoding: text, as: UTF8.self)
+            guard line[(start + 13)...].allSatisfy(isFieldValueByte) else { throw .malformed("bad reason phrase") }
         }
-        let headers = try parseHeaders(&lines)
-        return HTTPResponseHead(
-            version: version, status: .init(statusCode: code, reasonPhrase: reason), headers: headers)
+        let fields = HTTP1Fields(bytes: bytes, fields: try parseFields(&lines))
+        let tokens = fields.connectionTokens
+        return HTTP1ResponseHead(
+            version: version, code: code, fields: fields, statusLineEnd: line.endIndex, connectionTokens: tokens,
+            isKeepAlive: fields.isKeepAlive(version: version, tokens: tokens))
     }
 
     private static func parseVersion(_ bytes: Slice<UnsafeRawBufferPointer>) throws(HTTP1ParseError) -> HTTPVersion {
@@ -162,15 +168,16 @@ enum HTTP1Parser {
         }
     }
 
-    private static func parseHeaders(_ lines: inout LineReader) throws(HTTP1ParseError) -> HTTPHeaders {
-        var headers = HTTPHeaders()
-        var count = 0
+    private static func parseFields(_ lines: inout LineReader) throws(HTTP1ParseError) -> [HTTP1Fields.Field] {
+        var fields: [HTTP1Fields.Field] = []
         while let line = lines.next() {
-            if line.isEmpty { return headers }
-            count += 1
-            if count > maxHeaderLines { throw .malformed("too many header fields") }
+            if line.isEmpty { return fields }
+            if fields.count >= maxHeaderLines { throw .malformed("too many header fields") }
             let (name, value) = try parseField(line)
-            headers.add(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self))
+            fields.append(
+                HTTP1Fields.Field(
+                    name: .of(name), line: line.startIndex..<line.endIndex, nameEnd: name.endIndex,
+                    value: value.startIndex..<value.endIndex))
         }
         throw .malformed("unterminated head")
     }
@@ -214,65 +221,32 @@ enum HTTP1Parser {
     /// How a request's body is delimited; a request whose framing is ambiguous (both a
     /// length and a transfer coding, differing lengths: the stuff of request smuggling) is
     /// refused.
-    static func requestFraming(_ head: HTTPRequestHead) throws(HTTP1ParseError) -> HTTP1BodyFraming {
-        let codings = head.headers["transfer-encoding"]
-        if !codings.isEmpty {
+    static func requestFraming(_ head: HTTP1RequestHead) throws(HTTP1ParseError) -> HTTP1BodyFraming {
+        if head.fields.contains(.transferEncoding) {
             if head.version.minor == 0 { throw .malformed("transfer-encoding in an HTTP/1.0 request") }
-            if head.headers.contains(name: "content-length") {
+            if head.fields.contains(.contentLength) {
                 throw .malformed("both content-length and transfer-encoding")
             }
-            let tokens = codings.flatMap { $0.split(separator: ",") }.map { $0.trimmingWhitespace() }
-            guard tokens.count == 1, tokens[0].lowercased() == "chunked" else {
+            guard head.fields.codingsAreChunked == [true] else {
                 throw HTTP1ParseError(status: .notImplemented, reason: "transfer coding not supported")
             }
             return .chunked
         }
-        guard let length = try contentLength(head.headers) else { return .none }
+        guard let length = try head.fields.contentLength() else { return .none }
         return length == 0 ? .none : .length(length)
     }
 
     /// How a response's body is delimited, given what the request was.
     static func responseFraming(
-        _ head: HTTPResponseHead, requestMethod: HTTPMethod
+        _ head: HTTP1ResponseHead, requestMethod: HTTPMethod
     ) throws(HTTP1ParseError) -> HTTP1BodyFraming {
-        let code = head.status.code
+        let code = head.code
         if requestMethod == .HEAD || code < 200 || code == 204 || code == 304 { return .none }
-        let codings = head.headers["transfer-encoding"]
-        if !codings.isEmpty {
-            let last = codings.last?.split(separator: ",").last?.trimmingWhitespace().lowercased()
-            return last == "chunked" && head.version.minor == 1 ? .chunked : .untilClose
+        if head.fields.contains(.transferEncoding) {
+            return head.fields.codingsAreChunked.last == true && head.version.minor == 1 ? .chunked : .untilClose
         }
-        guard let length = try contentLength(head.headers) else { return .untilClose }
+        guard let length = try head.fields.contentLength() else { return .untilClose }
         return length == 0 ? .none : .length(length)
-    }
-
-    /// One `Content-Length` field in place of a checked list or repeats of the same value,
-    /// which stricter parsers after the agent refuse.
-    static func restateContentLength(_ headers: inout HTTPHeaders) {
-        let values = headers["content-length"]
-        guard values.count > 1 || values.first?.utf8.contains(UInt8(ascii: ",")) == true,
-            let length = try? contentLength(headers)
-        else { return }
-        headers.replaceOrAdd(name: "Content-Length", value: String(length))
-    }
-
-    /// The one length all Content-Length values agree on (a list of equal values is one
-    /// length, RFC 9112 §6.3); nil without any.
-    static func contentLength(_ headers: HTTPHeaders) throws(HTTP1ParseError) -> Int64? {
-        var found: Int64?
-        for value in headers["content-length"] {
-            for item in value.split(separator: ",", omittingEmptySubsequences: false) {
-                let digits = item.trimmingWhitespace().utf8
-                guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
-                    throw .malformed("bad content-length")
-                }
-                var length: Int64 = 0
-                for digit in digits { length = length * 10 + Int64(digit - 0x30) }
-                if let found, found != length { throw .malformed("conflicting content-length") }
-                found = length
-            }
-        }
-        return found
     }
 }
 
@@ -296,14 +270,5 @@ private struct LineReader {
             index += 1
         }
         return nil
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingWhitespace() -> Substring {
-        var trimmed = self
-        while let first = trimmed.first, first == " " || first == "\t" { trimmed = trimmed.dropFirst() }
-        while let last = trimmed.last, last == " " || last == "\t" { trimmed = trimmed.dropLast() }
-        return trimmed
     }
 }

@@ -1,17 +1,9 @@
 import NIOCore
 import NIOHTTP1
 
-/// Writes message heads as the proxy sends them. Names and values come from
-/// `HTTP1Parser` (checked) or from the agent itself, so they hold no CR or LF.
+/// Writes the heads of the proxy's own answers (probes, refusals, 502s). Names and values
+/// come from the agent itself, so they hold no CR or LF.
 enum HTTP1Writer {
-    static func write(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) {
-        buffer.writeString(head.method.rawValue)
-        buffer.writeInteger(UInt8(ascii: " "))
-        buffer.writeString(head.uri)
-        buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
-        write(head.headers, into: &buffer)
-    }
-
     static func write(_ head: HTTPResponseHead, into buffer: inout ByteBuffer) {
         buffer.writeStaticString(head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
         buffer.writeString(String(head.status.code))

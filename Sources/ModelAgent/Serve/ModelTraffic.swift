@@ -27,10 +27,14 @@ final class ModelTraffic: Sendable {
     private let registry: PrometheusCollectorRegistry
     private let isKnown: @Sendable (ModelName) -> Bool
     private let state = Mutex(State())
+    /// The series of requests that name no managed model, made once: most requests of a
+    /// pod that serves one model through other paths, or none, are counted without a lock.
+    private let unlabeled: Series
 
     init(registry: PrometheusCollectorRegistry, isKnown: @escaping @Sendable (ModelName) -> Bool) {
         self.registry = registry
         self.isKnown = isKnown
+        unlabeled = Self.makeSeries("", in: registry)
     }
 
     /// The model a request path names: `/v2/models/<name>[/versions/<v>][/…]` or
@@ -63,14 +67,16 @@ final class ModelTraffic: Sendable {
     }
 
     func finished(_ model: ModelName?, failed: Bool, duration: Duration) {
-        let label = model?.rawValue ?? ""
-        let series = state.withLock { s -> Series in
-            if let model { s.figures[model]?.inFlight -= 1 }
-            if let existing = s.series[label] { return existing }
-            let made = makeSeries(label)
-            s.series[label] = made
-            return made
-        }
+        let series =
+            model.map { model in
+                state.withLock { s -> Series in
+                    s.figures[model]?.inFlight -= 1
+                    if let existing = s.series[model.rawValue] { return existing }
+                    let made = Self.makeSeries(model.rawValue, in: registry)
+                    s.series[model.rawValue] = made
+                    return made
+                }
+            } ?? unlabeled
         series.requests.increment()
         if failed { series.errors.increment() }
         series.duration.record(duration)
@@ -80,7 +86,7 @@ final class ModelTraffic: Sendable {
         state.withLock { $0.figures[model] }
     }
 
-    private func makeSeries(_ label: String) -> Series {
+    private static func makeSeries(_ label: String, in registry: PrometheusCollectorRegistry) -> Series {
         func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
             MetricNameDescriptor(namespace: "model_agent", metricName: metric, unitName: unit, helpText: help)
         }

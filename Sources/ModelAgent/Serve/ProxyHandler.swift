@@ -37,8 +37,19 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     private static let replayLimit = 64 << 10
     private static let replayPartLimit = 256
 
+    /// What answering a request needs to know of it.
+    private struct Request {
+        var method: HTTPMethod
+        var version: HTTPVersion
+        var keepAlive: Bool
+
+        init(_ head: HTTP1RequestHead) {
+            (method, version, keepAlive) = (head.method, head.version, head.isKeepAlive)
+        }
+    }
+
     private struct Exchange {
-        var head: HTTPRequestHead
+        var request: Request
         var started: ContinuousClock.Instant
         var model: ModelName?
         var requestEnded = false
@@ -58,7 +69,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     private enum State {
         case idle
         /// A probe, answered when its request ends.
-        case probe(ProbeRequest, HTTPRequestHead)
+        case probe(ProbeRequest, Request)
         /// Answered locally, or the answer is on its way; the rest of the request is read
         /// and dropped.
         case answered
@@ -163,11 +174,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
                         return
                     }
                 } else if case .idle = state {
-                    guard let parsed = try HTTP1Parser.requestHead(&bytes, scanned: &headScanned) else {
+                    guard let head = try HTTP1Parser.requestHead(&bytes, scanned: &headScanned) else {
                         if bytes.readableBytes > 0 { headBegun() }
                         return
                     }
-                    var head = parsed
                     let framing: HTTP1BodyFraming
                     do {
                         framing = try HTTP1Parser.requestFraming(head)
@@ -175,8 +185,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
                         refuseMalformed(error, version: head.version)
                         return
                     }
-                    HTTP1Parser.restateContentLength(&head.headers)
-                    expectsContinue = head.headers.contains(name: "expect")
+                    expectsContinue = head.fields.contains(.expect)
                     // Set before the head is acted on: an answer given at once (a probe, a
                     // refusal) must know the request is still being read.
                     requestBody = HTTP1BodyReader(framing)
@@ -208,20 +217,20 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         armDeadline()
     }
 
-    private func started(_ head: HTTPRequestHead) {
+    private func started(_ head: HTTP1RequestHead) {
         deadline = nil
         headDeadlineSet = false
         // The proxied port has no request timeout (uploads, downloads and event streams
         // take as long as they take): a busy connection is only never evicted.
         slot.markBusy(true)
-        if let probe = ProbeRequest.classify(head.headers) {
-            state = .probe(probe, head)
+        if let probe = ProbeRequest.classify({ head.fields.values(named: $0) }) {
+            state = .probe(probe, Request(head))
         } else if shared.cache != nil && InferenceRoute.changesRepository(path: head.uri) {
             state = .answered
-            respond(to: head, .forbidden, contentType: Self.json, InferenceRoute.repositoryRefusal)
+            respond(to: Request(head), .forbidden, contentType: Self.json, InferenceRoute.repositoryRefusal)
         } else if head.method == .CONNECT {
             state = .answered
-            respond(to: head, .methodNotAllowed, "CONNECT is not supported\n", close: true)
+            respond(to: Request(head), .methodNotAllowed, "CONNECT is not supported\n", close: true)
         } else {
             begin(head)
         }
@@ -251,9 +260,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
             exchange.requestEnded = true
             state = .forwarding(exchange, upstream)
             upstream.flush()
-        case .probe(let probe, let head):
+        case .probe(let probe, let request):
             state = .answered
-            answerProbe(probe, head)
+            answerProbe(probe, request)
         case .answered:
             // The answer is out (else `respond` finds the request still running).
             state = .idle
@@ -402,15 +411,17 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
 
     // MARK: Forwarding
 
-    private func begin(_ head: HTTPRequestHead) {
+    private func begin(_ head: HTTP1RequestHead) {
         shared.drain.requestStarted()
         var exchange = Exchange(
-            head: head, started: .now, model: shared.traffic.started(ModelTraffic.modelName(inPath: head.uri)))
-        exchange.lastOnConnection = head.headers.contains(name: "upgrade")
+            request: Request(head), started: .now,
+            model: shared.traffic.started(ModelTraffic.modelName(inPath: head.uri)))
+        exchange.lastOnConnection = head.fields.contains(.upgrade)
         replay = Self.isIdempotent(head) ? [] : nil
         replayBytes = 0
         var upstreamHead = ByteBuffer()
-        HTTP1Writer.write(ProxyHeaders.upstreamRequest(head, clientAddress: clientAddress), into: &upstreamHead)
+        upstreamHead.reserveCapacity(head.fields.bytes.readableBytes + 128)
+        ProxyHeaders.upstreamRequest(head, clientAddress: clientAddress, into: &upstreamHead)
         guard let cache = shared.cache, let model = exchange.model, InferenceRoute.isInference(path: head.uri),
             let context
         else {
@@ -463,25 +474,25 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     /// rest of the request, if any, is read and dropped.
     private func refuse(_ exchange: Exchange, reason: String, retry: Bool) {
         replay = nil
-        let keepAlive = exchange.head.isKeepAlive && !exchange.lastOnConnection
+        let keepAlive = exchange.request.keepAlive && !exchange.lastOnConnection
         state = .answered
         var finished = exchange
         finished.status = 503
         finish(finished, failed: true)
         respond(
-            version: exchange.head.version, .serviceUnavailable, contentType: Self.json,
+            version: exchange.request.version, .serviceUnavailable, contentType: Self.json,
             JSONText.object([("error", JSONText.quoted(reason))]) + "\n", extra: retry ? [("Retry-After", "1")] : [],
-            headOnly: exchange.head.method == .HEAD, close: !keepAlive)
+            headOnly: exchange.request.method == .HEAD, close: !keepAlive)
     }
 
     /// Requests that may be sent twice (RFC 9110 §9.2.2), or that say so with an
     /// idempotency key: a POST that reached a server which then closed the connection may
     /// have been processed, and inference is not free.
-    private static func isIdempotent(_ head: HTTPRequestHead) -> Bool {
+    private static func isIdempotent(_ head: HTTP1RequestHead) -> Bool {
         switch head.method {
         case .GET, .HEAD, .OPTIONS, .TRACE, .PUT, .DELETE: return true
         default:
-            return head.headers.contains(name: "idempotency-key") || head.headers.contains(name: "x-idempotency-key")
+            return head.fields.contains(named: "idempotency-key") || head.fields.contains(named: "x-idempotency-key")
         }
     }
 
@@ -497,7 +508,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
                 fail(exchange, reason: error.reason)
             case .success(let upstream):
                 upstream.attach(
-                    self, requestMethod: exchange.head.method, rawChunks: exchange.head.version.minor == 1)
+                    self, requestMethod: exchange.request.method, rawChunks: exchange.request.version.minor == 1)
                 for part in pending { record(part) }
                 state = .forwarding(exchange, upstream)
                 for part in pending { upstream.send(part) }
@@ -529,7 +540,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         finished.status = 502
         finish(finished, failed: true)
         respond(
-            version: exchange.head.version, .badGateway, contentType: Self.json,
+            version: exchange.request.version, .badGateway, contentType: Self.json,
             UpstreamUnavailable.answerBody(reason), close: true)
     }
 
@@ -562,47 +573,27 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         resumeClientReads()
     }
 
-    func responseHead(_ head: HTTPResponseHead, framing: HTTP1BodyFraming, from connection: UpstreamConnection) {
+    func responseHead(_ head: HTTP1ResponseHead, framing: HTTP1BodyFraming, from connection: UpstreamConnection) {
         guard let (found, context) = current(connection) else { return }
         var exchange = found
-        let informational = head.status.code < 200
+        let informational = head.code < 200
         // 100 Continue and friends mean nothing to an HTTP/1.0 client.
-        if informational && exchange.head.version.minor == 0 { return }
+        if informational && exchange.request.version.minor == 0 { return }
         // Once the client has seen anything of an answer, the request is not sent again.
         replay = nil
-        var (downstream, closeAfter) = ProxyHeaders.downstreamResponse(
-            head, requestVersion: exchange.head.version, keepAlive: exchange.head.isKeepAlive)
+        // Draining: clients reconnect (to a pod still in the endpoints) instead of holding
+        // a connection that is about to close.
+        let keepAlive =
+            exchange.request.keepAlive && (informational || !(exchange.lastOnConnection || shared.drain.isDraining))
+        var bytes = context.channel.allocator.buffer(capacity: head.fields.bytes.readableBytes + 64)
+        let closeAfter = ProxyHeaders.downstreamResponse(
+            head, framing: framing, requestVersion: exchange.request.version, keepAlive: keepAlive, into: &bytes)
         if !informational {
-            switch framing {
-            case .chunked where exchange.head.version.minor == 1:
-                // The body goes on as the server framed it, its codings named as it named them.
-                downstream.headers.remove(name: "content-length")
-                for coding in head.headers["transfer-encoding"] {
-                    downstream.headers.add(name: "Transfer-Encoding", value: coding)
-                }
-            case .chunked, .untilClose:
-                // A length beside a transfer coding is not the body's (RFC 9112 §6.3).
-                downstream.headers.remove(name: "content-length")
-                if !closeAfter { downstream.headers.replaceOrAdd(name: "Connection", value: "close") }
-                closeAfter = true
-            case .length:
-                HTTP1Parser.restateContentLength(&downstream.headers)
-            case .none:
-                break
-            }
-            if (shared.drain.isDraining || exchange.lastOnConnection) && !closeAfter {
-                // Draining: clients reconnect (to a pod still in the endpoints) instead of
-                // holding a connection that is about to close.
-                closeAfter = true
-                downstream.headers.replaceOrAdd(name: "Connection", value: "close")
-            }
             exchange.responseStarted = true
-            exchange.status = head.status.code
+            exchange.status = UInt(head.code)
             exchange.closeAfter = closeAfter
             state = .forwarding(exchange, connection)
         }
-        var bytes = context.channel.allocator.buffer(capacity: 256)
-        HTTP1Writer.write(downstream, into: &bytes)
         context.write(wrapOutboundOut(bytes), promise: nil)
         if informational { context.flush() }
     }
@@ -669,10 +660,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
 
     // MARK: Local answers
 
-    private func answerProbe(_ probe: ProbeRequest, _ head: HTTPRequestHead) {
+    private func answerProbe(_ probe: ProbeRequest, _ request: Request) {
         guard let context else { return }
         probe.answer(shared, on: context.eventLoop) { [self] answer in
-            respond(to: head, answer.status, answer.text, extra: answer.extra)
+            respond(to: request, answer.status, answer.text, extra: answer.extra)
         }
     }
 
@@ -682,12 +673,12 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     /// A local answer to `request`, kept alive as it asks unless `close`; a HEAD gets the
     /// head only. The rest of the request is read and dropped.
     private func respond(
-        to request: HTTPRequestHead, _ status: HTTPResponseStatus, contentType: String = plainText, _ body: String,
+        to request: Request, _ status: HTTPResponseStatus, contentType: String = plainText, _ body: String,
         extra: [(String, String)] = [], close: Bool = false
     ) {
         respond(
             version: request.version, status, contentType: contentType, body, extra: extra,
-            headOnly: request.method == .HEAD, close: close || !request.isKeepAlive)
+            headOnly: request.method == .HEAD, close: close || !request.keepAlive)
     }
 
     /// Writes a whole local answer (state is `.answered`); `headOnly`: to a HEAD, the length

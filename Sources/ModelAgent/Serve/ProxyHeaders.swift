@@ -1,116 +1,144 @@
+import NIOCore
 import NIOHTTP1
 
 /// How a request and its answer are rewritten on their way through the proxy: hop-by-hop
-/// headers (those that describe one connection, not the message) are dropped, the body's
-/// framing is restated for the next hop, and the X-Forwarded-* headers say where the
-/// request came from.
+/// fields (those that describe one connection, not the message) are dropped, the body's
+/// framing is restated for the next hop, and the X-Forwarded-* fields say where the
+/// request came from. Every field kept is copied as it came, line by line.
 enum ProxyHeaders {
-    /// RFC 9110 §7.6.1, plus the non-standard `Proxy-Connection`; every `Proxy-*` header goes.
-    private static let hopByHop: Set<String> = [
-        "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
-    ]
-
-    private static let hopByHopBytes = hopByHop.map { Array($0.utf8) }
-
-    /// Compared byte by byte, ASCII case folded: every header of every request passes here,
-    /// and most are none of these.
-    static func isHopByHop(_ name: String, listedIn connection: Set<String>) -> Bool {
-        let bytes = name.utf8
-        if bytes.count >= 6 && Self.equalFolded(bytes.prefix(6), "proxy-".utf8) { return true }
-        for candidate in hopByHopBytes where candidate.count == bytes.count {
-            if Self.equalFolded(bytes, candidate) { return true }
-        }
-        return !connection.isEmpty && connection.contains(name.lowercased())
-    }
-
-    /// Whether `bytes` equals the lowercase `lower`, ignoring the case of ASCII letters.
-    private static func equalFolded(_ bytes: some Sequence<UInt8>, _ lower: some Sequence<UInt8>) -> Bool {
-        var expected = lower.makeIterator()
-        for byte in bytes {
-            let folded = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
-            guard folded == expected.next() else { return false }
-        }
-        return expected.next() == nil
-    }
-
-    /// Header names the `Connection` header declares hop-by-hop for this message, except
-    /// `Content-Length`: the body goes on with the length it came with, and a next hop told
-    /// no length (or 0) would read the body as the next request (request smuggling).
-    private static func connectionTokens(_ headers: HTTPHeaders) -> Set<String> {
-        var tokens = Set<String>()
-        for value in headers["connection"] {
-            for token in value.split(separator: ",") {
-                let trimmed = String(token).trimmingWhitespace().lowercased()
-                if !trimmed.isEmpty && trimmed != "content-length" { tokens.insert(trimmed) }
-            }
-        }
-        return tokens
-    }
-
-    private static func endToEnd(_ headers: HTTPHeaders) -> HTTPHeaders {
-        let listed = connectionTokens(headers)
-        var kept = HTTPHeaders()
-        kept.reserveCapacity(headers.count + 3)
-        for (name, value) in headers where !isHopByHop(name, listedIn: listed) {
-            kept.add(name: name, value: value)
-        }
-        return kept
-    }
-
-    /// The head sent to the model server: same method and target, HTTP/1.1 (so the
-    /// connection can be kept), end-to-end headers, the body framed as it arrived, and
+    /// Writes the head sent to the model server: same method and target, HTTP/1.1 (so the
+    /// connection can be kept), end-to-end fields, the body framed as it arrived, and
     /// `X-Forwarded-For` extended by the client's address. `X-Forwarded-Proto` and
     /// `-Host` are kept when a proxy in front (queue-proxy) set them, else they say what
     /// the agent saw.
-    static func upstreamRequest(_ head: HTTPRequestHead, clientAddress: String?) -> HTTPRequestHead {
-        var headers = endToEnd(head.headers)
-        if head.headers["transfer-encoding"].contains(where: { !$0.isEmpty }) {
-            // A chunked body is re-chunked on the next hop; a length, when given, is kept.
-            headers.remove(name: "content-length")
-            headers.add(name: "transfer-encoding", value: "chunked")
-        } else if !headers.contains(name: "content-length") && head.method.expectsBody {
-            headers.add(name: "content-length", value: "0")
+    static func upstreamRequest(_ head: HTTP1RequestHead, clientAddress: String?, into out: inout ByteBuffer) {
+        let fields = head.fields
+        // A chunked body is re-chunked on the next hop; a length is restated as one field.
+        let chunked = fields.contains(.transferEncoding)
+        let restated = !chunked && fields.lengthNeedsRestating ? try? fields.contentLength() : nil
+        var hasLength = false
+        var hasProto = false
+        var hasHost = false
+        var forwardedFor: [Range<Int>] = []
+        fields.withRaw { raw in
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[0..<head.targetEnd]))
+            out.writeStaticString(" HTTP/1.1\r\n")
+            for field in fields.fields where !fields.isHopByHop(field, raw: raw, listed: head.connectionTokens) {
+                switch field.name {
+                case .contentLength:
+                    if chunked { continue }
+                    if let restated {
+                        if !hasLength { writeField("Content-Length", String(restated), into: &out) }
+                        hasLength = true
+                        continue
+                    }
+                    hasLength = true
+                case .xForwardedFor where clientAddress != nil:
+                    if !field.value.isEmpty { forwardedFor.append(field.value) }
+                    continue
+                case .xForwardedProto: hasProto = true
+                case .xForwardedHost: hasHost = true
+                default: break
+                }
+                HTTP1Fields.copy(field, from: raw, into: &out)
+            }
+            if chunked {
+                out.writeStaticString("Transfer-Encoding: chunked\r\n")
+            } else if !hasLength && head.method.expectsBody {
+                out.writeStaticString("Content-Length: 0\r\n")
+            }
+            if let clientAddress {
+                out.writeStaticString("X-Forwarded-For: ")
+                for previous in forwardedFor {
+                    out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[previous]))
+                    out.writeStaticString(", ")
+                }
+                out.writeString(clientAddress)
+                out.writeStaticString("\r\n")
+            }
+            if !hasProto { out.writeStaticString("X-Forwarded-Proto: http\r\n") }
+            if !hasHost, let host = fields.fields.first(where: { $0.name == .host }) {
+                out.writeStaticString("X-Forwarded-Host: ")
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[host.value]))
+                out.writeStaticString("\r\n")
+            }
+            out.writeStaticString("\r\n")
         }
-        if let clientAddress {
-            let previous = head.headers["x-forwarded-for"].joined(separator: ", ")
-            headers.replaceOrAdd(
-                name: "X-Forwarded-For", value: previous.isEmpty ? clientAddress : previous + ", " + clientAddress)
-        }
-        if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "X-Forwarded-Proto", value: "http") }
-        if !headers.contains(name: "x-forwarded-host"), let host = head.headers["host"].first {
-            headers.add(name: "X-Forwarded-Host", value: host)
-        }
-        return HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: headers)
     }
 
-    /// The head sent back to the client. NIO's encoder restates the framing: a length is
-    /// kept, anything else is chunked for HTTP/1.1 clients; an HTTP/1.0 client reads an
-    /// unsized body until the connection closes, so `closeAfter` is set.
+    /// Writes the head sent back to the client and returns whether the connection closes
+    /// after this answer. The body goes on as the server framed it: a length is kept, a
+    /// chunked body stays chunked for HTTP/1.1 clients. An HTTP/1.0 client reads an
+    /// unsized body until the connection closes, as does any client of a body that ends
+    /// only with the server's close; so do clients that are not to be kept (`keepAlive`).
     static func downstreamResponse(
-        _ head: HTTPResponseHead, requestVersion: HTTPVersion, keepAlive: Bool
-    ) -> (head: HTTPResponseHead, closeAfter: Bool) {
-        var headers = endToEnd(head.headers)
+        _ head: HTTP1ResponseHead, framing: HTTP1BodyFraming, requestVersion: HTTPVersion, keepAlive: Bool,
+        into out: inout ByteBuffer
+    ) -> Bool {
+        let fields = head.fields
+        let informational = head.code < 200
         var closeAfter = !keepAlive
-        let informational = head.status.code >= 100 && head.status.code < 200
+        var keepsCodings = false
+        var dropsLength = false
+        var restated: Int64?
         if !informational {
-            if requestVersion.minor == 0 && !headers.contains(name: "content-length") && head.status.mayHaveBody {
+            switch framing {
+            case .chunked where requestVersion.minor == 1:
+                keepsCodings = true
+                dropsLength = true
+            case .chunked, .untilClose:
+                // A length beside a transfer coding is not the body's (RFC 9112 §6.3).
+                dropsLength = true
+                closeAfter = true
+            case .length:
+                if fields.lengthNeedsRestating { restated = try? fields.contentLength() }
+            case .none:
+                break
+            }
+            if requestVersion.minor == 0 && !fields.contains(.contentLength) && head.code != 204 && head.code != 304 {
                 closeAfter = true
             }
-            if closeAfter {
-                headers.add(name: "Connection", value: "close")
-            } else if requestVersion.minor == 0 {
-                headers.add(name: "Connection", value: "keep-alive")
-            }
         }
-        return (HTTPResponseHead(version: requestVersion, status: head.status, headers: headers), closeAfter)
+        fields.withRaw { raw in
+            out.writeStaticString(requestVersion.minor == 0 ? "HTTP/1.0" : "HTTP/1.1")
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[8..<head.statusLineEnd]))
+            out.writeStaticString("\r\n")
+            var lengthWritten = false
+            for field in fields.fields {
+                if fields.isHopByHop(field, raw: raw, listed: head.connectionTokens) {
+                    // The codings, named as the server named them.
+                    guard keepsCodings && field.name == .transferEncoding else { continue }
+                } else if field.name == .contentLength {
+                    if dropsLength || lengthWritten { continue }
+                    if let restated {
+                        writeField("Content-Length", String(restated), into: &out)
+                        lengthWritten = true
+                        continue
+                    }
+                }
+                HTTP1Fields.copy(field, from: raw, into: &out)
+            }
+            if !informational {
+                if closeAfter {
+                    out.writeStaticString("Connection: close\r\n")
+                } else if requestVersion.minor == 0 {
+                    out.writeStaticString("Connection: keep-alive\r\n")
+                }
+            }
+            out.writeStaticString("\r\n")
+        }
+        return closeAfter
+    }
+
+    private static func writeField(_ name: StaticString, _ value: String, into out: inout ByteBuffer) {
+        out.writeStaticString(name)
+        out.writeStaticString(": ")
+        out.writeString(value)
+        out.writeStaticString("\r\n")
     }
 }
 
 extension HTTPMethod {
     /// Methods whose requests carry a body by convention: these get an explicit empty one.
     fileprivate var expectsBody: Bool { self == .POST || self == .PUT || self == .PATCH }
-}
-
-extension HTTPResponseStatus {
-    fileprivate var mayHaveBody: Bool { code != 204 && code != 304 && code >= 200 }
 }

@@ -12,7 +12,7 @@ protocol UpstreamReceiver: AnyObject {
     var canAcceptResponse: Bool { get }
     /// The connection can take request bytes again.
     func upstreamWritable(_ connection: UpstreamConnection)
-    func responseHead(_ head: HTTPResponseHead, framing: HTTP1BodyFraming, from connection: UpstreamConnection)
+    func responseHead(_ head: HTTP1ResponseHead, framing: HTTP1BodyFraming, from connection: UpstreamConnection)
     /// Body bytes as the server framed them (chunked framing included when asked for).
     func responseBody(_ body: ByteBuffer, from connection: UpstreamConnection)
     func responseEnd(from connection: UpstreamConnection)
@@ -39,7 +39,8 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
     /// True once it has served a request: the server may have closed it since, so a request
     /// sent on it that fails before any answer may be sent again on a new connection.
     var reused = false
-    var idleTimer: Scheduled<Void>?
+    /// When it was last given back to the pool.
+    var idleSince = NIODeadline.uptimeNanoseconds(0)
     private var requestMethod = HTTPMethod.GET
     /// Pass chunked bodies on with their framing (the client speaks HTTP/1.1).
     private var rawChunks = true
@@ -140,12 +141,12 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             guard let head = try HTTP1Parser.responseHead(&bytes, scanned: &headScanned) else { return }
-            if head.status == .switchingProtocols {
+            if head.code == 101 {
                 // Never asked for (Upgrade is not forwarded).
                 throw Self.switchedProtocols
             }
             let framing = try HTTP1Parser.responseFraming(head, requestMethod: requestMethod)
-            if head.status.code < 200 {
+            if head.code < 200 {
                 receiver.responseHead(head, framing: .none, from: self)
                 continue
             }
@@ -185,8 +186,6 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         mayReuse = false
-        idleTimer?.cancel()
-        idleTimer = nil
         if let receiver {
             self.receiver = nil
             if let reader = body, reader.isUntilClose {

@@ -12,6 +12,9 @@ final class UpstreamPool: Sendable {
     let port: Int
     private let idle: NIOLoopBoundBox<[UpstreamConnection]>
     private let closed: NIOLoopBoundBox<Bool>
+    /// Closes the connections idle for `idleTimeout`: one timer for the pool, due when the
+    /// oldest idle connection expires, not one per connection scheduled at every release.
+    private let sweep: NIOLoopBoundBox<Scheduled<Void>?>
     private let maxIdle: Int
     private let idleTimeout: TimeAmount
     private let connectTimeout: TimeAmount
@@ -28,6 +31,7 @@ final class UpstreamPool: Sendable {
         self.connectTimeout = connectTimeout
         idle = NIOLoopBoundBox.makeBoxSendingValue([], eventLoop: eventLoop)
         closed = NIOLoopBoundBox.makeBoxSendingValue(false, eventLoop: eventLoop)
+        sweep = NIOLoopBoundBox.makeBoxSendingValue(nil, eventLoop: eventLoop)
     }
 
     /// Calls `done` on the pool's loop with a connection, or the reason there is none;
@@ -35,8 +39,6 @@ final class UpstreamPool: Sendable {
     func acquire(fresh: Bool = false, _ done: @escaping (Result<UpstreamConnection, UpstreamUnavailable>) -> Void) {
         eventLoop.preconditionInEventLoop()
         while !fresh, let connection = idle.value.popLast() {
-            connection.idleTimer?.cancel()
-            connection.idleTimer = nil
             if connection.isActive {
                 connection.reused = true
                 return done(.success(connection))
@@ -76,9 +78,24 @@ final class UpstreamPool: Sendable {
             connection.close()
             return
         }
+        connection.idleSince = .now()
         idle.value.append(connection)
-        connection.idleTimer = eventLoop.assumeIsolated().scheduleTask(in: idleTimeout) { [weak connection] in
-            connection?.close()
+        armSweep()
+    }
+
+    /// Idle connections are in the order they were given back (taken from the end), so the
+    /// first is the next to expire.
+    private func armSweep() {
+        guard sweep.value == nil, let oldest = idle.value.first else { return }
+        sweep.value = eventLoop.assumeIsolated().scheduleTask(deadline: oldest.idleSince + idleTimeout) { [self] in
+            sweep.value = nil
+            let now = NIODeadline.now()
+            idle.value.removeAll { connection in
+                guard !connection.isActive || connection.idleSince + idleTimeout <= now else { return false }
+                connection.close()
+                return true
+            }
+            armSweep()
         }
     }
 
@@ -86,6 +103,8 @@ final class UpstreamPool: Sendable {
     func close() {
         eventLoop.execute { [self] in
             closed.value = true
+            sweep.value?.cancel()
+            sweep.value = nil
             for connection in idle.value { connection.close() }
             idle.value.removeAll()
         }

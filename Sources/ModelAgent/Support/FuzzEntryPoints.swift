@@ -63,14 +63,15 @@
                         } else if isRequest {
                             guard let head = try HTTP1Parser.requestHead(&buffer, scanned: &scanned) else { break }
                             body = HTTP1BodyReader(try HTTP1Parser.requestFraming(head))
-                            _ = ProxyHeaders.upstreamRequest(head, clientAddress: "127.0.0.1")
+                            var out = ByteBuffer()
+                            ProxyHeaders.upstreamRequest(head, clientAddress: "127.0.0.1", into: &out)
                         } else {
                             guard let head = try HTTP1Parser.responseHead(&buffer, scanned: &scanned) else { break }
-                            body = HTTP1BodyReader(try HTTP1Parser.responseFraming(head, requestMethod: .GET))
+                            let framing = try HTTP1Parser.responseFraming(head, requestMethod: .GET)
+                            body = HTTP1BodyReader(framing)
                             var out = ByteBuffer()
-                            HTTP1Writer.write(
-                                ProxyHeaders.downstreamResponse(head, requestVersion: .http1_1, keepAlive: true).head,
-                                into: &out)
+                            _ = ProxyHeaders.downstreamResponse(
+                                head, framing: framing, requestVersion: .http1_0, keepAlive: true, into: &out)
                         }
                     }
                 } catch {
