@@ -25,6 +25,7 @@ struct ServeTests {
         var input = ByteBuffer(string: text)
         var scanned = 0
         let head = try #require(try HTTP1Parser.requestHead(&input, scanned: &scanned))
+        _ = try HTTP1Parser.requestFraming(head)  // what the proxy refuses is never forwarded
         var out = ByteBuffer()
         ProxyHeaders.upstreamRequest(head, clientAddress: clientAddress, into: &out)
         scanned = 0
@@ -53,7 +54,7 @@ struct ServeTests {
 
     @Test func requestHeadsLoseHopByHopHeadersAndGainForwardedOnes() throws {
         let out = try upstream(
-            "POST /v2/models/m/infer?x=%2F HTTP/1.0\r\nHost: svc.example\r\nConnection: keep-alive, X-Private\r\n"
+            "POST /v2/models/m/infer?x=%2F HTTP/1.1\r\nHost: svc.example\r\nConnection: keep-alive, X-Private\r\n"
                 + "X-Private: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nUpgrade: h2c\r\n"
                 + "Proxy-Authorization: s\r\nTransfer-Encoding: chunked\r\nX-Forwarded-For: 10.0.0.1\r\n"
                 + "x-forwarded-for: 10.0.0.2\r\nX-Forwarded-Proto: https\r\nContent-Type:  application/json \r\n\r\n",
@@ -79,6 +80,15 @@ struct ServeTests {
             "PUT / HTTP/1.1\r\nContent-Length: 5, 5\r\nConnection: Content-Length\r\ncontent-length: 5\r\n\r\n",
             clientAddress: nil)
         #expect(listed.headers["content-length"] == ["5"])
+        // The forwarded chain goes on even when a client lists it in Connection.
+        let chain = try upstream(
+            "GET / HTTP/1.1\r\nConnection: X-Forwarded-For\r\nX-Forwarded-For: 9.9.9.9\r\n\r\n",
+            clientAddress: "127.0.0.1")
+        #expect(chain.headers["x-forwarded-for"] == ["9.9.9.9, 127.0.0.1"])
+        #expect(throws: HTTP1ParseError.malformed("too many connection options")) {
+            let options = (0...HTTP1Parser.maxConnectionTokens).map { "o\($0)" }.joined(separator: ",")
+            _ = try upstream("GET / HTTP/1.1\r\nConnection: \(options)\r\n\r\n", clientAddress: nil)
+        }
     }
 
     @Test func responseHeadsAreFramedForTheClient() throws {
@@ -101,6 +111,30 @@ struct ServeTests {
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: gzip\r\n\r\n",
             requestVersion: .http1_1, keepAlive: true)
         #expect(unsized.closeAfter && !unsized.head.headers.contains(name: "content-length"))
+        // A coding field naming nothing: the body is read until the server closes.
+        let blank = try downstream(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: \r\n\r\n", requestVersion: .http1_1,
+            keepAlive: true)
+        #expect(blank.closeAfter && !blank.head.headers.contains(name: "transfer-encoding"))
+        // No reason phrase: the status line keeps the space before it.
+        var bare = ByteBuffer()
+        var scanned = 0
+        var input = ByteBuffer(string: "HTTP/1.1 204\r\n\r\n")
+        let head = try #require(try HTTP1Parser.responseHead(&input, scanned: &scanned))
+        _ = ProxyHeaders.downstreamResponse(
+            head, framing: .none, requestVersion: .http1_1, keepAlive: true, into: &bare)
+        #expect(String(buffer: bare) == "HTTP/1.1 204 \r\n\r\n")
+        // Where no body follows, a list of one length is still restated, and a 204 has none.
+        let notModified = try downstream(
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 0, 0\r\n\r\n", requestVersion: .http1_1, keepAlive: true)
+        #expect(notModified.head.headers["content-length"] == ["0"])
+        let noContent = try downstream(
+            "HTTP/1.1 204 No Content\r\nContent-Length: 42\r\n\r\n", requestVersion: .http1_1, keepAlive: true)
+        #expect(!noContent.head.headers.contains(name: "content-length"))
+        #expect(throws: HTTP1ParseError.self) {
+            _ = try downstream(
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 5, 6\r\n\r\n", requestVersion: .http1_1, keepAlive: true)
+        }
     }
 
     @Test func readinessProbeSpecsAreParsedAndBounded() throws {

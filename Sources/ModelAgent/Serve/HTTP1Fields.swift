@@ -4,7 +4,6 @@ import NIOHTTP1
 /// A head's header fields as they arrived: the head's bytes, and where each field lies in
 /// them. The proxy copies the lines it keeps and finds the few it acts on by a name
 /// recognised once while parsing, so forwarding a request makes no String per header.
-/// `headers` builds NIO's type for the paths that want one (tests; no hot path does).
 struct HTTP1Fields {
     /// The field names the proxy acts on (matched with ASCII case folded); `other` is the rest.
     enum Name: UInt8 {
@@ -23,21 +22,21 @@ struct HTTP1Fields {
 
         static func of(_ name: Slice<UnsafeRawBufferPointer>) -> Name {
             if name.count >= 6 && equalFolded(name.prefix(6), "proxy-") { return .proxy }
-            let candidates: [(StaticString, Name)]
             switch name.count {
-            case 2: candidates = [("te", .te)]
-            case 4: candidates = [("host", .host)]
-            case 6: candidates = [("expect", .expect)]
-            case 7: candidates = [("trailer", .trailer), ("upgrade", .upgrade)]
-            case 10: candidates = [("connection", .connection), ("keep-alive", .keepAlive)]
-            case 14: candidates = [("content-length", .contentLength)]
-            case 15: candidates = [("x-forwarded-for", .xForwardedFor)]
-            case 16: candidates = [("x-forwarded-host", .xForwardedHost)]
-            case 17: candidates = [("transfer-encoding", .transferEncoding), ("x-forwarded-proto", .xForwardedProto)]
+            case 2 where equalFolded(name, "te"): return .te
+            case 4 where equalFolded(name, "host"): return .host
+            case 6 where equalFolded(name, "expect"): return .expect
+            case 7 where equalFolded(name, "trailer"): return .trailer
+            case 7 where equalFolded(name, "upgrade"): return .upgrade
+            case 10 where equalFolded(name, "connection"): return .connection
+            case 10 where equalFolded(name, "keep-alive"): return .keepAlive
+            case 14 where equalFolded(name, "content-length"): return .contentLength
+            case 15 where equalFolded(name, "x-forwarded-for"): return .xForwardedFor
+            case 16 where equalFolded(name, "x-forwarded-host"): return .xForwardedHost
+            case 17 where equalFolded(name, "transfer-encoding"): return .transferEncoding
+            case 17 where equalFolded(name, "x-forwarded-proto"): return .xForwardedProto
             default: return .other
             }
-            for (spelled, known) in candidates where equalFolded(name, spelled) { return known }
-            return .other
         }
     }
 
@@ -55,11 +54,6 @@ struct HTTP1Fields {
     let fields: [Field]
 
     func contains(_ name: Name) -> Bool { fields.contains { $0.name == name } }
-
-    /// The values of the fields called `name`, as they came.
-    func values(_ name: Name) -> [String] {
-        fields.filter { $0.name == name }.map(value)
-    }
 
     /// The values of the fields called `lowercaseName` (any name, found by comparing bytes).
     func values(named lowercaseName: String) -> [String] {
@@ -86,7 +80,7 @@ struct HTTP1Fields {
         try bytes.withUnsafeReadableBytes { raw throws(Failure) in try body(raw) }
     }
 
-    /// NIO's headers with the same fields, in order.
+    /// NIO's headers with the same fields, in order (for tests: no path of the proxy builds them).
     var headers: HTTPHeaders {
         withRaw { raw in
             HTTPHeaders(
@@ -135,14 +129,15 @@ struct HTTP1Fields {
     }
 
     /// The transfer codings, in order, over every Transfer-Encoding field; each true when
-    /// it is `chunked`.
+    /// it is `chunked`. A field that names none counts as one coding that is not: what it
+    /// means is unclear, so nothing after it is read as chunked.
     var codingsAreChunked: [Bool] {
         withRaw { raw in
             var codings: [Bool] = []
             for field in fields where field.name == .transferEncoding {
-                for item in listItems(raw[field.value], keepingEmpty: false) {
-                    codings.append(equalFolded(item, "chunked"))
-                }
+                let items = listItems(raw[field.value], keepingEmpty: false)
+                if items.isEmpty { codings.append(false) }
+                for item in items { codings.append(equalFolded(item, "chunked")) }
             }
             return codings
         }
@@ -173,7 +168,7 @@ struct HTTP1Fields {
     }
 
     /// Whether `field` describes only this hop: a hop-by-hop name, or one `Connection` lists.
-    func isHopByHop(_ field: Field, raw: UnsafeRawBufferPointer, listed tokens: [Range<Int>]) -> Bool {
+    static func isHopByHop(_ field: Field, raw: UnsafeRawBufferPointer, listed tokens: [Range<Int>]) -> Bool {
         if field.name.isHopByHop { return true }
         guard !tokens.isEmpty else { return false }
         let name = raw[field.line.lowerBound..<field.nameEnd]
@@ -209,12 +204,12 @@ private func listItems(
 }
 
 /// Whether `bytes` equals `other`, ignoring the case of ASCII letters on both sides.
-func equalFolded(_ bytes: some Collection<UInt8>, _ other: some Collection<UInt8>) -> Bool {
+private func equalFolded(_ bytes: some Collection<UInt8>, _ other: some Collection<UInt8>) -> Bool {
     guard bytes.count == other.count else { return false }
     return zip(bytes, other).allSatisfy { foldedASCII($0) == foldedASCII($1) }
 }
 
-func equalFolded(_ bytes: some Collection<UInt8>, _ lowercase: StaticString) -> Bool {
+private func equalFolded(_ bytes: some Collection<UInt8>, _ lowercase: StaticString) -> Bool {
     lowercase.withUTF8Buffer { equalFolded(bytes, $0) }
 }
 

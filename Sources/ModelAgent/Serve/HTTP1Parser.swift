@@ -28,6 +28,8 @@ enum HTTP1BodyFraming: Equatable {
 enum HTTP1Parser {
     static let maxHeadBytes = 64 << 10
     static let maxHeaderLines = 256
+    /// Names one head's `Connection` fields may list: each field is checked against each.
+    static let maxConnectionTokens = 64
     /// A chunk-size line, extensions included.
     static let maxChunkLineBytes = 4096
     static let maxTrailerBytes = 16 << 10
@@ -125,7 +127,7 @@ enum HTTP1Parser {
         guard target.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { throw .malformed("bad request target") }
         let version = try parseVersion(rest[(secondSpace + 1)...])
         let fields = HTTP1Fields(bytes: bytes, fields: try parseFields(&lines))
-        let tokens = fields.connectionTokens
+        let tokens = try connectionTokens(fields)
         return HTTP1RequestHead(
             method: HTTPMethod(rawValue: String(decoding: method, as: UTF8.self)),
             uri: String(decoding: target, as: UTF8.self), version: version, fields: fields, targetEnd: secondSpace,
@@ -151,10 +153,16 @@ enum HTTP1Parser {
             guard line[(start + 13)...].allSatisfy(isFieldValueByte) else { throw .malformed("bad reason phrase") }
         }
         let fields = HTTP1Fields(bytes: bytes, fields: try parseFields(&lines))
-        let tokens = fields.connectionTokens
+        let tokens = try connectionTokens(fields)
         return HTTP1ResponseHead(
             version: version, code: code, fields: fields, statusLineEnd: line.endIndex, connectionTokens: tokens,
             isKeepAlive: fields.isKeepAlive(version: version, tokens: tokens))
+    }
+
+    private static func connectionTokens(_ fields: HTTP1Fields) throws(HTTP1ParseError) -> [Range<Int>] {
+        let tokens = fields.connectionTokens
+        if tokens.count > maxConnectionTokens { throw .malformed("too many connection options") }
+        return tokens
     }
 
     private static func parseVersion(_ bytes: Slice<UnsafeRawBufferPointer>) throws(HTTP1ParseError) -> HTTPVersion {
@@ -241,11 +249,13 @@ enum HTTP1Parser {
         _ head: HTTP1ResponseHead, requestMethod: HTTPMethod
     ) throws(HTTP1ParseError) -> HTTP1BodyFraming {
         let code = head.code
+        // Checked even where no body follows: the client reads the field too.
+        let length = try head.fields.contentLength()
         if requestMethod == .HEAD || code < 200 || code == 204 || code == 304 { return .none }
         if head.fields.contains(.transferEncoding) {
             return head.fields.codingsAreChunked.last == true && head.version.minor == 1 ? .chunked : .untilClose
         }
-        guard let length = try head.fields.contentLength() else { return .untilClose }
+        guard let length else { return .untilClose }
         return length == 0 ? .none : .length(length)
     }
 }

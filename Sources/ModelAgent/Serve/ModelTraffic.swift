@@ -27,8 +27,8 @@ final class ModelTraffic: Sendable {
     private let registry: PrometheusCollectorRegistry
     private let isKnown: @Sendable (ModelName) -> Bool
     private let state = Mutex(State())
-    /// The series of requests that name no managed model, made once: most requests of a
-    /// pod that serves one model through other paths, or none, are counted without a lock.
+    /// The series of requests that name no managed model, made at start (so it is exported,
+    /// at zero, before any request): those requests are counted without taking the lock.
     private let unlabeled: Series
 
     init(registry: PrometheusCollectorRegistry, isKnown: @escaping @Sendable (ModelName) -> Bool) {

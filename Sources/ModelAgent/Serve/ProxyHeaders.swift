@@ -23,7 +23,13 @@ enum ProxyHeaders {
         fields.withRaw { raw in
             out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[0..<head.targetEnd]))
             out.writeStaticString(" HTTP/1.1\r\n")
-            for field in fields.fields where !fields.isHopByHop(field, raw: raw, listed: head.connectionTokens) {
+            for field in fields.fields {
+                // The chain so far goes on, even if a client listed it in `Connection`.
+                if field.name == .xForwardedFor && clientAddress != nil {
+                    if !field.value.isEmpty { forwardedFor.append(field.value) }
+                    continue
+                }
+                if HTTP1Fields.isHopByHop(field, raw: raw, listed: head.connectionTokens) { continue }
                 switch field.name {
                 case .contentLength:
                     if chunked { continue }
@@ -33,9 +39,6 @@ enum ProxyHeaders {
                         continue
                     }
                     hasLength = true
-                case .xForwardedFor where clientAddress != nil:
-                    if !field.value.isEmpty { forwardedFor.append(field.value) }
-                    continue
                 case .xForwardedProto: hasProto = true
                 case .xForwardedHost: hasHost = true
                 default: break
@@ -78,8 +81,8 @@ enum ProxyHeaders {
         let fields = head.fields
         let informational = head.code < 200
         var closeAfter = !keepAlive
+        var dropsLength = informational
         var keepsCodings = false
-        var dropsLength = false
         var restated: Int64?
         if !informational {
             switch framing {
@@ -90,10 +93,13 @@ enum ProxyHeaders {
                 // A length beside a transfer coding is not the body's (RFC 9112 §6.3).
                 dropsLength = true
                 closeAfter = true
-            case .length:
-                if fields.lengthNeedsRestating { restated = try? fields.contentLength() }
-            case .none:
-                break
+            case .length, .none:
+                // No content at all (RFC 9110 §8.6); else a list of one length goes on as one.
+                if head.code == 204 {
+                    dropsLength = true
+                } else if fields.lengthNeedsRestating {
+                    restated = try? fields.contentLength()
+                }
             }
             if requestVersion.minor == 0 && !fields.contains(.contentLength) && head.code != 204 && head.code != 304 {
                 closeAfter = true
@@ -102,10 +108,11 @@ enum ProxyHeaders {
         fields.withRaw { raw in
             out.writeStaticString(requestVersion.minor == 0 ? "HTTP/1.0" : "HTTP/1.1")
             out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[8..<head.statusLineEnd]))
-            out.writeStaticString("\r\n")
+            // The space before the reason phrase is required, even when the server sent none.
+            out.writeStaticString(head.statusLineEnd == 12 ? " \r\n" : "\r\n")
             var lengthWritten = false
             for field in fields.fields {
-                if fields.isHopByHop(field, raw: raw, listed: head.connectionTokens) {
+                if HTTP1Fields.isHopByHop(field, raw: raw, listed: head.connectionTokens) {
                     // The codings, named as the server named them.
                     guard keepsCodings && field.name == .transferEncoding else { continue }
                 } else if field.name == .contentLength {

@@ -150,7 +150,13 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
                 receiver.responseHead(head, framing: .none, from: self)
                 continue
             }
-            if !head.isKeepAlive || framing == .untilClose { mayReuse = false }
+            // A server that framed its answer two ways, or gave a 204 a body, may send bytes
+            // after it that the next request on this connection would take for its answer.
+            let ambiguous =
+                (head.fields.contains(.transferEncoding) && head.fields.contains(.contentLength))
+                || (head.code == 204
+                    && (head.fields.contains(.transferEncoding) || (try? head.fields.contentLength()) ?? 0 != 0))
+            if !head.isKeepAlive || framing == .untilClose || ambiguous { mayReuse = false }
             body = HTTP1BodyReader(framing)
             receiver.responseHead(head, framing: framing, from: self)
             if framing == .none {

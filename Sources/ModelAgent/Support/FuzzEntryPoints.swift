@@ -1,6 +1,7 @@
 // Compiled only into the fuzz build (scripts/fuzz passes -DFUZZING): nothing of it ships.
 #if FUZZING
     import NIOCore
+    import NIOHTTP1
 
     /// One entry point per parser of bytes from outside the process, for the libFuzzer
     /// targets in `Fuzz/` (`scripts/fuzz`). Each takes arbitrary bytes and must return or
@@ -65,13 +66,32 @@
                             body = HTTP1BodyReader(try HTTP1Parser.requestFraming(head))
                             var out = ByteBuffer()
                             ProxyHeaders.upstreamRequest(head, clientAddress: "127.0.0.1", into: &out)
+                            if withinLimits(out, head.fields) {
+                                var scannedOut = 0
+                                let sent = try? HTTP1Parser.requestHead(&out, scanned: &scannedOut)
+                                precondition(sent != nil && out.readableBytes == 0, "unparsable head sent")
+                                if let sent {
+                                    precondition((try? HTTP1Parser.requestFraming(sent)) != nil, "ambiguous head sent")
+                                }
+                            }
                         } else {
                             guard let head = try HTTP1Parser.responseHead(&buffer, scanned: &scanned) else { break }
                             let framing = try HTTP1Parser.responseFraming(head, requestMethod: .GET)
                             body = HTTP1BodyReader(framing)
-                            var out = ByteBuffer()
-                            _ = ProxyHeaders.downstreamResponse(
-                                head, framing: framing, requestVersion: .http1_0, keepAlive: true, into: &out)
+                            for version in [HTTPVersion.http1_1, .http1_0] {
+                                // What a client gets is one well-framed head: it parses, and
+                                // never states both a length and a coding.
+                                var out = ByteBuffer()
+                                _ = ProxyHeaders.downstreamResponse(
+                                    head, framing: framing, requestVersion: version, keepAlive: true, into: &out)
+                                guard withinLimits(out, head.fields) else { continue }
+                                var scannedOut = 0
+                                let sent = try? HTTP1Parser.responseHead(&out, scanned: &scannedOut)
+                                precondition(sent != nil && out.readableBytes == 0, "unparsable head sent")
+                                precondition(
+                                    sent?.fields.contains(.contentLength) != true
+                                        || sent?.fields.contains(.transferEncoding) != true, "length and coding")
+                            }
                         }
                     }
                 } catch {
@@ -79,6 +99,12 @@
                 }
             }
             precondition(emitted <= bytes.count)
+        }
+
+        /// A head the proxy wrote can be read back unless the fields it adds (at most four)
+        /// took it over the parser's limits.
+        private static func withinLimits(_ written: ByteBuffer, _ fields: HTTP1Fields) -> Bool {
+            written.readableBytes < HTTP1Parser.maxHeadBytes && fields.fields.count + 4 <= HTTP1Parser.maxHeaderLines
         }
 
         private static func modelsJSON(_ bytes: [UInt8]) {
