@@ -47,27 +47,47 @@ struct HTTP1Fields {
         var line: Range<Int>
         var nameEnd: Int
         var value: Range<Int>
+
+        var nameRange: Range<Int> { line.lowerBound..<nameEnd }
     }
 
     /// The whole head, start line through the blank line.
     let bytes: ByteBuffer
     let fields: [Field]
+    /// The names the `Connection` fields list, as offsets into `bytes`; never
+    /// `Content-Length`: the body goes on with the length it came with, and a next hop
+    /// told no length (or 0) would read the body as the next request (request smuggling).
+    let connectionTokens: [Range<Int>]
+
+    /// Refuses more than `HTTP1Parser.maxConnectionTokens` listed names: every field is
+    /// compared with each (`isHopByHop`).
+    init(bytes: ByteBuffer, fields: [Field]) throws(HTTP1ParseError) {
+        self.bytes = bytes
+        self.fields = fields
+        connectionTokens = bytes.withUnsafeReadableBytes { raw in
+            var tokens: [Range<Int>] = []
+            for field in fields where field.name == .connection {
+                for item in listItems(raw[field.value], keepingEmpty: false)
+                where !equalFolded(item, "content-length") {
+                    tokens.append(item.startIndex..<item.endIndex)
+                }
+            }
+            return tokens
+        }
+        if connectionTokens.count > HTTP1Parser.maxConnectionTokens {
+            throw .malformed("too many connection options")
+        }
+    }
 
     func contains(_ name: Name) -> Bool { fields.contains { $0.name == name } }
 
     /// The values of the fields called `lowercaseName` (any name, found by comparing bytes).
     func values(named lowercaseName: String) -> [String] {
-        withRaw { raw in
-            fields.filter { field in
-                equalFolded(raw[field.line.lowerBound..<field.nameEnd], lowercaseName.utf8)
-            }.map(value)
-        }
+        withRaw { raw in fields.filter { equalFolded(raw[$0.nameRange], lowercaseName.utf8) }.map(value) }
     }
 
     func contains(named lowercaseName: String) -> Bool {
-        withRaw { raw in
-            fields.contains { equalFolded(raw[$0.line.lowerBound..<$0.nameEnd], lowercaseName.utf8) }
-        }
+        withRaw { raw in fields.contains { equalFolded(raw[$0.nameRange], lowercaseName.utf8) } }
     }
 
     func value(_ field: Field) -> String {
@@ -86,7 +106,7 @@ struct HTTP1Fields {
             HTTPHeaders(
                 fields.map { field in
                     (
-                        String(decoding: raw[field.line.lowerBound..<field.nameEnd], as: UTF8.self),
+                        String(decoding: raw[field.nameRange], as: UTF8.self),
                         String(decoding: raw[field.value], as: UTF8.self)
                     )
                 })
@@ -143,36 +163,20 @@ struct HTTP1Fields {
         }
     }
 
-    /// The names the `Connection` fields list, as offsets into `bytes`; never
-    /// `Content-Length`: the body goes on with the length it came with, and a next hop
-    /// told no length (or 0) would read the body as the next request (request smuggling).
-    var connectionTokens: [Range<Int>] {
-        withRaw { raw in
-            var tokens: [Range<Int>] = []
-            for field in fields where field.name == .connection {
-                for item in listItems(raw[field.value], keepingEmpty: false)
-                where !equalFolded(item, "content-length") {
-                    tokens.append(item.startIndex..<item.endIndex)
-                }
-            }
-            return tokens
-        }
-    }
-
     /// Whether the connection stays open after this message (RFC 9112 §9.3).
-    func isKeepAlive(version: HTTPVersion, tokens: [Range<Int>]) -> Bool {
+    func isKeepAlive(version: HTTPVersion) -> Bool {
         withRaw { raw in
-            if tokens.contains(where: { equalFolded(raw[$0], "close") }) { return false }
-            return version.minor >= 1 || tokens.contains(where: { equalFolded(raw[$0], "keep-alive") })
+            if connectionTokens.contains(where: { equalFolded(raw[$0], "close") }) { return false }
+            return version.minor >= 1 || connectionTokens.contains(where: { equalFolded(raw[$0], "keep-alive") })
         }
     }
 
     /// Whether `field` describes only this hop: a hop-by-hop name, or one `Connection` lists.
-    static func isHopByHop(_ field: Field, raw: UnsafeRawBufferPointer, listed tokens: [Range<Int>]) -> Bool {
+    func isHopByHop(_ field: Field, raw: UnsafeRawBufferPointer) -> Bool {
         if field.name.isHopByHop { return true }
-        guard !tokens.isEmpty else { return false }
-        let name = raw[field.line.lowerBound..<field.nameEnd]
-        return tokens.contains { equalFolded(name, raw[$0]) }
+        guard !connectionTokens.isEmpty else { return false }
+        let name = raw[field.nameRange]
+        return connectionTokens.contains { equalFolded(name, raw[$0]) }
     }
 
     /// The line of `field` and its CRLF, as it came.

@@ -11,8 +11,6 @@ struct HTTP1RequestHead {
     /// Where the request target ends in `fields.bytes`: the start line up to there is
     /// forwarded as it came.
     let targetEnd: Int
-    /// What the `Connection` fields list (`HTTP1Fields.connectionTokens`).
-    let connectionTokens: [Range<Int>]
     let isKeepAlive: Bool
 
     var headers: HTTPHeaders { fields.headers }
@@ -26,7 +24,6 @@ struct HTTP1ResponseHead {
     /// Where the status line ends in `fields.bytes`: from after the version to there
     /// (` 200 OK`), it is forwarded as it came.
     let statusLineEnd: Int
-    let connectionTokens: [Range<Int>]
     let isKeepAlive: Bool
 
     var headers: HTTPHeaders { fields.headers }

@@ -126,12 +126,11 @@ enum HTTP1Parser {
         let target = rest[rest.startIndex..<secondSpace]
         guard target.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { throw .malformed("bad request target") }
         let version = try parseVersion(rest[(secondSpace + 1)...])
-        let fields = HTTP1Fields(bytes: bytes, fields: try parseFields(&lines))
-        let tokens = try connectionTokens(fields)
+        let fields = try HTTP1Fields(bytes: bytes, fields: parseFields(&lines))
         return HTTP1RequestHead(
             method: HTTPMethod(rawValue: String(decoding: method, as: UTF8.self)),
             uri: String(decoding: target, as: UTF8.self), version: version, fields: fields, targetEnd: secondSpace,
-            connectionTokens: tokens, isKeepAlive: fields.isKeepAlive(version: version, tokens: tokens))
+            isKeepAlive: fields.isKeepAlive(version: version))
     }
 
     private static func parseResponse(
@@ -152,17 +151,10 @@ enum HTTP1Parser {
             guard line[start + 12] == 0x20 else { throw .malformed("bad status line") }
             guard line[(start + 13)...].allSatisfy(isFieldValueByte) else { throw .malformed("bad reason phrase") }
         }
-        let fields = HTTP1Fields(bytes: bytes, fields: try parseFields(&lines))
-        let tokens = try connectionTokens(fields)
+        let fields = try HTTP1Fields(bytes: bytes, fields: parseFields(&lines))
         return HTTP1ResponseHead(
-            version: version, code: code, fields: fields, statusLineEnd: line.endIndex, connectionTokens: tokens,
-            isKeepAlive: fields.isKeepAlive(version: version, tokens: tokens))
-    }
-
-    private static func connectionTokens(_ fields: HTTP1Fields) throws(HTTP1ParseError) -> [Range<Int>] {
-        let tokens = fields.connectionTokens
-        if tokens.count > maxConnectionTokens { throw .malformed("too many connection options") }
-        return tokens
+            version: version, code: code, fields: fields, statusLineEnd: line.endIndex,
+            isKeepAlive: fields.isKeepAlive(version: version))
     }
 
     private static func parseVersion(_ bytes: Slice<UnsafeRawBufferPointer>) throws(HTTP1ParseError) -> HTTPVersion {

@@ -29,7 +29,7 @@ enum ProxyHeaders {
                     if !field.value.isEmpty { forwardedFor.append(field.value) }
                     continue
                 }
-                if HTTP1Fields.isHopByHop(field, raw: raw, listed: head.connectionTokens) { continue }
+                if fields.isHopByHop(field, raw: raw) { continue }
                 switch field.name {
                 case .contentLength:
                     if chunked { continue }
@@ -112,7 +112,7 @@ enum ProxyHeaders {
             out.writeStaticString(head.statusLineEnd == 12 ? " \r\n" : "\r\n")
             var lengthWritten = false
             for field in fields.fields {
-                if HTTP1Fields.isHopByHop(field, raw: raw, listed: head.connectionTokens) {
+                if fields.isHopByHop(field, raw: raw) {
                     // The codings, named as the server named them.
                     guard keepsCodings && field.name == .transferEncoding else { continue }
                 } else if field.name == .contentLength {
