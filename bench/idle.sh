@@ -25,6 +25,7 @@ figures() {
 mkdir -p "$work/config"
 echo '[]' >"$work/config/models.json"
 admin=$(free_port)
+cold_page_cache
 "$agent" --config-dir "$work/config" --model-dir "$work/models" --port "$(free_port)" --admin-port "$admin" \
     --bind-address 127.0.0.1 --server-url http://127.0.0.1:9 --drain-timeout 0 --log-level warning \
     >"$work/agent.log" 2>&1 &
@@ -52,12 +53,15 @@ print(Data("ready".utf8).count, started.timeIntervalSince1970 > 0)
 fflush(stdout)
 sleep(60)
 SWIFT
+# The last one is linked as the release build is (Package.swift, releaseLinkerFlags).
 for variant in "dynamic runtime:" "dynamic runtime, libcurl:-lcurl" "static runtime:-static-stdlib" \
-    "static runtime, libcurl:-static-stdlib -lcurl"; do
+    "static runtime, libcurl:-static-stdlib -lcurl" \
+    "static runtime, libcurl, linked as the release build:-static-stdlib -lcurl -use-ld=lld -Xlinker --no-export-dynamic -Xlinker -z -Xlinker pack-relative-relocs"; do
     label="${variant%%:*}"
     flags="${variant#*:}"
     # shellcheck disable=SC2086
     swiftc -O $flags "$work/idle.swift" -o "$work/idle" 2>/dev/null
+    cold_page_cache
     "$work/idle" >"$work/idle.out" &
     floor=$!
     for _ in $(seq 100); do [ -s "$work/idle.out" ] && break; sleep 0.05; done

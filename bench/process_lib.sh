@@ -35,3 +35,16 @@ start_fake_v2() {
     for _ in $(seq 100); do grep -q "^PORT" "$work/fake.log" && break; sleep 0.05; done
     fake="http://127.0.0.1:$(awk '/^PORT/ {print $2; exit}' "$work/fake.log")"
 }
+
+# cold_page_cache: empties the kernel's page cache (as root), so that the code a process
+# maps is read from disk as it is when a pod starts. How a file entered the page cache (a
+# linker's writes, or readahead) changes how much of it a fault maps, by about 1 MiB of RSS
+# here. Without root the figures are taken warm, and a note says so.
+cold_page_cache() {
+    if [ -w /proc/sys/vm/drop_caches ]; then
+        sync
+        echo 3 >/proc/sys/vm/drop_caches
+    else
+        echo "bench: not root, page cache left warm (RSS figures may differ by about 1 MiB)" >&2
+    fi
+}

@@ -79,6 +79,8 @@ start mlserver "$root/.venvs/mlserver/bin/mlserver" start "$work/repo"
 go_static=$(free_port) go_ml=$(free_port)
 nginx_static=$(free_port) nginx_ml=$(free_port) nginx_h2=$(free_port)
 agent_static=$(free_port) agent_ml=$(free_port)
+# Every proxy maps its code from disk, as in a pod that has just started.
+cold_page_cache
 start go_static "$work/goproxy" -listen "127.0.0.1:$go_static" -target "http://127.0.0.1:$static1"
 start go_ml "$work/goproxy" -listen "127.0.0.1:$go_ml" -target "http://127.0.0.1:$ml"
 cat >"$work/nginx-proxy/nginx.conf" <<CONF
@@ -214,8 +216,9 @@ done
 echo "Peak RSS (VmHWM) of each proxy process after the run, MiB: model-agent $(fmt "$(hwm "$pid_agent_static") / 1024" .1f) (static + h2c)" \
     "and $(fmt "$(hwm "$pid_agent_ml") / 1024" .1f) (MLServer); Go $(fmt "$(hwm "$pid_go_static") / 1024" .1f) and" \
     "$(fmt "$(hwm "$pid_go_ml") / 1024" .1f); nginx master + workers $(fmt "$nginx_kb / 1024" .1f) (all three cases)."
-# RSS is mostly mapped code on this kernel (it maps whole large page-cache folios of the
-# binary and its libraries); anonymous memory is what each process allocated itself.
+# RSS is mostly mapped code (a fault maps the code around it too, in 64 KiB steps or whole
+# page-cache folios, of the binary and its libraries); anonymous memory is what each
+# process allocated itself.
 anon() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }
 echo "Anonymous RSS now, MiB: model-agent $(fmt "$(anon "$pid_agent_static") / 1024" .1f) (static + h2c) and" \
     "$(fmt "$(anon "$pid_agent_ml") / 1024" .1f) (MLServer); Go $(fmt "$(anon "$pid_go_static") / 1024" .1f) and" \
