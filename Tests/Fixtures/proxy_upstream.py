@@ -9,6 +9,8 @@
   POST /slow-upload/<g>    reads 1 MiB of the body, waits for gate <g>, then reads the rest; JSON: size
   GET  /reset-after-head   sends a head and part of a body, then resets the connection
   GET  /switch-protocols   answers 101 Switching Protocols, unasked
+  GET  /drop/<g>           counts an arrival at gate <g>, then closes the connection without a byte back
+  GET  /garbled/<g>        counts an arrival at gate <g>, then sends a malformed head and closes
   POST /_gate/<g>          opens gate <g>
   GET  /_arrived/<g>       how many requests have waited on gate <g> (an event to wait for)
 Prints "PORT <n>" when listening on 127.0.0.1.
@@ -170,6 +172,14 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/switch-protocols":
             self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n")
             self.wfile.flush()
+            self.close_connection = True
+            return
+        if path.startswith("/drop/") or path.startswith("/garbled/"):
+            drop = path.startswith("/drop/")
+            arrived(path.split("/")[2])
+            if not drop:
+                self.wfile.write(b"HTTP/1.1 2x0 OK\r\n\r\n")
+                self.wfile.flush()
             self.close_connection = True
             return
         if path == "/reset-after-head":

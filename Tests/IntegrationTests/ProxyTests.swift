@@ -217,6 +217,48 @@ struct ProxyTests {
         await w.upstream.stop()
     }
 
+    /// One Host per request (RFC 9112 §3.2): an HTTP/1.1 request without one, or any with
+    /// two, is refused; an HTTP/1.0 request without one reaches the server naming it. The
+    /// agent's own answers to HEAD have no body.
+    @Test func requestsNameOneHost() async throws {
+        let w = try await World()
+        let agent = try await w.agent()
+        func exchange(_ request: String) throws -> String {
+            String(decoding: try exchangeOnLoopback(port: agent.proxyPort, request), as: UTF8.self)
+        }
+        let missing = try exchange("GET /echo/a HTTP/1.1\r\n\r\n")
+        let twice = try exchange("HEAD /echo/a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        let old = try exchange("GET /echo/a HTTP/1.0\r\n\r\n")
+        #expect(missing.hasPrefix("HTTP/1.1 400 Bad Request") && missing.hasSuffix("\r\n\r\nno Host field\n"))
+        #expect(twice.hasPrefix("HTTP/1.1 400 Bad Request") && twice.hasSuffix("\r\n\r\n"), "\(twice)")
+        #expect(old.hasPrefix("HTTP/1.0 200") && old.contains(#""host": ["127.0.0.1:\#(w.upstream.port)"]"#), "\(old)")
+        await agent.stop()
+        await w.upstream.stop()
+    }
+
+    /// An idempotent request that fails on a kept-alive upstream connection is sent again,
+    /// once, on a new one, only when the server closed it without a byte back: a server that
+    /// began to answer, even with a malformed head, may have acted on the request.
+    @Test func aRequestIsSentAgainOnlyWhenTheServerAnsweredNothing() async throws {
+        let w = try await World()
+        let agent = try await w.agent()
+        // The first request leaves a kept-alive connection in the pool; the second takes it.
+        func afterAnother(_ path: String) throws -> String {
+            let first = "GET /echo/first HTTP/1.1\r\nHost: a\r\n\r\n"
+            let second = "GET \(path) HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+            return String(decoding: try exchangeOnLoopback(port: agent.proxyPort, first + second), as: UTF8.self)
+        }
+        let dropped = try afterAnother("/drop/d")
+        let garbled = try afterAnother("/garbled/g")
+        for answers in [dropped, garbled] {
+            #expect(answers.hasPrefix("HTTP/1.1 200") && answers.contains("HTTP/1.1 502 Bad Gateway"), "\(answers)")
+        }
+        #expect(try await w.upstream.arrived("d") == 2, "closed without an answer: sent again once")
+        #expect(try await w.upstream.arrived("g") == 1, "a malformed answer began: not sent again")
+        await agent.stop()
+        await w.upstream.stop()
+    }
+
     /// A kept-alive connection may idle between requests for the idle timeout (3 minutes),
     /// but once a head starts it must be complete within the header timeout.
     @Test func aHeadStartedOnAKeptAliveConnectionMustEndInTime() async throws {
@@ -273,11 +315,16 @@ struct ProxyTests {
             #expect(answer.status == 502)
             #expect(answer.text.contains(#""error":"model server unavailable: cannot connect"#), "\(answer.text)")
         }
+        // To HEAD, the head only.
+        let head = String(
+            decoding: try exchangeOnLoopback(port: agent.proxyPort, "HEAD /v2/models/m HTTP/1.1\r\nHost: a\r\n\r\n"),
+            as: UTF8.self)
+        #expect(head.hasPrefix("HTTP/1.1 502 Bad Gateway") && head.hasSuffix("\r\n\r\n"), "\(head)")
         #expect(try agent.messages(containing: "Proxy cannot reach the model server").count == 1)
 
         let upstream = try await ProxyUpstream(port: port, logDirectory: w.temp.path)
         #expect(try await TestHTTP.get(agent.proxyURL + "/echo/back").status == 200)
-        #expect(try agent.messages(containing: "again (5 requests failed)").count == 1)
+        #expect(try agent.messages(containing: "again (6 requests failed)").count == 1)
 
         // A server that resets mid-answer: the client sees the cut, the next request works.
         let cut = try await runShell("curl -sS -o /dev/null \(agent.proxyURL)/reset-after-head", in: w.temp.path)

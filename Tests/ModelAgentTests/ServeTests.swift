@@ -1,4 +1,5 @@
 import NIOCore
+import NIOEmbedded
 import NIOHPACK
 import NIOHTTP1
 import Testing
@@ -25,12 +26,15 @@ struct ServeTests {
         var input = ByteBuffer(string: text)
         var scanned = 0
         let head = try #require(try HTTP1Parser.requestHead(&input, scanned: &scanned))
-        _ = try HTTP1Parser.requestFraming(head)  // what the proxy refuses is never forwarded
+        // What the proxy refuses is never forwarded.
+        try HTTP1Parser.checkHost(head)
+        _ = try HTTP1Parser.requestFraming(head)
         var out = ByteBuffer()
-        ProxyHeaders.upstreamRequest(head, clientAddress: clientAddress, into: &out)
+        ProxyHeaders.upstreamRequest(head, clientAddress: clientAddress, serverAuthority: "127.0.0.1:8080", into: &out)
         scanned = 0
         let sent = try #require(try HTTP1Parser.requestHead(&out, scanned: &scanned))
         #expect(out.readableBytes == 0)
+        try HTTP1Parser.checkHost(sent)
         return sent
     }
 
@@ -70,25 +74,47 @@ struct ServeTests {
         #expect(headers["x-forwarded-host"] == ["svc.example"])
         #expect(headers["host"] == ["svc.example"] && headers["content-type"] == ["application/json"])
 
-        let empty = try upstream("POST / HTTP/1.1\r\n\r\n", clientAddress: nil).headers
+        let empty = try upstream("POST / HTTP/1.1\r\nHost: a\r\n\r\n", clientAddress: nil).headers
         #expect(empty["content-length"] == ["0"] && empty["x-forwarded-for"].isEmpty)
-        #expect(empty["x-forwarded-proto"] == ["http"] && !empty.contains(name: "x-forwarded-host"))
-        let get = try upstream("GET / HTTP/1.1\r\n\r\n", clientAddress: nil)
+        #expect(empty["x-forwarded-proto"] == ["http"] && empty["x-forwarded-host"] == ["a"])
+        let get = try upstream("GET / HTTP/1.1\r\nHost: a\r\n\r\n", clientAddress: nil)
         #expect(!get.headers.contains(name: "content-length"))
         // A list or repeats of one length go on as one field; a length named in Connection stays.
         let listed = try upstream(
-            "PUT / HTTP/1.1\r\nContent-Length: 5, 5\r\nConnection: Content-Length\r\ncontent-length: 5\r\n\r\n",
+            "PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\nConnection: Content-Length\r\ncontent-length: 5\r\n\r\n",
             clientAddress: nil)
         #expect(listed.headers["content-length"] == ["5"])
         // The forwarded chain goes on even when a client lists it in Connection.
         let chain = try upstream(
-            "GET / HTTP/1.1\r\nConnection: X-Forwarded-For\r\nX-Forwarded-For: 9.9.9.9\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Forwarded-For\r\nX-Forwarded-For: 9.9.9.9\r\n\r\n",
             clientAddress: "127.0.0.1")
         #expect(chain.headers["x-forwarded-for"] == ["9.9.9.9, 127.0.0.1"])
         #expect(throws: HTTP1ParseError.malformed("too many connection options")) {
             let options = (0...HTTP1Parser.maxConnectionTokens).map { "o\($0)" }.joined(separator: ",")
-            _ = try upstream("GET / HTTP/1.1\r\nConnection: \(options)\r\n\r\n", clientAddress: nil)
+            _ = try upstream("GET / HTTP/1.1\r\nHost: a\r\nConnection: \(options)\r\n\r\n", clientAddress: nil)
         }
+    }
+
+    /// RFC 9112 §3.2: one Host field (none from an HTTP/1.0 client, which the proxy
+    /// completes), holding a host and port, else 400.
+    @Test func requestsNameOneHost() throws {
+        let old = try upstream("GET / HTTP/1.0\r\n\r\n", clientAddress: nil).headers
+        #expect(old["host"] == ["127.0.0.1:8080"] && !old.contains(name: "x-forwarded-host"))
+        let named = try upstream("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", clientAddress: nil).headers
+        #expect(named["host"] == ["[::1]:80"] && named["x-forwarded-host"] == ["[::1]:80"])
+        let refused: [(String, String)] = [
+            ("GET / HTTP/1.1\r\n\r\n", "no Host field"),
+            ("GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", "more than one Host field"),
+            ("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", "more than one Host field"),
+            ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "bad Host field"),
+            ("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", "bad Host field"),
+        ]
+        for (text, reason) in refused {
+            #expect(throws: HTTP1ParseError.malformed(reason), "\(text)") { _ = try upstream(text, clientAddress: nil) }
+        }
+        let loop = EmbeddedEventLoop()
+        #expect(UpstreamPool(eventLoop: loop, host: "::1", port: 8080).authority == "[::1]:8080")
+        #expect(UpstreamPool(eventLoop: loop, host: "127.0.0.1", port: 80).authority == "127.0.0.1:80")
     }
 
     @Test func responseHeadsAreFramedForTheClient() throws {

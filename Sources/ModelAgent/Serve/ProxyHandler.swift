@@ -33,7 +33,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
 
     /// A request forwarded so far is kept (up to this many body bytes and parts) until its
     /// answer starts, so that an idempotent one can be sent again when a reused connection
-    /// turns out closed by the server.
+    /// turns out closed by the server before it sent anything back.
     private static let replayLimit = 64 << 10
     private static let replayPartLimit = 256
 
@@ -180,9 +180,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
                     }
                     let framing: HTTP1BodyFraming
                     do {
+                        try HTTP1Parser.checkHost(head)
                         framing = try HTTP1Parser.requestFraming(head)
                     } catch {
-                        refuseMalformed(error, version: head.version)
+                        refuseMalformed(error, version: head.version, headOnly: head.method == .HEAD)
                         return
                     }
                     expectsContinue = head.fields.contains(.expect)
@@ -375,18 +376,18 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     }
 
     /// Bytes that are no request: 400 (or what the error says), and the connection closes.
-    private func refuseMalformed(_ error: HTTP1ParseError, version: HTTPVersion) {
+    private func refuseMalformed(_ error: HTTP1ParseError, version: HTTPVersion, headOnly: Bool = false) {
         switch state {
         case .idle:
             state = .answered
-            respondError(error, version: version)
+            respondError(error, version: version, headOnly: headOnly)
         case .answered, .probe:
             // An answer is out or on its way: a second one would be unasked for.
             state = .answered
             context?.close(promise: nil)
         case .connecting(let exchange, _):
             state = .answered
-            respondError(error, version: version)
+            respondError(error, version: version, headOnly: exchange.request.method == .HEAD)
             finish(exchange, failed: true)
         case .forwarding(let exchange, let upstream):
             // Part of the request is upstream: neither connection can be trusted further.
@@ -396,7 +397,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
                 closing = true
                 context?.close(promise: nil)
             } else {
-                respondError(error, version: version)
+                respondError(error, version: version, headOnly: exchange.request.method == .HEAD)
             }
             finish(exchange, failed: true)
         }
@@ -405,8 +406,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         requestBody = nil
     }
 
-    private func respondError(_ error: HTTP1ParseError, version: HTTPVersion) {
-        respond(version: version, error.status, contentType: Self.plainText, error.reason + "\n", close: true)
+    private func respondError(_ error: HTTP1ParseError, version: HTTPVersion, headOnly: Bool) {
+        respond(
+            version: version, error.status, contentType: Self.plainText, error.reason + "\n", headOnly: headOnly,
+            close: true)
     }
 
     // MARK: Forwarding
@@ -421,7 +424,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         replayBytes = 0
         var upstreamHead = ByteBuffer()
         upstreamHead.reserveCapacity(head.fields.bytes.readableBytes + 128)
-        ProxyHeaders.upstreamRequest(head, clientAddress: clientAddress, into: &upstreamHead)
+        ProxyHeaders.upstreamRequest(
+            head, clientAddress: clientAddress, serverAuthority: pool.authority, into: &upstreamHead)
         guard let cache = shared.cache, let model = exchange.model, InferenceRoute.isInference(path: head.uri),
             let context
         else {
@@ -541,7 +545,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         finish(finished, failed: true)
         respond(
             version: exchange.request.version, .badGateway, contentType: Self.json,
-            UpstreamUnavailable.answerBody(reason), close: true)
+            UpstreamUnavailable.answerBody(reason), headOnly: exchange.request.method == .HEAD, close: true)
     }
 
     private func finish(_ exchange: Exchange, failed: Bool) {
@@ -636,9 +640,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         guard let (found, context) = current(connection) else { return }
         var exchange = found
         connection.close()
-        if !exchange.responseStarted, let sent = replay, connection.reused, !exchange.retried {
+        if !exchange.responseStarted, let sent = replay, connection.reused, !connection.heardBack, !exchange.retried {
             // A kept-alive connection the server had closed: send the request again, on a
-            // new connection.
+            // new connection. Not when the server began an answer, even a malformed one:
+            // it may have acted on the request.
             exchange.retried = true
             replay = []
             replayBytes = 0

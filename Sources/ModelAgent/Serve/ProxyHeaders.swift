@@ -10,8 +10,11 @@ enum ProxyHeaders {
     /// connection can be kept), end-to-end fields, the body framed as it arrived, and
     /// `X-Forwarded-For` extended by the client's address. `X-Forwarded-Proto` and
     /// `-Host` are kept when a proxy in front (queue-proxy) set them, else they say what
-    /// the agent saw.
-    static func upstreamRequest(_ head: HTTP1RequestHead, clientAddress: String?, into out: inout ByteBuffer) {
+    /// the agent saw. A request without `Host` (HTTP/1.0) names the server,
+    /// `serverAuthority`.
+    static func upstreamRequest(
+        _ head: HTTP1RequestHead, clientAddress: String?, serverAuthority: String, into out: inout ByteBuffer
+    ) {
         let fields = head.fields
         // A chunked body is re-chunked on the next hop; a length is restated as one field.
         let chunked = fields.contains(.transferEncoding)
@@ -60,10 +63,15 @@ enum ProxyHeaders {
                 out.writeStaticString("\r\n")
             }
             if !hasProto { out.writeStaticString("X-Forwarded-Proto: http\r\n") }
-            if !hasHost, let host = fields.fields.first(where: { $0.name == .host }) {
-                out.writeStaticString("X-Forwarded-Host: ")
-                out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[host.value]))
-                out.writeStaticString("\r\n")
+            if let host = fields.fields.first(where: { $0.name == .host }) {
+                if !hasHost {
+                    out.writeStaticString("X-Forwarded-Host: ")
+                    out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[host.value]))
+                    out.writeStaticString("\r\n")
+                }
+            } else {
+                // An HTTP/1.0 request without one goes on as HTTP/1.1, which needs one.
+                writeField("Host", serverAuthority, into: &out)
             }
             out.writeStaticString("\r\n")
         }

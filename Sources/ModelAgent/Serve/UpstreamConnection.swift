@@ -39,6 +39,10 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
     /// True once it has served a request: the server may have closed it since, so a request
     /// sent on it that fails before any answer may be sent again on a new connection.
     var reused = false
+    /// Some bytes came back since the current request was attached: a request is sent
+    /// again only on a connection that said nothing, since one the server began to answer
+    /// (however badly) may have been processed.
+    private(set) var heardBack = false
     /// When it was last given back to the pool.
     var idleSince = NIODeadline.uptimeNanoseconds(0)
     private var requestMethod = HTTPMethod.GET
@@ -67,6 +71,7 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
     /// `requestMethod`: a HEAD's answer has no body whatever its head says.
     func attach(_ receiver: any UpstreamReceiver, requestMethod: HTTPMethod, rawChunks: Bool) {
         self.receiver = receiver
+        heardBack = false
         self.requestMethod = requestMethod
         self.rawChunks = rawChunks
     }
@@ -111,6 +116,7 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
             context.close(promise: nil)
             return
         }
+        heardBack = true
         if inbound == nil {
             inbound = incoming
         } else {

@@ -10,6 +10,8 @@ final class UpstreamPool: Sendable {
     let eventLoop: any EventLoop
     let host: String
     let port: Int
+    /// `host:port` as a Host field names the server (an IPv6 address in brackets).
+    let authority: String
     private let idle: NIOLoopBoundBox<[UpstreamConnection]>
     private let closed: NIOLoopBoundBox<Bool>
     /// Closes the connections idle for `idleTimeout`: one timer for the pool, due when the
@@ -26,6 +28,7 @@ final class UpstreamPool: Sendable {
         self.eventLoop = eventLoop
         self.host = host
         self.port = port
+        authority = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         self.maxIdle = maxIdle
         self.idleTimeout = idleTimeout
         self.connectTimeout = connectTimeout

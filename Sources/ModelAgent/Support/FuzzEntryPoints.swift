@@ -63,15 +63,18 @@
                             if !ended { break }
                         } else if isRequest {
                             guard let head = try HTTP1Parser.requestHead(&buffer, scanned: &scanned) else { break }
+                            try HTTP1Parser.checkHost(head)
                             body = HTTP1BodyReader(try HTTP1Parser.requestFraming(head))
                             var out = ByteBuffer()
-                            ProxyHeaders.upstreamRequest(head, clientAddress: "127.0.0.1", into: &out)
+                            ProxyHeaders.upstreamRequest(
+                                head, clientAddress: "127.0.0.1", serverAuthority: "127.0.0.1:8080", into: &out)
                             if withinLimits(out, head.fields) {
                                 var scannedOut = 0
                                 let sent = try? HTTP1Parser.requestHead(&out, scanned: &scannedOut)
                                 precondition(sent != nil && out.readableBytes == 0, "unparsable head sent")
                                 if let sent {
                                     precondition((try? HTTP1Parser.requestFraming(sent)) != nil, "ambiguous head sent")
+                                    precondition((try? HTTP1Parser.checkHost(sent)) != nil, "not one Host sent")
                                 }
                             }
                         } else {
