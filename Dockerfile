@@ -11,7 +11,8 @@
 # runAsUser), has `model-agent` as its entrypoint so KServe's injected agent arguments
 # work unchanged, and holds only the shared libraries the static-stdlib binary links.
 
-# The toolchain that builds the binary, and the base the runtime stage starts from.
+# The toolchain that builds the binary, and the base the runtime stage starts from (glibc
+# 2.36 or later: the release link packs relocations as DT_RELR, see Package.swift).
 ARG SWIFT_IMAGE=swift:6.3-bookworm
 ARG BASE_IMAGE=debian:bookworm-slim
 # `build` compiles in the toolchain image; `prebuilt` takes .build/image/model-agent,

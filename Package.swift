@@ -11,10 +11,12 @@ let gitCommit = ProcessInfo.processInfo.environment["MODEL_AGENT_GIT_COMMIT"].fl
 }
 
 // How the release binary is linked on Linux, for a smaller mapped footprint (measured in
-// bench/RESULTS.md, "Idle footprint"): lld instead of gold; no dynamic symbol table (the
-// static Swift runtime's link arguments export every symbol, ~1 MiB of tables nothing
-// looks up); relative relocations packed (DT_RELR, glibc 2.36+), 1.5 MiB of them otherwise
-// read at every start.
+// bench/RESULTS.md, "Idle footprint"): lld instead of gold; none of its own symbols
+// exported (the static Swift runtime's link arguments export every one, ~1 MiB of tables
+// the loader reads at start; this flag wins because it comes after them, which
+// scripts/image checks; nothing here looks its own symbols up with dlsym); relative
+// relocations packed (DT_RELR, so glibc 2.36 or later, as bookworm has), 1.5 MiB of them
+// otherwise read at every start.
 let releaseLinkerFlags = [
     "-use-ld=lld", "-Xlinker", "--no-export-dynamic", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
 ]

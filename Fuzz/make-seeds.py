@@ -136,7 +136,7 @@ for i, m in enumerate([b"iris\nm2\nm1\n", b"a\n\n../b\nc\r\n\xff\xfe\nc\n", b"x"
 # decoded chunks (bit 1) and the size of each read (the rest); then the connection's bytes.
 for name, m in [
         ("request-length", b"\x00POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
-            b"GET / HTTP/1.1\r\n\r\n"),
+            b"GET / HTTP/1.1\r\nHost: [::1]:80\r\nConnection: host\r\n\r\n"),
         ("request-chunked", b"\x04POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"5;a=b\r\nhello\r\n0\r\nT: 1\r\n\r\n"),
         ("request-pieces", b"\x08GET /a?b=c HTTP/1.0\r\nConnection: keep-alive, X\r\nX: 1\r\n\r\n"),

@@ -75,4 +75,4 @@ echo "model-agent's threads: $(cat /proc/"$agent_pid"/task/*/comm | sort | uniq 
 echo "model-agent's largest mappings (resident KiB, permissions, file):"
 awk '/^[0-9a-f]+-/ {map = $2 " " ($6 == "" ? "[anonymous]" : $6)} /^Rss:/ {if ($2 >= 256) print "  " $2, map}' \
     "/proc/$agent_pid/smaps" | sort -rn | head -n 12
-echo "kernel $(uname -r), $(nproc) cores; $(swift --version 2>&1 | head -n 1)"
+echo "kernel $(uname -r), $(nproc) cores; $(swift --version 2>&1 | head -n 1); page cache $page_cache at each start"

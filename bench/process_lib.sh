@@ -36,15 +36,17 @@ start_fake_v2() {
     fake="http://127.0.0.1:$(awk '/^PORT/ {print $2; exit}' "$work/fake.log")"
 }
 
-# cold_page_cache: empties the kernel's page cache (as root), so that the code a process
-# maps is read from disk as it is when a pod starts. How a file entered the page cache (a
-# linker's writes, or readahead) changes how much of it a fault maps, by about 1 MiB of RSS
-# here. Without root the figures are taken warm, and a note says so.
+# cold_page_cache: empties the kernel's page cache of what no process maps (as root), so
+# that a binary not running yet is read from disk when it starts, as in a pod. How a file
+# entered the page cache (a linker's writes, or readahead) changes how much of it a fault
+# maps, by up to 1 MiB of RSS here. Sets `page_cache` (cold or warm) for the report; when
+# the cache cannot be emptied, says so once.
+page_cache=unset
 cold_page_cache() {
-    if [ -w /proc/sys/vm/drop_caches ]; then
-        sync
-        echo 3 >/proc/sys/vm/drop_caches
-    else
-        echo "bench: not root, page cache left warm (RSS figures may differ by about 1 MiB)" >&2
+    if [ "$page_cache" != warm ] && sync && { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
+        page_cache=cold
+        return
     fi
+    [ "$page_cache" = warm ] || echo "bench: cannot empty the page cache (not root?); RSS figures taken warm" >&2
+    page_cache=warm
 }

@@ -79,7 +79,9 @@ start mlserver "$root/.venvs/mlserver/bin/mlserver" start "$work/repo"
 go_static=$(free_port) go_ml=$(free_port)
 nginx_static=$(free_port) nginx_ml=$(free_port) nginx_h2=$(free_port)
 agent_static=$(free_port) agent_ml=$(free_port)
-# Every proxy maps its code from disk, as in a pod that has just started.
+# The proxies' binaries are read from disk, as in a pod that has just started (files that
+# running processes map stay cached: the libraries, and nginx's binary, which the upstream
+# runs too).
 cold_page_cache
 start go_static "$work/goproxy" -listen "127.0.0.1:$go_static" -target "http://127.0.0.1:$static1"
 start go_ml "$work/goproxy" -listen "127.0.0.1:$go_ml" -target "http://127.0.0.1:$ml"
@@ -224,4 +226,5 @@ echo "Anonymous RSS now, MiB: model-agent $(fmt "$(anon "$pid_agent_static") / 1
     "$(fmt "$(anon "$pid_agent_ml") / 1024" .1f) (MLServer); Go $(fmt "$(anon "$pid_go_static") / 1024" .1f) and" \
     "$(fmt "$(anon "$pid_go_ml") / 1024" .1f)."
 echo "wrk $(wrk -v 2>&1 | head -n 1 | awk '{print $2}'), h2load $(h2load --version | awk '{print $NF}'), nginx $(nginx -v 2>&1 | awk -F/ '{print $2}'),"
-echo "$(go version | awk '{print $3}'), $(nproc) cores, $(uname -r); RUNS=$runs, ${seconds} s per run."
+echo "$(go version | awk '{print $3}'), $(nproc) cores, $(uname -r); RUNS=$runs, ${seconds} s per run;" \
+    "page cache $page_cache when the proxies started."

@@ -55,7 +55,7 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(
         help:
-            "Seconds a connection may take to deliver a request head or stay idle between requests (on the admin port, also to complete one request)."
+            "Seconds a connection may take to deliver a request head (on the admin port, also to complete one request, and to idle between requests; the proxied port lets a kept-alive connection idle 3 minutes, as KServe's agent does)."
     )
     var headerTimeout: Double = 30
 

@@ -11,6 +11,7 @@
   GET  /switch-protocols   answers 101 Switching Protocols, unasked
   GET  /drop/<g>           counts an arrival at gate <g>, then closes the connection without a byte back
   GET  /garbled/<g>        counts an arrival at gate <g>, then sends a malformed head and closes
+  GET  /continue/<g>       counts an arrival at gate <g>, then sends 100 Continue and closes
   POST /_gate/<g>          opens gate <g>
   GET  /_arrived/<g>       how many requests have waited on gate <g> (an event to wait for)
 Prints "PORT <n>" when listening on 127.0.0.1.
@@ -174,11 +175,12 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
-        if path.startswith("/drop/") or path.startswith("/garbled/"):
-            drop = path.startswith("/drop/")
+        if path.split("/")[1] in ("drop", "garbled", "continue"):
+            kind = path.split("/")[1]
             arrived(path.split("/")[2])
-            if not drop:
-                self.wfile.write(b"HTTP/1.1 2x0 OK\r\n\r\n")
+            said = {"drop": b"", "garbled": b"HTTP/1.1 2x0 OK\r\n\r\n", "continue": b"HTTP/1.1 100 Continue\r\n\r\n"}
+            if said[kind]:
+                self.wfile.write(said[kind])
                 self.wfile.flush()
             self.close_connection = True
             return

@@ -213,6 +213,12 @@ struct ProxyTests {
         #expect(
             answers[6].contains(#""content-length": ["40"]"#) && answers[6].contains(#""size": 40"#), "\(answers[6])")
         #expect(!answers[6].contains("/echo/smuggled") && answers[6].components(separatedBy: "http/1.1 200").count == 2)
+        // An HTTP/1.0 client that asks to keep the connection is told it is kept, by the
+        // agent's own answers too.
+        let probe = "GET /ready HTTP/1.0\r\nUser-Agent: kube-probe/1.30\r\n"
+        let kept = try exchange(probe + "Connection: keep-alive\r\n\r\n" + probe + "\r\n")
+        #expect(kept.components(separatedBy: "http/1.0 ").count == 3, "\(kept)")
+        #expect(kept.components(separatedBy: "connection: keep-alive").count == 2, "\(kept)")
         await agent.stop()
         await w.upstream.stop()
     }
@@ -243,18 +249,31 @@ struct ProxyTests {
         let w = try await World()
         let agent = try await w.agent()
         // The first request leaves a kept-alive connection in the pool; the second takes it.
-        func afterAnother(_ path: String) throws -> String {
-            let first = "GET /echo/first HTTP/1.1\r\nHost: a\r\n\r\n"
-            let second = "GET \(path) HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        func afterAnother(_ path: String, version: String = "1.1", then head: String? = nil) throws -> String {
+            let first = "GET /echo/first HTTP/\(version)\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"
+            let second =
+                head.map { $0 + "\r\nok" } ?? "GET \(path) HTTP/\(version)\r\nHost: a\r\nConnection: close\r\n\r\n"
             return String(decoding: try exchangeOnLoopback(port: agent.proxyPort, first + second), as: UTF8.self)
         }
         let dropped = try afterAnother("/drop/d")
         let garbled = try afterAnother("/garbled/g")
-        for answers in [dropped, garbled] {
-            #expect(answers.hasPrefix("HTTP/1.1 200") && answers.contains("HTTP/1.1 502 Bad Gateway"), "\(answers)")
+        // 100 Continue means nothing to an HTTP/1.0 client, which does not see it; it is still
+        // an answer begun.
+        let continued = try afterAnother("/continue/c", version: "1.0")
+        for answers in [dropped, garbled, continued] {
+            #expect(answers.hasPrefix("HTTP/1.") && answers.contains(" 502 Bad Gateway"), "\(answers)")
+            #expect(answers.components(separatedBy: " 200 OK").count == 2 && !answers.contains("100 Continue"))
         }
         #expect(try await w.upstream.arrived("d") == 2, "closed without an answer: sent again once")
         #expect(try await w.upstream.arrived("g") == 1, "a malformed answer began: not sent again")
+        #expect(try await w.upstream.arrived("c") == 1, "an informational answer came: not sent again")
+        // A POST is sent again only with an idempotency key the server is given.
+        let post = "POST /drop/p HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nIdempotency-Key: k\r\n"
+        let keyed = try afterAnother("/drop/k", then: post.replacingOccurrences(of: "/drop/p", with: "/drop/k"))
+        let hidden = try afterAnother("/drop/p", then: post + "Connection: idempotency-key\r\n")
+        #expect(keyed.contains(" 502 Bad Gateway") && hidden.contains(" 502 Bad Gateway"), "\(keyed) \(hidden)")
+        #expect(try await w.upstream.arrived("k") == 2, "a key the server sees: sent again once")
+        #expect(try await w.upstream.arrived("p") == 1, "a key listed in Connection is dropped: not sent again")
         await agent.stop()
         await w.upstream.stop()
     }
@@ -375,6 +394,31 @@ struct ProxyTests {
         try write(garbage, to: w.temp.path + "/garbage.py")
         let flood = try await runShell("python3 \(w.temp.path)/garbage.py", in: w.temp.path)
         #expect(flood.output.contains("closed"), "\(flood.output)")
+        // A stream whose :path is a URL (naming another host) is refused, as over HTTP/1.
+        let url = """
+            import socket, h2.config, h2.connection, h2.events
+            s = socket.create_connection(("127.0.0.1", \(agent.proxyPort)))
+            s.settimeout(60)
+            c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, validate_outbound_headers=False))
+            c.initiate_connection()
+            c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "a"),
+                               (":path", "http://other/v2/repository/models/m/load")], end_stream=True)
+            s.sendall(c.data_to_send())
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                for event in c.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        print("status", dict(event.headers)[b":status"].decode())
+                        raise SystemExit
+                s.sendall(c.data_to_send())
+            print("closed")
+            """
+        try write(url, to: w.temp.path + "/url.py")
+        let python = try TestPaths.venvTool("tools", "python3")
+        let refused = try await runShell("\(python) \(w.temp.path)/url.py", in: w.temp.path)
+        #expect(refused.output.contains("status 400"), "\(refused.output)")
         // HTTP/1.1 clients of the same port still reach the HTTP/1.1 server.
         #expect(try await TestHTTP.get(agent.proxyURL + "/echo/h1").status == 200)
         // A client that sends a few bytes of something that is not the HTTP/2 preface is HTTP/1.

@@ -65,6 +65,8 @@ struct HTTP1ParserTests {
             "GET /a HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
             "GET /a HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
             "POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET http://other/v2/repository/models/m/load HTTP/1.1\r\nHost: x\r\n\r\n",  // absolute form
+            "GET other:80 HTTP/1.1\r\nHost: x\r\n\r\n",  // authority form
         ]
         for text in bad {
             #expect(throws: HTTP1ParseError.self, "\(text.debugDescription)") {

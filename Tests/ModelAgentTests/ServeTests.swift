@@ -102,19 +102,67 @@ struct ServeTests {
         #expect(old["host"] == ["127.0.0.1:8080"] && !old.contains(name: "x-forwarded-host"))
         let named = try upstream("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", clientAddress: nil).headers
         #expect(named["host"] == ["[::1]:80"] && named["x-forwarded-host"] == ["[::1]:80"])
+        let oldNamed = try upstream("GET / HTTP/1.0\r\nHost: a\r\n\r\n", clientAddress: nil).headers
+        #expect(oldNamed["host"] == ["a"] && oldNamed["x-forwarded-host"] == ["a"])
+        // Host is never dropped as hop-by-hop: the next hop needs it.
+        let listed = try upstream("GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n", clientAddress: nil)
+        #expect(listed.headers["host"] == ["a"])
         let refused: [(String, String)] = [
             ("GET / HTTP/1.1\r\n\r\n", "no Host field"),
             ("GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", "more than one Host field"),
             ("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", "more than one Host field"),
             ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "bad Host field"),
             ("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", "bad Host field"),
+            ("GET / HTTP/1.1\r\nHost:\r\n\r\n", "bad Host field"),
         ]
         for (text, reason) in refused {
             #expect(throws: HTTP1ParseError.malformed(reason), "\(text)") { _ = try upstream(text, clientAddress: nil) }
         }
+        func valid(_ value: String) -> Bool {
+            Array(value.utf8).withUnsafeBytes { HostField.isValid($0[...]) }
+        }
+        for good in [
+            "a", "a.b-c_d~", "a:80", "a:", "10.0.0.1:65535", "%41b", "[::1]:8080", "[::ffff:1.2.3.4]", "[v1.x:y]",
+        ] {
+            #expect(valid(good), "\(good)")
+        }
+        for bad in [
+            "", ":80", "a:b:c", "a:x", "a:80:90", "a:65536", "a:000080", "[", "[]", "a]b", "[::1]x", "[::1", "[1.2]",
+            "[v.x]", "[vz.x]", "%zz", "%4", "a b", "a/b", "a@b",
+        ] {
+            #expect(!valid(bad), "\(bad)")
+        }
+        // A key the server is not given makes no request idempotent.
+        func forwardsKey(_ fields: String) throws -> Bool {
+            var input = ByteBuffer(string: "POST / HTTP/1.1\r\nHost: a\r\n" + fields + "\r\n")
+            var scanned = 0
+            return try #require(try HTTP1Parser.requestHead(&input, scanned: &scanned)).fields.forwardsValue(
+                named: "idempotency-key")
+        }
+        #expect(try forwardsKey("Idempotency-Key: k\r\n"))
+        #expect(try !forwardsKey("Idempotency-Key:\r\n"))
+        #expect(try !forwardsKey("Connection: idempotency-key\r\nIdempotency-Key: k\r\n"))
         let loop = EmbeddedEventLoop()
         #expect(UpstreamPool(eventLoop: loop, host: "::1", port: 8080).authority == "[::1]:8080")
         #expect(UpstreamPool(eventLoop: loop, host: "127.0.0.1", port: 80).authority == "127.0.0.1:80")
+    }
+
+    /// Repository calls are recognised however a server might read their path.
+    @Test func repositoryCallsAreRecognisedInEverySpelling() {
+        let calls = [
+            "/v2/repository/models/m/load", "/v2/repository/models/m/unload?x=1", "//v2/repository/models/m/load",
+            "/v2//repository/models/m/load", "/v2/./repository/models/m/load", "/v2/%72epository/models/m/load",
+            "/V2/Repository/Models/m/load", "/x/../v2/repository/models/m/load", "/v2%2Frepository%2fmodels/m/load",
+            "/inference.GRPCInferenceService/RepositoryModelLoad",
+            "/inference.GRPCInferenceService/RepositoryModelUnload",
+        ]
+        for path in calls { #expect(InferenceRoute.changesRepository(path: path), "\(path)") }
+        let others = [
+            "/v2/models/m/infer", "/v2/repository/index", "/v2/repository", "/v1/models/m:predict", "/v2/x/../models/m",
+            "/inference.GRPCInferenceService/ModelInfer", "/v2/%zz/repository/models/m/load",
+        ]
+        for path in others { #expect(!InferenceRoute.changesRepository(path: path), "\(path)") }
+        #expect(InferenceRoute.lenientPath("/A/%41/./b/../c//d?q=/x") == "/a/a/c/d")
     }
 
     @Test func responseHeadsAreFramedForTheClient() throws {

@@ -167,7 +167,13 @@ final class H2StreamProxy: ChannelDuplexHandler {
             }
             return
         }
-        if shared.cache != nil && InferenceRoute.changesRepository(path: headers.first(name: ":path") ?? "") {
+        let path = headers.first(name: ":path") ?? ""
+        if headers.first(name: ":method") != "CONNECT" && !(path.hasPrefix("/") || path == "*") {
+            // As over HTTP/1: a path, never a URL naming another host (RFC 9113 §8.3.1).
+            state = .answered
+            return respond(.badRequest, contentType: "text/plain; charset=utf-8", "request target not a path\n")
+        }
+        if shared.cache != nil && InferenceRoute.changesRepository(path: path) {
             state = .answered
             return respond(.forbidden, contentType: "application/json", InferenceRoute.repositoryRefusal)
         }
@@ -185,7 +191,6 @@ final class H2StreamProxy: ChannelDuplexHandler {
         shared.drain.requestStarted()
         counting = true
         started = .now
-        let path = headers.first(name: ":path") ?? ""
         let route = path.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(path[..<$0]) } ?? path
         if GRPCModelName.paths.contains(route) {
             namePrefix = []

@@ -56,7 +56,8 @@ struct HTTP1Fields {
     let fields: [Field]
     /// The names the `Connection` fields list, as offsets into `bytes`; never
     /// `Content-Length`: the body goes on with the length it came with, and a next hop
-    /// told no length (or 0) would read the body as the next request (request smuggling).
+    /// told no length (or 0) would read the body as the next request (request smuggling);
+    /// nor `Host`, which an HTTP/1.1 request cannot go without.
     let connectionTokens: [Range<Int>]
 
     /// Refuses more than `HTTP1Parser.maxConnectionTokens` listed names: every field is
@@ -68,7 +69,7 @@ struct HTTP1Fields {
             var tokens: [Range<Int>] = []
             for field in fields where field.name == .connection {
                 for item in listItems(raw[field.value], keepingEmpty: false)
-                where !equalFolded(item, "content-length") {
+                where !equalFolded(item, "content-length") && !equalFolded(item, "host") {
                     tokens.append(item.startIndex..<item.endIndex)
                 }
             }
@@ -84,6 +85,16 @@ struct HTTP1Fields {
     /// The values of the fields called `lowercaseName` (any name, found by comparing bytes).
     func values(named lowercaseName: String) -> [String] {
         withRaw { raw in fields.filter { equalFolded(raw[$0.nameRange], lowercaseName.utf8) }.map(value) }
+    }
+
+    /// Whether a field called `lowercaseName` reaches the next hop with a value: not empty,
+    /// and not listed in `Connection`.
+    func forwardsValue(named lowercaseName: String) -> Bool {
+        withRaw { raw in
+            fields.contains {
+                !$0.value.isEmpty && equalFolded(raw[$0.nameRange], lowercaseName.utf8) && !isHopByHop($0, raw: raw)
+            }
+        }
     }
 
     func contains(named lowercaseName: String) -> Bool {

@@ -125,6 +125,14 @@ enum HTTP1Parser {
         }
         let target = rest[rest.startIndex..<secondSpace]
         guard target.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { throw .malformed("bad request target") }
+        // Origin form (a path) or `*`: an absolute URL would name a host besides the Host
+        // field, and skip the path rules (repository calls, the cache's holds) as written.
+        // CONNECT names a host and port, and is refused (405) for what it is.
+        guard
+            target.first == UInt8(ascii: "/") || target.elementsEqual("*".utf8) || method.elementsEqual("CONNECT".utf8)
+        else {
+            throw .malformed("request target not a path")
+        }
         let version = try parseVersion(rest[(secondSpace + 1)...])
         let fields = try HTTP1Fields(bytes: bytes, fields: parseFields(&lines))
         return HTTP1RequestHead(
@@ -238,30 +246,18 @@ enum HTTP1Parser {
 
     /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host field, an HTTP/1.0 one at
     /// most one (the proxy names the server when there is none), and its value is a host
-    /// with an optional port. A server may route or log by it, so a request that makes it
-    /// ambiguous is refused.
+    /// with an optional port (`HostField`). A server may route or log by it, so a request
+    /// that makes it ambiguous is refused.
     static func checkHost(_ head: HTTP1RequestHead) throws(HTTP1ParseError) {
         var found = false
         try head.fields.withRaw { raw throws(HTTP1ParseError) in
             for field in head.fields.fields where field.name == .host {
                 if found { throw .malformed("more than one Host field") }
                 found = true
-                guard raw[field.value].allSatisfy(isHostByte) else { throw .malformed("bad Host field") }
+                guard HostField.isValid(raw[field.value]) else { throw .malformed("bad Host field") }
             }
         }
         if !found && head.version.minor > 0 { throw .malformed("no Host field") }
-    }
-
-    /// A byte of `uri-host [":" port]` (RFC 3986: a name, an IPv4 address or a bracketed
-    /// IP literal, percent-encoding and sub-delimiters included).
-    private static func isHostByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        default:
-            return "-._~%!$&'()*+,;=:[]".utf8.contains(byte)
-        }
     }
 
     /// How a response's body is delimited, given what the request was.

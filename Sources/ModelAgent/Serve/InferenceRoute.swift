@@ -19,12 +19,62 @@ enum InferenceRoute {
 
     /// Calls that load or unload models in the server (V2's repository extension, over HTTP
     /// or gRPC). With the memory cache the agent alone decides what the server holds: a
-    /// client loading models through the proxied port would overcommit it unseen.
+    /// client loading models through the proxied port would overcommit it unseen. The path
+    /// is compared as the most lenient server could read it (`lenientPath`), so that no
+    /// spelling of these calls gets through.
     static func changesRepository(path uri: String) -> Bool {
-        let path = uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(uri[..<$0]) } ?? uri
+        let path = lenientPath(uri)
         return path.hasPrefix("/v2/repository/models/")
-            || path == "/inference.GRPCInferenceService/RepositoryModelLoad"
-            || path == "/inference.GRPCInferenceService/RepositoryModelUnload"
+            || path == "/inference.grpcinferenceservice/repositorymodelload"
+            || path == "/inference.grpcinferenceservice/repositorymodelunload"
+    }
+
+    /// `uri`'s path with every percent-escape decoded, empty and `.` segments dropped, `..`
+    /// segments resolved, and ASCII letters in lower case: servers differ in which of these
+    /// they do before routing (Starlette decodes escapes, others merge slashes or ignore
+    /// case), and a refusal must hold for all of them.
+    static func lenientPath(_ uri: String) -> String {
+        let raw = uri.utf8.prefix { $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") }
+        var decoded: [UInt8] = []
+        decoded.reserveCapacity(raw.count)
+        var index = raw.startIndex
+        while index != raw.endIndex {
+            let byte = raw[index]
+            index = raw.index(after: index)
+            if byte == UInt8(ascii: "%"), let high = hexValue(raw[index...].first),
+                let low = hexValue(raw[index...].dropFirst().first)
+            {
+                decoded.append(lowercased(high << 4 | low))
+                index = raw.index(index, offsetBy: 2)
+            } else {
+                decoded.append(lowercased(byte))
+            }
+        }
+        var segments: [ArraySlice<UInt8>] = []
+        for segment in decoded.split(separator: UInt8(ascii: "/")) {
+            if segment.elementsEqual(".".utf8) { continue }
+            if segment.elementsEqual("..".utf8) {
+                _ = segments.popLast()
+                continue
+            }
+            segments.append(segment)
+        }
+        return "/" + segments.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")
+    }
+
+    private static func hexValue(_ byte: UInt8?) -> UInt8? {
+        switch byte {
+        case let digit? where digit >= UInt8(ascii: "0") && digit <= UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+        case let letter? where letter >= UInt8(ascii: "a") && letter <= UInt8(ascii: "f"):
+            letter - UInt8(ascii: "a") + 10
+        case let letter? where letter >= UInt8(ascii: "A") && letter <= UInt8(ascii: "F"):
+            letter - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    private static func lowercased(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
     }
 
     static let repositoryRefusal =

@@ -496,7 +496,9 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         switch head.method {
         case .GET, .HEAD, .OPTIONS, .TRACE, .PUT, .DELETE: return true
         default:
-            return head.fields.contains(named: "idempotency-key") || head.fields.contains(named: "x-idempotency-key")
+            // Only a key the server is given: it is what lets the server drop a repeat.
+            return head.fields.forwardsValue(named: "idempotency-key")
+                || head.fields.forwardsValue(named: "x-idempotency-key")
         }
     }
 
@@ -701,7 +703,12 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         headers.add(name: "Content-Type", value: contentType)
         headers.add(name: "Content-Length", value: String(body.utf8.count))
         for (name, value) in extra { headers.add(name: name, value: value) }
-        if close { headers.add(name: "Connection", value: "close") }
+        if close {
+            headers.add(name: "Connection", value: "close")
+        } else if version.minor == 0 {
+            // An HTTP/1.0 client that asked to keep the connection is told it is kept.
+            headers.add(name: "Connection", value: "keep-alive")
+        }
         var bytes = context.channel.allocator.buffer(capacity: 256 + body.utf8.count)
         HTTP1Writer.write(HTTPResponseHead(version: version, status: status, headers: headers), into: &bytes)
         if !headOnly { bytes.writeString(body) }

@@ -65,6 +65,7 @@
                             guard let head = try HTTP1Parser.requestHead(&buffer, scanned: &scanned) else { break }
                             try HTTP1Parser.checkHost(head)
                             body = HTTP1BodyReader(try HTTP1Parser.requestFraming(head))
+                            _ = InferenceRoute.changesRepository(path: head.uri)
                             var out = ByteBuffer()
                             ProxyHeaders.upstreamRequest(
                                 head, clientAddress: "127.0.0.1", serverAuthority: "127.0.0.1:8080", into: &out)
