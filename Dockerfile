@@ -30,8 +30,12 @@ WORKDIR /src
 # Package.swift names the test and fuzz targets' folders, so they come along; the
 # .dockerignore keeps build products, venvs and git out.
 COPY . .
+# Then the release link of Package.swift's releaseLinkerFlags is checked, as scripts/image
+# does: no symbol of its own exported, relocations packed.
 RUN MODEL_AGENT_GIT_COMMIT="${GIT_COMMIT}" \
         swift build -c release --product model-agent --static-swift-stdlib \
+    && nm -D --defined-only .build/release/model-agent >/tmp/exported && test ! -s /tmp/exported \
+    && readelf -d .build/release/model-agent >/tmp/dynamic && grep -q '(RELR)' /tmp/dynamic \
     && install -D -m 0755 .build/release/model-agent /out/model-agent \
     && strip /out/model-agent
 

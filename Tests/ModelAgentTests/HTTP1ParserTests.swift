@@ -67,6 +67,7 @@ struct HTTP1ParserTests {
             "POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET http://other/v2/repository/models/m/load HTTP/1.1\r\nHost: x\r\n\r\n",  // absolute form
             "GET other:80 HTTP/1.1\r\nHost: x\r\n\r\n",  // authority form
+            "GET * HTTP/1.1\r\nHost: x\r\n\r\n",  // asterisk form is for OPTIONS
         ]
         for text in bad {
             #expect(throws: HTTP1ParseError.self, "\(text.debugDescription)") {

@@ -122,13 +122,14 @@ struct ServeTests {
             Array(value.utf8).withUnsafeBytes { HostField.isValid($0[...]) }
         }
         for good in [
-            "a", "a.b-c_d~", "a:80", "a:", "10.0.0.1:65535", "%41b", "[::1]:8080", "[::ffff:1.2.3.4]", "[v1.x:y]",
+            "a", "a.b-c_d~", "a:80", "a:", "10.0.0.1:65535", "%41b", "[::1]:8080", "[::1]:", "[::ffff:1.2.3.4]",
+            "[v1.x:y]",
         ] {
             #expect(valid(good), "\(good)")
         }
         for bad in [
             "", ":80", "a:b:c", "a:x", "a:80:90", "a:65536", "a:000080", "[", "[]", "a]b", "[::1]x", "[::1", "[1.2]",
-            "[v.x]", "[vz.x]", "%zz", "%4", "a b", "a/b", "a@b",
+            "[v.x]", "[vz.x]", "%zz", "%4", "a%", "a%4", "a b", "a/b", "a@b", "a,b", "a%00b",
         ] {
             #expect(!valid(bad), "\(bad)")
         }
@@ -155,14 +156,48 @@ struct ServeTests {
             "/V2/Repository/Models/m/load", "/x/../v2/repository/models/m/load", "/v2%2Frepository%2fmodels/m/load",
             "/inference.GRPCInferenceService/RepositoryModelLoad",
             "/inference.GRPCInferenceService/RepositoryModelUnload",
+            "/v2/repository/models/../load", "/v2/repository/x/models/m/load", "/v2/repository/models/m/%2e%2e/load",
+            "/v2/x/.%2e/repository/models/m/load",
         ]
         for path in calls { #expect(InferenceRoute.changesRepository(path: path), "\(path)") }
         let others = [
-            "/v2/models/m/infer", "/v2/repository/index", "/v2/repository", "/v1/models/m:predict", "/v2/x/../models/m",
+            "/v2/models/m/infer", "/v2/repository/index", "/v2/repository/index?ready=1", "/v2/repository",
+            "/v1/models/m:predict", "/v2/x/../models/m",
             "/inference.GRPCInferenceService/ModelInfer", "/v2/%zz/repository/models/m/load",
         ]
         for path in others { #expect(!InferenceRoute.changesRepository(path: path), "\(path)") }
         #expect(InferenceRoute.lenientPath("/A/%41/./b/../c//d?q=/x") == "/a/a/c/d")
+    }
+
+    /// HTTP/2 streams are checked as HTTP/1 requests are: a path, and one valid host.
+    @Test func h2RequestsNameAPathAndOneHost() {
+        let fine: [HPACKHeaders] = [
+            [":method": "GET", ":path": "/a", ":authority": "a:80"],
+            [":method": "OPTIONS", ":path": "*", ":authority": "a"],
+            HPACKHeaders([(":method", "GET"), (":path", "/a"), (":authority", "A"), ("host", "a")]),
+            [":method": "CONNECT", ":authority": "a:443"],
+            [":method": "POST", ":path": "/inference.GRPCInferenceService/ModelInfer"],
+        ]
+        for headers in fine { #expect(H2ProxyHeaders.requestProblem(headers) == nil, "\(headers)") }
+        let refused: [(HPACKHeaders, String)] = [
+            ([":method": "GET", ":path": "http://other/a", ":authority": "a"], "request target not a path"),
+            ([":method": "GET", ":path": "*", ":authority": "a"], "request target not a path"),
+            ([":method": "GET", ":authority": "a"], "request target not a path"),
+            (
+                HPACKHeaders([(":method", "GET"), (":path", "/"), (":authority", "a"), (":authority", "b")]),
+                "more than one Host field"
+            ),
+            (
+                HPACKHeaders([(":method", "GET"), (":path", "/"), ("host", "a"), ("host", "a")]),
+                "more than one Host field"
+            ),
+            ([":method": "GET", ":path": "/", ":authority": "a b"], "bad Host field"),
+            (
+                HPACKHeaders([(":method", "GET"), (":path", "/"), (":authority", "a"), ("host", "b")]),
+                "Host differs from :authority"
+            ),
+        ]
+        for (headers, reason) in refused { #expect(H2ProxyHeaders.requestProblem(headers) == reason, "\(headers)") }
     }
 
     @Test func responseHeadsAreFramedForTheClient() throws {

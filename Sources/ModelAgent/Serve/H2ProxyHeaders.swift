@@ -14,6 +14,30 @@ enum H2ProxyHeaders {
         return !connectionSpecific.contains(lower) && !lower.hasPrefix("proxy-")
     }
 
+    /// Why a stream's request is refused (400), as over HTTP/1 (`HTTP1Parser`): its target
+    /// must be a path (or `*` for OPTIONS), never a URL naming another host (RFC 9113
+    /// §8.3.1), and the host it names, in `:authority` or `host`, once in each, valid
+    /// (`HostField`) and the same in both.
+    static func requestProblem(_ headers: HPACKHeaders) -> String? {
+        let method = headers.first(name: ":method")
+        if method != "CONNECT" {
+            let path = headers.first(name: ":path") ?? ""
+            guard path.hasPrefix("/") || (path == "*" && method == "OPTIONS") else {
+                return "request target not a path"
+            }
+        }
+        let authority = headers[":authority"]
+        let host = headers["host"]
+        if authority.count > 1 || host.count > 1 { return "more than one Host field" }
+        for value in authority + host where !Array(value.utf8).withUnsafeBytes({ HostField.isValid($0[...]) }) {
+            return "bad Host field"
+        }
+        if let a = authority.first, let h = host.first, a.lowercased() != h.lowercased() {
+            return "Host differs from :authority"
+        }
+        return nil
+    }
+
     static func upstreamRequest(_ headers: HPACKHeaders, clientAddress: String?) -> HPACKHeaders {
         var kept = HPACKHeaders()
         kept.reserveCapacity(headers.count + 3)

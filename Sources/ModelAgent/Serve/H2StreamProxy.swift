@@ -160,6 +160,10 @@ final class H2StreamProxy: ChannelDuplexHandler {
     private func request(_ frame: HTTP2Frame.FramePayload.Headers, context: ChannelHandlerContext) {
         let headers = frame.headers
         requestEnded = frame.endStream
+        if let problem = H2ProxyHeaders.requestProblem(headers) {
+            state = .answered
+            return respond(.badRequest, contentType: "text/plain; charset=utf-8", problem + "\n")
+        }
         if let probe = ProbeRequest.classify({ headers[$0] }) {
             state = .answered
             probe.answer(shared, on: context.eventLoop) { [self] answer in
@@ -168,11 +172,6 @@ final class H2StreamProxy: ChannelDuplexHandler {
             return
         }
         let path = headers.first(name: ":path") ?? ""
-        if headers.first(name: ":method") != "CONNECT" && !(path.hasPrefix("/") || path == "*") {
-            // As over HTTP/1: a path, never a URL naming another host (RFC 9113 §8.3.1).
-            state = .answered
-            return respond(.badRequest, contentType: "text/plain; charset=utf-8", "request target not a path\n")
-        }
         if shared.cache != nil && InferenceRoute.changesRepository(path: path) {
             state = .answered
             return respond(.forbidden, contentType: "application/json", InferenceRoute.repositoryRefusal)

@@ -125,12 +125,14 @@ enum HTTP1Parser {
         }
         let target = rest[rest.startIndex..<secondSpace]
         guard target.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { throw .malformed("bad request target") }
-        // Origin form (a path) or `*`: an absolute URL would name a host besides the Host
-        // field, and skip the path rules (repository calls, the cache's holds) as written.
-        // CONNECT names a host and port, and is refused (405) for what it is.
-        guard
-            target.first == UInt8(ascii: "/") || target.elementsEqual("*".utf8) || method.elementsEqual("CONNECT".utf8)
-        else {
+        // Origin form (a path), or `*` for OPTIONS: an absolute URL would name a host besides
+        // the Host field, which servers differ in preferring (RFC 9112 §3.2.2 asks servers to
+        // take absolute form; no client of the agent port sends it: queue-proxy, the activator
+        // and kubelet send paths). CONNECT names a host and port, and is refused (405) for
+        // what it is.
+        let isPath = target.first == UInt8(ascii: "/")
+        let isAsterisk = target.elementsEqual("*".utf8) && method.elementsEqual("OPTIONS".utf8)
+        guard isPath || isAsterisk || method.elementsEqual("CONNECT".utf8) else {
             throw .malformed("request target not a path")
         }
         let version = try parseVersion(rest[(secondSpace + 1)...])

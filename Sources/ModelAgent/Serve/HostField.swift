@@ -1,8 +1,10 @@
 /// The grammar of a request's Host field (RFC 9112 §3.2, RFC 3986 §3.2.2):
 /// `uri-host [":" port]`, where the host is a bracketed IPv6 address or IPvFuture, or a
-/// registered name or IPv4 address (percent-encoding and sub-delimiters allowed). An empty
-/// host is refused too (RFC 9110 §4.2.1: an `http` URI must name one). The model server may
-/// route or log by this field, so it must read it as the agent did.
+/// registered name or IPv4 address (percent-encoding and sub-delimiters allowed, but not a
+/// comma, which is how a hop that combines field lines writes two Host fields, nor an
+/// escaped NUL). An empty host is refused too (RFC 9110 §4.2.1: an `http` URI must name
+/// one). The model server may route or log by this field, so it must read it as the agent
+/// did.
 enum HostField {
     static func isValid(_ value: Slice<UnsafeRawBufferPointer>) -> Bool {
         var index = value.startIndex
@@ -58,13 +60,15 @@ enum HostField {
         while index < bytes.endIndex {
             let byte = bytes[index]
             if byte == UInt8(ascii: "%") {
-                guard bytes.endIndex - index >= 3, isHexDigit(bytes[index + 1]), isHexDigit(bytes[index + 2]) else {
+                guard bytes.endIndex - index >= 3, isHexDigit(bytes[index + 1]), isHexDigit(bytes[index + 2]),
+                    bytes[index + 1] != UInt8(ascii: "0") || bytes[index + 2] != UInt8(ascii: "0")
+                else {
                     return false
                 }
                 index += 3
                 continue
             }
-            guard isUnreserved(byte) || isSubDelimiter(byte) else { return false }
+            guard isUnreserved(byte) || (isSubDelimiter(byte) && byte != UInt8(ascii: ",")) else { return false }
             index += 1
         }
         return true

@@ -17,14 +17,16 @@ enum InferenceRoute {
     /// The gRPC calls that infer (their model is read from the request message).
     static let grpcPaths: Set<String> = ["/inference.GRPCInferenceService/ModelInfer"]
 
-    /// Calls that load or unload models in the server (V2's repository extension, over HTTP
-    /// or gRPC). With the memory cache the agent alone decides what the server holds: a
-    /// client loading models through the proxied port would overcommit it unseen. The path
-    /// is compared as the most lenient server could read it (`lenientPath`), so that no
-    /// spelling of these calls gets through.
+    /// Calls that may load or unload models in the server: V2's repository extension over
+    /// HTTP (everything under `/v2/repository/` but the index, which only lists; Triton also
+    /// routes `/v2/repository/<repository>/models/…`) or gRPC. With the memory cache the
+    /// agent alone decides what the server holds: a client loading models through the
+    /// proxied port would overcommit it unseen. The path is compared as a lenient server
+    /// could read it (`lenientPath`), which also covers one that keeps `.` and `..` as they
+    /// are: they can only lead back under `/v2/repository/`.
     static func changesRepository(path uri: String) -> Bool {
         let path = lenientPath(uri)
-        return path.hasPrefix("/v2/repository/models/")
+        return (path.hasPrefix("/v2/repository/") && path != "/v2/repository/index")
             || path == "/inference.grpcinferenceservice/repositorymodelload"
             || path == "/inference.grpcinferenceservice/repositorymodelunload"
     }

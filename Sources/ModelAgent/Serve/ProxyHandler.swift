@@ -685,7 +685,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     ) {
         respond(
             version: request.version, status, contentType: contentType, body, extra: extra,
-            headOnly: request.method == .HEAD, close: close || !request.keepAlive)
+            // Draining: clients reconnect, as for proxied answers.
+            headOnly: request.method == .HEAD, close: close || !request.keepAlive || shared.drain.isDraining)
     }
 
     /// Writes a whole local answer (state is `.answered`); `headOnly`: to a HEAD, the length
