@@ -55,6 +55,8 @@ struct HTTP1ParserTests {
             "GET /a HTTP/1.1\r\nHost : x\r\n\r\n",  // space before the colon
             "GET /a HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",  // obs-fold
             "GET /a HTTP/1.1\r\nHost: x\ny\r\n\r\n",  // bare LF in a value
+            "GET /a HTTP/1.1\nHost: x\n\n",  // bare LF line ends: refused, not waited on
+            "GET /a HTTP/1.1\r\nHost: x\r\n\n",
             "GET /a HTTP/1.1\r\nX: \u{0}\r\n\r\n",
             "GET  /a HTTP/1.1\r\n\r\n",
             "GET /a b HTTP/1.1\r\n\r\n",

@@ -100,6 +100,18 @@ enum HTTP1Parser {
             return nil
         }
         guard let found else {
+            // A head ended by bare LFs would wait here for the header timeout: refuse it
+            // now (only the bytes scanned for the first time are looked at).
+            let bareBlankLine = buffer.withUnsafeReadableBytes { raw in
+                let count = min(raw.count, maxHeadBytes)
+                var index = from
+                while index + 1 < count {
+                    if raw[index] == 0x0A && raw[index + 1] == 0x0A { return true }
+                    index += 1
+                }
+                return false
+            }
+            if bareBlankLine { throw .malformed("bare LF line ends") }
             if buffer.readableBytes >= maxHeadBytes { throw .headTooLarge }
             scanned = buffer.readableBytes
             return nil
