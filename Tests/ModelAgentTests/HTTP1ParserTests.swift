@@ -50,6 +50,19 @@ struct HTTP1ParserTests {
         #expect(found?.version == .http1_0 && found?.headers["x"] == ["y"] && buffer.readableBytes == 0)
     }
 
+    /// A bare LF is refused as soon as it arrives, also when the head comes in pieces.
+    @Test func bareLineFeedsAreRefusedAsTheyArrive() throws {
+        var buffer = ByteBuffer(string: "GET / HTTP/1.1\r\nHost: x\r")
+        var scanned = 0
+        #expect(try HTTP1Parser.requestHead(&buffer, scanned: &scanned) == nil)
+        buffer.writeString("\nX: y\r\n")
+        #expect(try HTTP1Parser.requestHead(&buffer, scanned: &scanned) == nil)
+        buffer.writeString("\n")
+        #expect(throws: HTTP1ParseError.malformed("bare LF line ends")) {
+            _ = try HTTP1Parser.requestHead(&buffer, scanned: &scanned)
+        }
+    }
+
     @Test func malformedHeadsAreRefused() {
         let bad = [
             "GET /a HTTP/1.1\r\nHost : x\r\n\r\n",  // space before the colon
@@ -57,6 +70,7 @@ struct HTTP1ParserTests {
             "GET /a HTTP/1.1\r\nHost: x\ny\r\n\r\n",  // bare LF in a value
             "GET /a HTTP/1.1\nHost: x\n\n",  // bare LF line ends: refused, not waited on
             "GET /a HTTP/1.1\r\nHost: x\r\n\n",
+            "GET /a HTTP/1.1\r\nHost: x\n\r\n",
             "GET /a HTTP/1.1\r\nX: \u{0}\r\n\r\n",
             "GET  /a HTTP/1.1\r\n\r\n",
             "GET /a b HTTP/1.1\r\n\r\n",

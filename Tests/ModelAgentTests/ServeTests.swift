@@ -129,7 +129,7 @@ struct ServeTests {
         }
         for bad in [
             "", ":80", "a:b:c", "a:x", "a:80:90", "a:65536", "a:000080", "[", "[]", "a]b", "[::1]x", "[::1", "[1.2]",
-            "[v.x]", "[vz.x]", "%zz", "%4", "a%", "a%4", "a b", "a/b", "a@b", "a,b", "a%00b",
+            "[v.x]", "[vz.x]", "%zz", "%4", "a%", "a%4", "a b", "a/b", "a@b", "a,b", "a%00b", "a%0a", "a%1F", "a%7f",
         ] {
             #expect(!valid(bad), "\(bad)")
         }
@@ -157,7 +157,8 @@ struct ServeTests {
             "/inference.GRPCInferenceService/RepositoryModelLoad",
             "/inference.GRPCInferenceService/RepositoryModelUnload",
             "/v2/repository/models/../load", "/v2/repository/x/models/m/load", "/v2/repository/models/m/%2e%2e/load",
-            "/v2/x/.%2e/repository/models/m/load",
+            "/v2/x/.%2e/repository/models/m/load", "/v2/repository/../models/m/load",
+            "/v2/repository/%2e%2e/models/m/load",
         ]
         for path in calls { #expect(InferenceRoute.changesRepository(path: path), "\(path)") }
         let others = [

@@ -100,18 +100,19 @@ enum HTTP1Parser {
             return nil
         }
         guard let found else {
-            // A head ended by bare LFs would wait here for the header timeout: refuse it
-            // now (only the bytes scanned for the first time are looked at).
-            let bareBlankLine = buffer.withUnsafeReadableBytes { raw in
+            // A head with a bare LF (which lenient parsers take for a line end, so its blank
+            // line may never come as CR LF CR LF) would wait for the header timeout: refuse
+            // it now. Only the bytes scanned for the first time are looked at.
+            let bareLF = buffer.withUnsafeReadableBytes { raw in
                 let count = min(raw.count, maxHeadBytes)
                 var index = from
-                while index + 1 < count {
-                    if raw[index] == 0x0A && raw[index + 1] == 0x0A { return true }
+                while index < count {
+                    if raw[index] == 0x0A && (index == 0 || raw[index - 1] != 0x0D) { return true }
                     index += 1
                 }
                 return false
             }
-            if bareBlankLine { throw .malformed("bare LF line ends") }
+            if bareLF { throw .malformed("bare LF line ends") }
             if buffer.readableBytes >= maxHeadBytes { throw .headTooLarge }
             scanned = buffer.readableBytes
             return nil

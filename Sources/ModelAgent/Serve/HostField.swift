@@ -2,7 +2,7 @@
 /// `uri-host [":" port]`, where the host is a bracketed IPv6 address or IPvFuture, or a
 /// registered name or IPv4 address (percent-encoding and sub-delimiters allowed, but not a
 /// comma, which is how a hop that combines field lines writes two Host fields, nor an
-/// escaped NUL). An empty host is refused too (RFC 9110 §4.2.1: an `http` URI must name
+/// escaped control character). An empty host is refused too (RFC 9110 §4.2.1: an `http` URI must name
 /// one). The model server may route or log by this field, so it must read it as the agent
 /// did.
 enum HostField {
@@ -60,8 +60,8 @@ enum HostField {
         while index < bytes.endIndex {
             let byte = bytes[index]
             if byte == UInt8(ascii: "%") {
-                guard bytes.endIndex - index >= 3, isHexDigit(bytes[index + 1]), isHexDigit(bytes[index + 2]),
-                    bytes[index + 1] != UInt8(ascii: "0") || bytes[index + 2] != UInt8(ascii: "0")
+                guard bytes.endIndex - index >= 3, let high = hexValue(bytes[index + 1]),
+                    let low = hexValue(bytes[index + 2]), high >= 2 && !(high == 7 && low == 15)
                 else {
                     return false
                 }
@@ -76,6 +76,15 @@ enum HostField {
 
     private static func isDigit(_ byte: UInt8) -> Bool {
         byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
     }
 
     private static func isHexDigit(_ byte: UInt8) -> Bool {

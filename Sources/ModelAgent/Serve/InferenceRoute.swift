@@ -21,21 +21,23 @@ enum InferenceRoute {
     /// HTTP (everything under `/v2/repository/` but the index, which only lists; Triton also
     /// routes `/v2/repository/<repository>/models/…`) or gRPC. With the memory cache the
     /// agent alone decides what the server holds: a client loading models through the
-    /// proxied port would overcommit it unseen. The path is compared as a lenient server
-    /// could read it (`lenientPath`), which also covers one that keeps `.` and `..` as they
-    /// are: they can only lead back under `/v2/repository/`.
+    /// proxied port would overcommit it unseen. The path is compared as lenient servers
+    /// could read it (`lenientPath`): with `.` and `..` resolved, and kept as they are (a
+    /// server that routes `/v2/repository/../models/m/load` literally sees a repository
+    /// named `..`).
     static func changesRepository(path uri: String) -> Bool {
-        let path = lenientPath(uri)
-        return (path.hasPrefix("/v2/repository/") && path != "/v2/repository/index")
-            || path == "/inference.grpcinferenceservice/repositorymodelload"
-            || path == "/inference.grpcinferenceservice/repositorymodelunload"
+        [lenientPath(uri), lenientPath(uri, resolvingDots: false)].contains { path in
+            (path.hasPrefix("/v2/repository/") && path != "/v2/repository/index")
+                || path == "/inference.grpcinferenceservice/repositorymodelload"
+                || path == "/inference.grpcinferenceservice/repositorymodelunload"
+        }
     }
 
-    /// `uri`'s path with every percent-escape decoded, empty and `.` segments dropped, `..`
-    /// segments resolved, and ASCII letters in lower case: servers differ in which of these
-    /// they do before routing (Starlette decodes escapes, others merge slashes or ignore
-    /// case), and a refusal must hold for all of them.
-    static func lenientPath(_ uri: String) -> String {
+    /// `uri`'s path with every percent-escape decoded, empty segments dropped, `.` and `..`
+    /// segments resolved (unless `resolvingDots` is false), and ASCII letters in lower case:
+    /// servers differ in which of these they do before routing (Starlette decodes escapes,
+    /// others merge slashes or ignore case), and a refusal must hold for all of them.
+    static func lenientPath(_ uri: String, resolvingDots: Bool = true) -> String {
         let raw = uri.utf8.prefix { $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") }
         var decoded: [UInt8] = []
         decoded.reserveCapacity(raw.count)
@@ -54,6 +56,10 @@ enum InferenceRoute {
         }
         var segments: [ArraySlice<UInt8>] = []
         for segment in decoded.split(separator: UInt8(ascii: "/")) {
+            guard resolvingDots else {
+                segments.append(segment)
+                continue
+            }
             if segment.elementsEqual(".".utf8) { continue }
             if segment.elementsEqual("..".utf8) {
                 _ = segments.popLast()

@@ -685,8 +685,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
     ) {
         respond(
             version: request.version, status, contentType: contentType, body, extra: extra,
-            // Draining: clients reconnect, as for proxied answers.
-            headOnly: request.method == .HEAD, close: close || !request.keepAlive || shared.drain.isDraining)
+            headOnly: request.method == .HEAD, close: close || !request.keepAlive)
     }
 
     /// Writes a whole local answer (state is `.answered`); `headOnly`: to a HEAD, the length
@@ -699,7 +698,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamReceiver {
         guard let context else { return }
         // A body that may never come (100 Continue was asked for and not given): what came
         // next could not be told from it.
-        let close = requested || (requestBody != nil && expectsContinue)
+        // Draining: clients reconnect, as for proxied answers; but a body still arriving is
+        // read first (closing on unread bytes resets the connection, and the answer with it).
+        let close =
+            requested || (requestBody != nil && expectsContinue) || (requestBody == nil && shared.drain.isDraining)
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: contentType)
         headers.add(name: "Content-Length", value: String(body.utf8.count))
