@@ -164,7 +164,7 @@ struct ProxyTests {
             + "POST /echo/3 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
             + "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
             + "GET /echo/never HTTP/1.1\r\nHost: a\r\n\r\n"
-        let text = String(decoding: try exchangeOnLoopback(port: agent.proxyPort, pipelined), as: UTF8.self)
+        let text = try exchangeTextOnLoopback(port: agent.proxyPort, pipelined)
         let first = text.range(of: #""target": "/echo/1""#)
         let third = text.range(of: #""target": "/echo/3""#)
         #expect(first != nil && third != nil && first!.lowerBound < third!.lowerBound, "\(text)")
@@ -183,7 +183,7 @@ struct ProxyTests {
         let w = try await World()
         let agent = try await w.agent()
         func exchange(_ request: String) throws -> String {
-            String(decoding: try exchangeOnLoopback(port: agent.proxyPort, request), as: UTF8.self).lowercased()
+            try exchangeTextOnLoopback(port: agent.proxyPort, request).lowercased()
         }
         let host = "Host: a\r\n"
         let answers = try [
@@ -230,7 +230,7 @@ struct ProxyTests {
         let w = try await World()
         let agent = try await w.agent()
         func exchange(_ request: String) throws -> String {
-            String(decoding: try exchangeOnLoopback(port: agent.proxyPort, request), as: UTF8.self)
+            try exchangeTextOnLoopback(port: agent.proxyPort, request)
         }
         let missing = try exchange("GET /echo/a HTTP/1.1\r\n\r\n")
         let twice = try exchange("HEAD /echo/a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
@@ -253,7 +253,7 @@ struct ProxyTests {
             let first = "GET /echo/first HTTP/\(version)\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"
             let second =
                 head.map { $0 + "\r\nok" } ?? "GET \(path) HTTP/\(version)\r\nHost: a\r\nConnection: close\r\n\r\n"
-            return String(decoding: try exchangeOnLoopback(port: agent.proxyPort, first + second), as: UTF8.self)
+            return try exchangeTextOnLoopback(port: agent.proxyPort, first + second)
         }
         let dropped = try afterAnother("/drop/d")
         let garbled = try afterAnother("/garbled/g")
@@ -335,9 +335,7 @@ struct ProxyTests {
             #expect(answer.text.contains(#""error":"model server unavailable: cannot connect"#), "\(answer.text)")
         }
         // To HEAD, the head only.
-        let head = String(
-            decoding: try exchangeOnLoopback(port: agent.proxyPort, "HEAD /v2/models/m HTTP/1.1\r\nHost: a\r\n\r\n"),
-            as: UTF8.self)
+        let head = try exchangeTextOnLoopback(port: agent.proxyPort, "HEAD /v2/models/m HTTP/1.1\r\nHost: a\r\n\r\n")
         #expect(head.hasPrefix("HTTP/1.1 502 Bad Gateway") && head.hasSuffix("\r\n\r\n"), "\(head)")
         #expect(try agent.messages(containing: "Proxy cannot reach the model server").count == 1)
 

@@ -106,6 +106,11 @@ public func connectLoopback(port: Int) throws -> Int32 {
     return fd
 }
 
+/// `exchangeOnLoopback`'s answer, as text.
+public func exchangeTextOnLoopback(port: Int, _ request: String) throws -> String {
+    String(decoding: try exchangeOnLoopback(port: port, request), as: UTF8.self)
+}
+
 /// Sends `request` as raw bytes to 127.0.0.1:`port` and returns everything received until
 /// the server closes the connection; a read waits at most 30 s, so a server that never
 /// answers or closes fails the test instead of blocking a test thread.

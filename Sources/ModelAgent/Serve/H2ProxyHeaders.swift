@@ -29,7 +29,8 @@ enum H2ProxyHeaders {
         let authority = headers[":authority"]
         let host = headers["host"]
         if authority.count > 1 || host.count > 1 { return "more than one Host field" }
-        for value in authority + host where !Array(value.utf8).withUnsafeBytes({ HostField.isValid($0[...]) }) {
+        for var value in authority + host where !value.withUTF8({ HostField.isValid(UnsafeRawBufferPointer($0)[...]) })
+        {
             return "bad Host field"
         }
         if let a = authority.first, let h = host.first, a.lowercased() != h.lowercased() {

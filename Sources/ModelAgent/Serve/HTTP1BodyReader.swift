@@ -106,7 +106,7 @@ struct HTTP1BodyReader {
                 guard digits > 0 else { throw .malformed("bad chunk size") }
                 return .sizeLF(value: value)
             }
-            if !inExtension, let digit = Self.hexValue(byte) {
+            if !inExtension, let digit = ASCIIByte.hexValue(byte) {
                 // 15 hex digits stay below Int64.max.
                 guard digits < 15 else { throw .malformed("chunk too large") }
                 return .size(
@@ -148,14 +148,5 @@ struct HTTP1BodyReader {
         defer { trailerLine.removeAll(keepingCapacity: true) }
         let valid = trailerLine.withUnsafeBytes { bytes in (try? HTTP1Parser.parseField(bytes[...])) != nil }
         if !valid { throw .malformed("bad trailer field") }
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case 0x30...0x39: return byte - 0x30
-        case 0x41...0x46: return byte - 0x41 + 10
-        case 0x61...0x66: return byte - 0x61 + 10
-        default: return nil
-        }
     }
 }

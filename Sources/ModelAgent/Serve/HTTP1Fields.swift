@@ -221,12 +221,9 @@ private func listItems(
 /// Whether `bytes` equals `other`, ignoring the case of ASCII letters on both sides.
 private func equalFolded(_ bytes: some Collection<UInt8>, _ other: some Collection<UInt8>) -> Bool {
     guard bytes.count == other.count else { return false }
-    return zip(bytes, other).allSatisfy { foldedASCII($0) == foldedASCII($1) }
+    return zip(bytes, other).allSatisfy { ASCIIByte.folded($0) == ASCIIByte.folded($1) }
 }
 
 private func equalFolded(_ bytes: some Collection<UInt8>, _ lowercase: StaticString) -> Bool {
     lowercase.withUTF8Buffer { equalFolded(bytes, $0) }
 }
-
-@inline(__always)
-private func foldedASCII(_ byte: UInt8) -> UInt8 { byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte }

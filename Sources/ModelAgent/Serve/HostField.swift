@@ -60,8 +60,8 @@ enum HostField {
         while index < bytes.endIndex {
             let byte = bytes[index]
             if byte == UInt8(ascii: "%") {
-                guard bytes.endIndex - index >= 3, let high = hexValue(bytes[index + 1]),
-                    let low = hexValue(bytes[index + 2]), high >= 2 && !(high == 7 && low == 15)
+                guard bytes.endIndex - index >= 3, let high = ASCIIByte.hexValue(bytes[index + 1]),
+                    let low = ASCIIByte.hexValue(bytes[index + 2]), high >= 2 && !(high == 7 && low == 15)
                 else {
                     return false
                 }
@@ -78,23 +78,7 @@ enum HostField {
         byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
     }
 
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
-    }
-
-    private static func isHexDigit(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"),
-            UInt8(ascii: "A")...UInt8(ascii: "F"):
-            return true
-        default: return false
-        }
-    }
+    private static func isHexDigit(_ byte: UInt8) -> Bool { ASCIIByte.hexValue(byte) != nil }
 
     private static func isUnreserved(_ byte: UInt8) -> Bool {
         switch byte {

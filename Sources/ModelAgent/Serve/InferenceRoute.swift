@@ -22,22 +22,36 @@ enum InferenceRoute {
     /// routes `/v2/repository/<repository>/models/…`) or gRPC. With the memory cache the
     /// agent alone decides what the server holds: a client loading models through the
     /// proxied port would overcommit it unseen. The path is compared as lenient servers
-    /// could read it (`lenientPath`): with `.` and `..` resolved, and kept as they are (a
+    /// could read it (`lenientSegments`): with `.` and `..` resolved, and kept as they are (a
     /// server that routes `/v2/repository/../models/m/load` literally sees a repository
     /// named `..`).
     static func changesRepository(path uri: String) -> Bool {
-        [lenientPath(uri), lenientPath(uri, resolvingDots: false)].contains { path in
-            (path.hasPrefix("/v2/repository/") && path != "/v2/repository/index")
-                || path == "/inference.grpcinferenceservice/repositorymodelload"
-                || path == "/inference.grpcinferenceservice/repositorymodelunload"
-        }
+        let literal = lenientSegments(uri)
+        return isRepositoryCall(literal) || isRepositoryCall(resolvingDots(literal))
     }
 
     /// `uri`'s path with every percent-escape decoded, empty segments dropped, `.` and `..`
-    /// segments resolved (unless `resolvingDots` is false), and ASCII letters in lower case:
-    /// servers differ in which of these they do before routing (Starlette decodes escapes,
-    /// others merge slashes or ignore case), and a refusal must hold for all of them.
-    static func lenientPath(_ uri: String, resolvingDots: Bool = true) -> String {
+    /// segments resolved, and ASCII letters in lower case: servers differ in which of these
+    /// they do before routing (Starlette decodes escapes, others merge slashes or ignore
+    /// case), and a refusal must hold for all of them.
+    static func lenientPath(_ uri: String) -> String {
+        "/" + resolvingDots(lenientSegments(uri)).map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")
+    }
+
+    /// `/v2/repository/…` but the index, or a gRPC repository load or unload, as
+    /// `lenientSegments` spells them.
+    private static func isRepositoryCall(_ segments: [ArraySlice<UInt8>]) -> Bool {
+        func named(_ index: Int, _ text: String) -> Bool { segments[index].elementsEqual(text.utf8) }
+        if segments.count >= 3 && named(0, "v2") && named(1, "repository") {
+            return !(segments.count == 3 && named(2, "index"))
+        }
+        return segments.count == 2 && named(0, "inference.grpcinferenceservice")
+            && (named(1, "repositorymodelload") || named(1, "repositorymodelunload"))
+    }
+
+    /// The non-empty segments of `uri`'s path (query and fragment cut off), percent-escapes
+    /// decoded and letters in lower case; `.` and `..` kept as they are.
+    private static func lenientSegments(_ uri: String) -> [ArraySlice<UInt8>] {
         let raw = uri.utf8.prefix { $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") }
         var decoded: [UInt8] = []
         decoded.reserveCapacity(raw.count)
@@ -45,44 +59,30 @@ enum InferenceRoute {
         while index != raw.endIndex {
             let byte = raw[index]
             index = raw.index(after: index)
-            if byte == UInt8(ascii: "%"), let high = hexValue(raw[index...].first),
-                let low = hexValue(raw[index...].dropFirst().first)
+            if byte == UInt8(ascii: "%"), let high = raw[index...].first.flatMap(ASCIIByte.hexValue),
+                let low = raw[index...].dropFirst().first.flatMap(ASCIIByte.hexValue)
             {
-                decoded.append(lowercased(high << 4 | low))
+                decoded.append(ASCIIByte.folded(high << 4 | low))
                 index = raw.index(index, offsetBy: 2)
             } else {
-                decoded.append(lowercased(byte))
+                decoded.append(ASCIIByte.folded(byte))
             }
         }
-        var segments: [ArraySlice<UInt8>] = []
-        for segment in decoded.split(separator: UInt8(ascii: "/")) {
-            guard resolvingDots else {
-                segments.append(segment)
-                continue
-            }
+        return decoded.split(separator: UInt8(ascii: "/"))
+    }
+
+    /// `segments` with `.` dropped and each `..` taking the segment before it away.
+    private static func resolvingDots(_ segments: [ArraySlice<UInt8>]) -> [ArraySlice<UInt8>] {
+        var resolved: [ArraySlice<UInt8>] = []
+        for segment in segments {
             if segment.elementsEqual(".".utf8) { continue }
             if segment.elementsEqual("..".utf8) {
-                _ = segments.popLast()
+                _ = resolved.popLast()
                 continue
             }
-            segments.append(segment)
+            resolved.append(segment)
         }
-        return "/" + segments.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")
-    }
-
-    private static func hexValue(_ byte: UInt8?) -> UInt8? {
-        switch byte {
-        case let digit? where digit >= UInt8(ascii: "0") && digit <= UInt8(ascii: "9"): digit - UInt8(ascii: "0")
-        case let letter? where letter >= UInt8(ascii: "a") && letter <= UInt8(ascii: "f"):
-            letter - UInt8(ascii: "a") + 10
-        case let letter? where letter >= UInt8(ascii: "A") && letter <= UInt8(ascii: "F"):
-            letter - UInt8(ascii: "A") + 10
-        default: nil
-        }
-    }
-
-    private static func lowercased(_ byte: UInt8) -> UInt8 {
-        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
+        return resolved
     }
 
     static let repositoryRefusal =

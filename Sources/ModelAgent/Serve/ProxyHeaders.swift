@@ -21,7 +21,8 @@ enum ProxyHeaders {
         let restated = !chunked && fields.lengthNeedsRestating ? try? fields.contentLength() : nil
         var hasLength = false
         var hasProto = false
-        var hasHost = false
+        var hasForwardedHost = false
+        var host: Range<Int>?
         var forwardedFor: [Range<Int>] = []
         fields.withRaw { raw in
             out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[0..<head.targetEnd]))
@@ -43,7 +44,8 @@ enum ProxyHeaders {
                     }
                     hasLength = true
                 case .xForwardedProto: hasProto = true
-                case .xForwardedHost: hasHost = true
+                case .xForwardedHost: hasForwardedHost = true
+                case .host: host = field.value
                 default: break
                 }
                 HTTP1Fields.copy(field, from: raw, into: &out)
@@ -63,10 +65,10 @@ enum ProxyHeaders {
                 out.writeStaticString("\r\n")
             }
             if !hasProto { out.writeStaticString("X-Forwarded-Proto: http\r\n") }
-            if let host = fields.fields.first(where: { $0.name == .host }) {
-                if !hasHost {
+            if let host {
+                if !hasForwardedHost {
                     out.writeStaticString("X-Forwarded-Host: ")
-                    out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[host.value]))
+                    out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[host]))
                     out.writeStaticString("\r\n")
                 }
             } else {
